@@ -1,0 +1,106 @@
+"""Opening, upgrading and closing the database; the one door through which trio code reaches it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tortoise import Tortoise, connections
+
+from w3gate.store import migrations
+from w3gate.store.bridge import AsyncioThread
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MODELS = "w3gate.store.models"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite://{data_dir / 'w3gate.sqlite3'}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and /healthz."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def _tortoise_config(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        connection: dict[str, Any] | str = {
+            "engine": "tortoise.backends.sqlite",
+            "credentials": {
+                "file_path": path,
+                "journal_mode": "WAL",
+                "journal_size_limit": 16384,
+                "foreign_keys": "ON",
+                "synchronous": "NORMAL",
+            },
+        }
+    else:
+        connection = url
+    return {
+        "connections": {"default": connection},
+        "apps": {"w3gate": {"models": [MODELS], "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+class Database:
+    """Tortoise running on its own asyncio thread; ``await db.run(fn, *args)`` from trio."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._thread: AsyncioThread | None = None
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self.url.startswith("sqlite") else "postgres"
+
+    async def open(self, *, upgrade_to: int = migrations.LATEST) -> tuple[int, int]:
+        """Connect and upgrade the schema; returns the (before, after) schema versions."""
+        if self.url.startswith("sqlite://"):
+            Path(self.url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+        self._thread = AsyncioThread()
+        try:
+            return await self.run(self._open, upgrade_to)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self, upgrade_to: int) -> tuple[int, int]:
+        await Tortoise.init(config=_tortoise_config(self.url), _enable_global_fallback=True)
+        before, after = await migrations.upgrade(connections.get("default"), upgrade_to)
+        if before != after:
+            log.info("database %s upgraded from schema %d to %d", redact_url(self.url), before, after)
+        return before, after
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        if self._thread is None:
+            raise RuntimeError("database is not open")
+        return await self._thread.run(fn, *args)
+
+    async def ping(self) -> bool:
+        async def _ping() -> bool:
+            await connections.get("default").execute_query("SELECT 1")
+            return True
+
+        return await self.run(_ping)
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        try:
+            await self._thread.run(Tortoise.close_connections)
+        finally:
+            self._thread.stop()
+            self._thread = None

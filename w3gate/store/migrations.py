@@ -1,0 +1,111 @@
+"""Versioned schema: each release's changes as ordered SQL steps, applied once, in a transaction.
+
+Why not ``generate_schemas``: it only creates missing tables, it never upgrades an existing database.
+Here ``schema_version`` records the last step applied, and :func:`upgrade` runs every later step, so a
+newer w3gate opens an older database and upgrades it in place. A database newer than this release is
+refused rather than misread. SQL is written once for both dialects; ``{pk}`` is the one difference.
+"""
+
+from __future__ import annotations
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+PK = {
+    "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "postgres": "BIGSERIAL PRIMARY KEY",
+}
+
+# Never edit a released step: append a new one.
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "pins and their meta",
+        [
+            """CREATE TABLE pins (
+                id {pk},
+                requestid VARCHAR(36) NOT NULL UNIQUE,
+                owner VARCHAR(255) NOT NULL,
+                cid VARCHAR(255) NOT NULL,
+                name VARCHAR(255),
+                status VARCHAR(8) NOT NULL,
+                created_ms BIGINT NOT NULL UNIQUE,
+                origins TEXT NOT NULL DEFAULT '[]',
+                meta TEXT NOT NULL DEFAULT '{{}}'
+            )""",
+            "CREATE INDEX pins_owner_created ON pins (owner, created_ms)",
+            "CREATE INDEX pins_owner_status_created ON pins (owner, status, created_ms)",
+            "CREATE INDEX pins_cid ON pins (cid)",
+            """CREATE TABLE pin_meta (
+                id {pk},
+                pin_id BIGINT NOT NULL REFERENCES pins (id) ON DELETE CASCADE,
+                key VARCHAR(255) NOT NULL,
+                value TEXT NOT NULL
+            )""",
+            "CREATE INDEX pin_meta_key_value ON pin_meta (key, value, pin_id)",
+            "CREATE INDEX pin_meta_pin ON pin_meta (pin_id)",
+        ],
+    ),
+    (
+        "crust storage orders",
+        [
+            """CREATE TABLE orders (
+                cid VARCHAR(255) PRIMARY KEY,
+                status VARCHAR(10) NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_try_ms BIGINT NOT NULL DEFAULT 0,
+                error TEXT,
+                tx_hash VARCHAR(66),
+                tx_nonce BIGINT,
+                submitted_ms BIGINT,
+                placed_block BIGINT,
+                file_size BIGINT,
+                expires_at BIGINT,
+                replicas INTEGER,
+                renewals INTEGER NOT NULL DEFAULT 0,
+                created_ms BIGINT NOT NULL,
+                updated_ms BIGINT NOT NULL
+            )""",
+            "CREATE INDEX orders_status_next ON orders (status, next_try_ms, created_ms)",
+            "CREATE INDEX orders_expires ON orders (status, expires_at)",
+            # pins accepted before orders existed get their order now
+            """INSERT INTO orders (cid, status, created_ms, updated_ms)
+               SELECT cid, 'queued', MIN(created_ms), MIN(created_ms) FROM pins GROUP BY cid""",
+        ],
+    ),
+]
+
+LATEST = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer w3gate."""
+
+
+def dialect_of(conn: BaseDBAsyncClient) -> str:
+    name = conn.capabilities.dialect
+    return "postgres" if name.startswith("postgres") else name
+
+
+async def current_version(conn: BaseDBAsyncClient) -> int:
+    await conn.execute_script("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    rows = await conn.execute_query_dict("SELECT MAX(version) AS v FROM schema_version")
+    return int(rows[0]["v"] or 0) if rows else 0
+
+
+async def upgrade(conn: BaseDBAsyncClient, target: int = LATEST) -> tuple[int, int]:
+    """Apply every step after the database's version up to ``target``; return (before, after)."""
+    from tortoise.transactions import in_transaction
+
+    before = await current_version(conn)
+    if before > LATEST:
+        raise SchemaTooNew(
+            f"the database is at schema version {before}, this w3gate knows up to {LATEST}: upgrade w3gate"
+        )
+    pk = PK[dialect_of(conn)]
+    for version in range(before + 1, target + 1):
+        _title, steps = MIGRATIONS[version - 1]
+        async with in_transaction(conn.connection_name) as tx:
+            for step in steps:
+                await tx.execute_script(step.format(pk=pk))
+            await tx.execute_query("DELETE FROM schema_version")
+            await tx.execute_query(f"INSERT INTO schema_version (version) VALUES ({version})")
+    return before, max(before, target)

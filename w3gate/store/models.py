@@ -1,0 +1,70 @@
+"""Tortoise models: the tables the service reads and writes.
+
+The schema itself is created and upgraded by :mod:`w3gate.store.migrations` (versioned SQL), not by
+Tortoise's ``generate_schemas``, so an existing database is upgraded in place by a later release.
+Times are integer milliseconds since the epoch: exact, comparable and identical on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+PIN_STATUSES = ("queued", "pinning", "pinned", "failed")
+
+
+class Pin(Model):
+    """One pin request of one user (the spec's PinStatus)."""
+
+    id = fields.BigIntField(primary_key=True)
+    requestid = fields.CharField(max_length=36, unique=True)
+    owner = fields.CharField(max_length=255)
+    cid = fields.CharField(max_length=255)
+    name = fields.CharField(max_length=255, null=True)
+    status = fields.CharField(max_length=8)
+    created_ms = fields.BigIntField(unique=True)
+    origins = fields.TextField(default="[]")
+    meta = fields.TextField(default="{}")
+
+    class Meta:
+        table = "pins"
+
+
+class PinMeta(Model):
+    """One key/value of a pin's ``meta``, so that meta filters are indexed lookups."""
+
+    id = fields.BigIntField(primary_key=True)
+    pin_id = fields.BigIntField()
+    key = fields.CharField(max_length=255)
+    value = fields.TextField()
+
+    class Meta:
+        table = "pin_meta"
+
+
+class Order(Model):
+    """The Crust storage order for one CID, shared by every pin of that CID.
+
+    ``status``: ``queued`` (waiting), ``submitting`` (an extrinsic carrying it was signed and recorded
+    in ``tx_hash``/``tx_nonce`` before it was sent: reconcile with the chain after a crash),
+    ``pinning`` (on chain), ``pinned`` (enough replicas), ``failed``.
+    """
+
+    cid = fields.CharField(max_length=255, primary_key=True)
+    status = fields.CharField(max_length=10)
+    attempts = fields.IntField(default=0)
+    next_try_ms = fields.BigIntField(default=0)
+    error = fields.TextField(null=True)
+    tx_hash = fields.CharField(max_length=66, null=True)
+    tx_nonce = fields.BigIntField(null=True)
+    submitted_ms = fields.BigIntField(null=True)
+    placed_block = fields.BigIntField(null=True)
+    file_size = fields.BigIntField(null=True)
+    expires_at = fields.BigIntField(null=True)
+    replicas = fields.IntField(null=True)
+    renewals = fields.IntField(default=0)
+    created_ms = fields.BigIntField()
+    updated_ms = fields.BigIntField()
+
+    class Meta:
+        table = "orders"
