@@ -1,9 +1,15 @@
 """Finding and loading chain plugins: the built-ins, entry points, and the operator's plugin directory.
 
-The built-in chains are imported by module name (as datasette does with its DEFAULT_PLUGINS), then every
-``w3gate`` entry point visible on the import path is loaded; the plugin directory is put on the import
-path first so that ``pip install --target DIR`` plugins are found by an installed w3gate and by the frozen
-binary alike.
+The built-in chains are imported by module name (as datasette does with its DEFAULT_PLUGINS) and go
+through the very same hook as third-party plugins. Then every ``w3gate`` entry point visible on the import
+path is loaded. The plugin directory is put first on the import path before that, so that a plugin
+installed with ``pip install --target DIR --no-deps`` is found by an installed w3gate and by the frozen
+binary alike (importlib.metadata reads ``*.dist-info/entry_points.txt`` from every ``sys.path`` entry), and
+a copy in the plugin directory wins over one installed elsewhere.
+
+Failure policy (the operator must be able to start with one broken plugin, and must never get an
+ambiguous alias table): a plugin that fails to import or to answer the hook is logged by name and cause
+and skipped, or is fatal with ``strict``; two chains claiming one chain type is always fatal.
 """
 
 from __future__ import annotations
@@ -12,16 +18,27 @@ import importlib
 import importlib.metadata as md
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from w3gate import hookspecs
 from w3gate.hookspecs import Chain
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "ChainRegistry",
+    "PluginError",
+    "PluginFailure",
+    "PluginInfo",
+    "add_plugin_dir",
+    "format_plugins",
+    "load_chains",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +56,18 @@ class PluginError(Exception):
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """A loaded plugin, as ``w3gate plugins`` lists it.
+
+    ``chains`` are the canonical names of the chains it returned; ``aliases`` the chain types it serves;
+    ``disabled`` the chain types it offered that ``allowed_chains`` turned away.
+    """
+
     name: str
     version: str
     source: str
     chains: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,13 +79,15 @@ class PluginFailure:
 
 @dataclass
 class ChainRegistry:
-    """Every chain verifier that was loaded, by lower-case alias."""
+    """Every accepted chain verifier, by lower-case chain type (alias)."""
 
     by_alias: dict[str, Chain] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
+    plugin_dir: Path | None = None
 
     def lookup(self, chain_type: str) -> Chain | None:
+        """The chain serving a token's raw chain type (trimmed and lower-cased as Crust does), or None."""
         return self.by_alias.get(chain_type.strip().lower())
 
     @property
@@ -69,101 +95,190 @@ class ChainRegistry:
         return sorted({c.name for c in self.by_alias.values()})
 
 
-def _new_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    return pm
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    version: str
+    source: str
+    load: Callable[[], Any]
 
 
-def _dist_source(dist: md.Distribution | None) -> str:
-    path = getattr(dist, "_path", None)
-    return f"entry point ({Path(path).parent})" if path else "entry point"
-
-
-def _plugin_modules(plugin_dir: Path | None) -> Iterable[tuple[str, str, str, Any]]:
-    """Yield (name, version, source, loader) for each plugin, built-ins first."""
-    from w3gate import __version__
-
-    for modname in DEFAULT_PLUGINS:
-        yield modname.rsplit(".", 1)[-1], __version__, "built-in", lambda m=modname: importlib.import_module(m)
-    seen: set[str] = set()
-    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-        dist = getattr(ep, "dist", None)
-        key = f"{ep.name}={ep.value}"
-        if key in seen:  # the same distribution visible twice on sys.path
-            continue
-        seen.add(key)
-        version = dist.version if dist is not None else "?"
-        source = _dist_source(dist)
-        if plugin_dir is not None and str(plugin_dir) in source:
-            source = f"plugin dir ({plugin_dir})"
-        yield ep.name, version, source, ep.load
-
-
-def add_plugin_dir(plugin_dir: Path) -> None:
-    """Put the plugin directory on the import path (once), so its modules and entry points are seen."""
-    text = str(plugin_dir)
+def add_plugin_dir(plugin_dir: Path | str) -> Path:
+    """Put the plugin directory first on the import path (once), so its modules and entry points are seen."""
+    path = Path(plugin_dir).expanduser().resolve()
+    if not path.is_dir():
+        log.warning("plugin directory %s does not exist: no plugins loaded from it", path)
+    text = str(path)
     if text not in sys.path:
         sys.path.insert(0, text)
     importlib.invalidate_caches()
+    return path
+
+
+def _is_under(location: Path, directory: Path) -> bool:
+    try:
+        location.resolve().relative_to(directory)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _entry_point_source(dist: md.Distribution | None, plugin_dir: Path | None) -> str:
+    if dist is None:
+        return "entry point"
+    label = f"{dist.metadata['Name']} {dist.version}"
+    location = dist.locate_file("")
+    if isinstance(location, Path):
+        where = "plugin dir" if plugin_dir is not None and _is_under(location, plugin_dir) else "installed"
+        return f"{where} {location} ({label})"
+    return f"entry point ({label})"
+
+
+def _candidates(plugin_dir: Path | None) -> list[_Candidate]:
+    """Built-ins first, then entry points (importlib.metadata keeps the first distribution of a name on
+    ``sys.path``, so a plugin-dir copy shadows an installed one)."""
+    from w3gate import __version__
+
+    found = [
+        _Candidate(mod.rsplit(".", 1)[-1], __version__, "built-in", lambda m=mod: importlib.import_module(m))
+        for mod in DEFAULT_PLUGINS
+    ]
+    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        version = dist.version if dist is not None else "?"
+        found.append(_Candidate(ep.name, version, _entry_point_source(dist, plugin_dir), ep.load))
+    return found
+
+
+def _validated(chains: Any) -> list[Chain]:
+    """Check what a hook returned, so that a malformed plugin fails at start-up rather than per request."""
+    if chains is None:
+        return []
+    if isinstance(chains, (str, bytes)) or not isinstance(chains, Iterable):
+        raise PluginError(f"w3gate_chains must return a sequence of Chain objects, not {type(chains).__name__}")
+    result = []
+    for chain in chains:
+        if not isinstance(chain, Chain) or not callable(chain.verify):
+            raise PluginError(f"{chain!r} is not a Chain (needs name, aliases and verify)")
+        if not isinstance(chain.name, str) or not chain.name.strip():
+            raise PluginError(f"{chain!r} has no name")
+        if isinstance(chain.aliases, str) or not isinstance(chain.aliases, Sequence):
+            raise PluginError(f"chain {chain.name!r}: aliases must be a sequence of strings")
+        if not all(isinstance(a, str) and a.strip() for a in chain.aliases):
+            raise PluginError(f"chain {chain.name!r}: every alias must be a non-empty string")
+        result.append(chain)
+    return result
+
+
+def _chain_types(chain: Chain) -> list[str]:
+    """The lower-case chain types a chain answers to, its canonical name first."""
+    names = [chain.name.strip().lower()]
+    names += [a.strip().lower() for a in chain.aliases if a.strip().lower() not in names]
+    return names
+
+
+def _call_hook(pm: pluggy.PluginManager, plugin: object, settings: Mapping[str, Any]) -> list[Chain]:
+    impls = [i for i in pm.hook.w3gate_chains.get_hookimpls() if i.plugin is plugin]
+    if not impls:
+        raise PluginError("it has no @hookimpl w3gate_chains function")
+    chains: list[Chain] = []
+    for impl in impls:
+        kwargs = {"settings": settings} if "settings" in impl.argnames else {}
+        chains += _validated(impl.function(**kwargs))
+    return chains
 
 
 def load_chains(
     *,
-    plugin_dir: Path | None = None,
+    plugin_dir: Path | str | None = None,
     strict: bool = False,
     settings: Mapping[str, Any] | None = None,
     allowed: Iterable[str] | None = None,
 ) -> ChainRegistry:
     """Load every plugin and build the alias table.
 
-    A plugin that fails to import is logged by name and cause and skipped (fatal with ``strict``); two
-    chains claiming one alias is always a :class:`PluginError`. ``allowed`` restricts the accepted chains
-    (by canonical name or alias); ``None`` accepts all.
+    ``settings`` is the operator's ``[chains]`` table, handed to each hook. ``allowed`` restricts the
+    accepted chain types: an entry naming a chain (``near``) accepts all of its aliases, an entry naming
+    one alias (``nea``) accepts only that one; ``None`` accepts all. Only accepted chain types can
+    conflict, so restricting them is also how an operator settles a conflict.
+
+    Raises :class:`PluginError` when two chains claim one accepted chain type, and in ``strict`` mode
+    when any plugin fails to load.
     """
-    if plugin_dir is not None:
-        add_plugin_dir(plugin_dir)
-    settings = settings or {}
     registry = ChainRegistry()
-    pm = _new_manager()
+    if plugin_dir is not None:
+        registry.plugin_dir = add_plugin_dir(plugin_dir)
+    settings = settings if settings is not None else {}
+    allowed_set = {a.strip().lower() for a in allowed if a.strip()} if allowed is not None else None
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
     owner_of: dict[str, str] = {}
-    allowed_set = {a.strip().lower() for a in allowed} if allowed is not None else None
-    for name, version, source, loader in _plugin_modules(plugin_dir):
+    offered: set[str] = set()
+
+    for cand in _candidates(registry.plugin_dir):
+        plugin: object | None = None
         try:
-            module: ModuleType = loader()
-            pm.register(module, name=f"{name}:{source}")
-            impl = getattr(module, "w3gate_chains", None)
-            if impl is None:
-                raise PluginError("the module has no w3gate_chains hook implementation")
-            hook_caller = pm.subset_hook_caller("w3gate_chains", remove_plugins=[
-                p for p in pm.get_plugins() if p is not module
-            ])
-            chains = [c for batch in hook_caller(settings=settings) for c in (batch or [])]
-            for chain in chains:
-                if not isinstance(chain, Chain):
-                    raise PluginError(f"{chain!r} is not a Chain (name, aliases, verify)")
+            plugin = cand.load()
+            pm.register(plugin, name=f"{cand.name} [{cand.source}]")
+            chains = _call_hook(pm, plugin, settings)
         except Exception as exc:  # a broken plugin must not take the others down
-            cause = f"{type(exc).__name__}: {exc}"
+            if plugin is not None and pm.is_registered(plugin):
+                pm.unregister(plugin)
+            cause = f"{type(exc).__name__}: {exc}".rstrip(": ")
             if strict:
-                raise PluginError(f"plugin {name!r} from {source} failed to load: {cause}") from exc
-            log.error("plugin %r from %s failed to load, skipped: %s", name, source, cause)
-            registry.failures.append(PluginFailure(name, source, cause))
+                raise PluginError(f"plugin {cand.name!r} ({cand.source}) failed to load: {cause}") from exc
+            log.error("plugin %r (%s) failed to load and is skipped: %s", cand.name, cand.source, cause)
+            registry.failures.append(PluginFailure(cand.name, cand.source, cause))
             continue
-        aliases_of_plugin: list[str] = []
+
+        accepted: list[str] = []
+        disabled: list[str] = []
         for chain in chains:
-            names = {chain.name.lower(), *(a.strip().lower() for a in chain.aliases)}
-            if allowed_set is not None and not (names & allowed_set):
-                log.info("chain %s from plugin %r is not in allowed_chains: not accepted", chain.name, name)
-                continue
-            for alias in sorted(names):
-                if alias in owner_of:
+            types = _chain_types(chain)
+            offered.update(types)
+            whole_chain = allowed_set is None or types[0] in allowed_set
+            for chain_type in types:
+                if not whole_chain and chain_type not in allowed_set:  # type: ignore[operator]
+                    disabled.append(chain_type)
+                    continue
+                if chain_type in owner_of:
                     raise PluginError(
-                        f"chain type {alias!r} is claimed by two plugins: {owner_of[alias]} and {name} ({source})"
+                        f"chain type {chain_type!r} is claimed twice: by {owner_of[chain_type]} and by "
+                        f"chain {chain.name!r} of plugin {cand.name!r} ({cand.source}); uninstall one of "
+                        "them or leave the chain type out of allowed_chains"
                     )
-                owner_of[alias] = f"{name} ({source})"
-                registry.by_alias[alias] = chain
-                aliases_of_plugin.append(alias)
+                owner_of[chain_type] = f"chain {chain.name!r} of plugin {cand.name!r} ({cand.source})"
+                registry.by_alias[chain_type] = chain
+                accepted.append(chain_type)
         registry.plugins.append(
-            PluginInfo(name, version, source, tuple(c.name for c in chains), tuple(aliases_of_plugin))
+            PluginInfo(
+                cand.name, cand.version, cand.source,
+                tuple(dict.fromkeys(c.name for c in chains)), tuple(accepted), tuple(disabled),
+            )
         )
+
+    if allowed_set is not None:
+        for unknown in sorted(allowed_set - offered):
+            log.warning("allowed_chains names %r, which no loaded plugin offers", unknown)
+    log.info("chain types accepted: %s", ", ".join(sorted(registry.by_alias)) or "none")
     return registry
+
+
+def format_plugins(registry: ChainRegistry) -> str:
+    """The ``w3gate plugins`` listing: each plugin's name, version, chain types and origin, then failures."""
+    rows = [("NAME", "VERSION", "CHAIN TYPES", "FROM")]
+    for p in registry.plugins:
+        types = " ".join(p.aliases) or "-"
+        if p.disabled:
+            types += f" (not allowed: {' '.join(p.disabled)})"
+        rows.append((p.name, p.version, types, p.source))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"w3gate plugins (hookspec {hookspecs.HOOKSPEC_VERSION})"]
+    if registry.plugin_dir is not None:
+        lines.append(f"plugin dir: {registry.plugin_dir}")
+    lines += ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    if registry.failures:
+        lines.append("")
+        lines.append("failed to load:")
+        lines += [f"  {f.name} ({f.source}): {f.cause}" for f in registry.failures]
+    return "\n".join(lines) + "\n"

@@ -43,6 +43,8 @@ def _tortoise_config(url: str) -> dict[str, Any]:
                 "journal_size_limit": 16384,
                 "foreign_keys": "ON",
                 "synchronous": "NORMAL",
+                # the spec's "partial" name match is case-sensitive; "ipartial" uses UPPER() on both sides
+                "case_sensitive_like": "ON",
             },
         }
     else:

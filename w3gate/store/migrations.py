@@ -71,6 +71,29 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                SELECT cid, 'queued', MIN(created_ms), MIN(created_ms) FROM pins GROUP BY cid""",
         ],
     ),
+    (
+        "crust extrinsics and order renewals",
+        [
+            # every signed extrinsic, recorded BEFORE it is sent: after a crash it is found on chain,
+            # re-sent byte for byte while its era lives, or known dead after it: never re-signed blindly
+            """CREATE TABLE crust_txs (
+                hash VARCHAR(66) PRIMARY KEY,
+                nonce BIGINT NOT NULL,
+                extrinsic TEXT NOT NULL,
+                cids TEXT NOT NULL,
+                start_block BIGINT NOT NULL,
+                era_end BIGINT NOT NULL,
+                status VARCHAR(10) NOT NULL,
+                included_block BIGINT,
+                created_ms BIGINT NOT NULL,
+                updated_ms BIGINT NOT NULL
+            )""",
+            "CREATE INDEX crust_txs_status ON crust_txs (status, created_ms)",
+            # 0 = nothing due, 1 = renewal order due, 2 = renewal order in flight (tx_hash)
+            "ALTER TABLE orders ADD COLUMN renew_due INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX orders_tx_hash ON orders (tx_hash)",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

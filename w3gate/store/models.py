@@ -63,8 +63,27 @@ class Order(Model):
     expires_at = fields.BigIntField(null=True)
     replicas = fields.IntField(null=True)
     renewals = fields.IntField(default=0)
+    renew_due = fields.IntField(default=0)
     created_ms = fields.BigIntField()
     updated_ms = fields.BigIntField()
 
     class Meta:
         table = "orders"
+
+
+class CrustTx(Model):
+    """A signed Crust extrinsic, recorded before it is sent (``status``: sent, included, dropped)."""
+
+    hash = fields.CharField(max_length=66, primary_key=True)
+    nonce = fields.BigIntField()
+    extrinsic = fields.TextField()
+    cids = fields.TextField()  # JSON list, in batch order
+    start_block = fields.BigIntField()
+    era_end = fields.BigIntField()
+    status = fields.CharField(max_length=10)
+    included_block = fields.BigIntField(null=True)
+    created_ms = fields.BigIntField()
+    updated_ms = fields.BigIntField()
+
+    class Meta:
+        table = "crust_txs"

@@ -1,0 +1,65 @@
+"""Shared fixtures. The whole suite runs on SQLite, and again on PostgreSQL when
+W3GATE_TEST_POSTGRES_URL names a server (``.ci/run`` starts one): each server then gets a fresh database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import Server, new_postgres_database, start_server_process, substrate_token
+
+try:  # the Crust devchain fixtures (session-scoped chain process)
+    from devchain_fixtures import *  # noqa: F401,F403
+except ImportError:  # pragma: no cover - only while that module is being written
+    pass
+
+POSTGRES = os.environ.get("W3GATE_TEST_POSTGRES_URL")
+
+
+def database_url_for_test() -> str | None:
+    """A fresh PostgreSQL database when testing on PostgreSQL, else None (SQLite in the data dir)."""
+    return new_postgres_database(POSTGRES) if POSTGRES else None
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Any]:
+    """Factory: ``start_server(env=..., args=...)`` starts ``w3gate serve`` on a free loopback port."""
+    servers: list[Server] = []
+    db_of_dir: dict[Path, str | None] = {}
+
+    def start(*, env: dict[str, str] | None = None, args: list[str] | tuple[str, ...] = (),
+              data_dir: Path | None = None, **kw: Any) -> Server:
+        if data_dir is None:
+            data_dir = tmp_path / f"data{len(servers)}"
+            data_dir.mkdir()
+        if "database_url" not in kw:  # a restart on the same data dir keeps its database
+            if data_dir not in db_of_dir:
+                db_of_dir[data_dir] = database_url_for_test()
+            kw["database_url"] = db_of_dir[data_dir]
+        server = start_server_process(env=env, args=args, data_dir=data_dir, **kw)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server.proc.poll() is None:
+            server.kill()
+
+
+@pytest.fixture
+def server(start_server: Any) -> Server:
+    return start_server()
+
+
+@pytest.fixture
+def token() -> str:
+    return substrate_token("//Alice")
+
+
+@pytest.fixture
+def other_token() -> str:
+    return substrate_token("//Bob")

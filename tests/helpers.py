@@ -1,0 +1,138 @@
+"""Test helpers: real W3Auth tokens made with real wallet libraries, and a w3gate process on loopback."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("W3GATE_SHARED_DIR", REPO.parent / "shared"))
+
+
+def substrate_token(uri: str = "//Alice", ss58_format: int = 66, chain_type: str = "sub") -> str:
+    """A Bearer header value signed by a polkadot-style sr25519 key (substrate-interface)."""
+    from substrateinterface import Keypair
+
+    kp = Keypair.create_from_uri(uri, ss58_format=ss58_format)
+    sig = kp.sign(kp.ss58_address.encode()).hex()
+    return bearer(f"{chain_type}-{kp.ss58_address}:0x{sig}")
+
+
+def eth_token(private_key_hex: str, chain_type: str = "eth") -> str:
+    """A Bearer header value signed EIP-191 over the address text (eth-account)."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    acct = Account.from_key(private_key_hex)
+    sig = Account.sign_message(encode_defunct(text=acct.address), private_key_hex).signature.hex()
+    return bearer(f"{chain_type}-{acct.address}:0x{sig.removeprefix('0x')}")
+
+
+def bearer(credentials: str) -> str:
+    return "Bearer " + base64.b64encode(credentials.encode()).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_postgres_database(base_url: str) -> str:
+    """CREATE a fresh database on the test PostgreSQL server; return its URL."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"w3gate_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(base_url.replace("postgres://", "postgresql://", 1))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    head, _, _ = base_url.rpartition("/")
+    return f"{head}/{name}"
+
+
+@dataclass
+class Server:
+    """A running ``w3gate serve`` subprocess."""
+
+    proc: subprocess.Popen
+    base_url: str
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def psa_url(self) -> str:
+        return self.base_url + "/psa"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> int:
+        return self.stop(signal.SIGKILL)
+
+    def client(self, token: str | None = None, **kw: object) -> httpx.Client:
+        headers = {"Authorization": token} if token else {}
+        return httpx.Client(base_url=self.psa_url, headers=headers, timeout=30, **kw)
+
+
+def start_server_process(
+    *,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    data_dir: Path | None = None,
+    database_url: str | None = None,
+    command: Sequence[str] | None = None,
+    ready_timeout: float = 60,
+) -> Server:
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="w3gate-test-"))
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))}
+    full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1"})
+    if database_url:
+        full_env["W3GATE_DATABASE_URL"] = database_url
+    full_env.update(env or {})
+    log_path = data_dir / f"server-{port}.log"
+    # W3GATE_TEST_COMMAND runs the suite against another build, e.g. the frozen binary
+    default = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]
+    cmd = list(command or default)
+    cmd += ["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir), *args]
+    log_file = open(log_path, "ab")
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(data_dir))
+    server = Server(proc, f"http://127.0.0.1:{port}", data_dir, log_path, full_env)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"w3gate exited with {proc.returncode}:\n{server.log_text()[-4000:]}")
+        try:
+            if httpx.get(server.base_url + "/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"w3gate did not become ready in {ready_timeout}s:\n{server.log_text()[-4000:]}")

@@ -1,0 +1,5 @@
+import sys
+
+from w3gate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,151 @@
+"""The HTTP face: the Pinning Service API under ``/psa``, ``/healthz``, CORS and spec-shaped errors.
+
+Every response that is not a success is the spec's Failure body, whatever raised it: validation, the
+framework (unknown route, wrong method, oversized body) or an internal fault, so no framework error page
+ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from w3gate.api.queries import parse_list_query
+from w3gate.errors import ApiError, bad_request, unauthorized
+from w3gate.services.pins import PinService
+from w3gate.w3auth.authenticator import Authenticator, AuthError
+
+log = logging.getLogger(__name__)
+PREFIX = "/psa"
+REASONS = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "INSUFFICIENT_FUNDS",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET,HEAD,PUT,PATCH,POST,DELETE",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+@dataclass
+class Services:
+    pins: PinService
+    authenticator: Authenticator
+    health: Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_bytes: int = 256 * 1024
+
+
+def _json(data: Any, status: int) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False), status=status, content_type="application/json")
+
+
+def failure(err: ApiError) -> Response:
+    return _json(err.body(), err.status)
+
+
+def create_app(services: Services) -> QuartTrio:
+    app = QuartTrio("w3gate", static_folder=None, template_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = services.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.url_map.strict_slashes = False
+
+    def _cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and ("*" in services.cors_origins or origin in services.cors_origins):
+            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in services.cors_origins else origin
+            if "*" not in services.cors_origins:
+                response.headers["Vary"] = "Origin"
+            if request.method == "OPTIONS":
+                response.headers.update(CORS_HEADERS)
+        return response
+
+    @app.before_request
+    async def _authenticate() -> Response | None:
+        if request.method == "OPTIONS":  # CORS preflight needs no token, as in Crust's gateway
+            return Response("", status=204)
+        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            try:
+                identity = await services.authenticator.authenticate(request.headers.get("Authorization"))
+            except AuthError as exc:
+                return failure(unauthorized(exc.details))
+            g.owner = identity.user_key
+        return None
+
+    app.after_request(_cors)
+
+    async def _body() -> Any:
+        raw = await request.get_data(cache=False)
+        if not raw:
+            raise bad_request("the request body is empty; a JSON Pin object is required")
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise bad_request(f"the request body is not valid JSON: {exc}") from None
+
+    @app.get(f"{PREFIX}/pins")
+    async def list_pins() -> Response:
+        query = parse_list_query(request.args)
+        return _json(await services.pins.list(g.owner, query), 200)
+
+    @app.post(f"{PREFIX}/pins")
+    async def add_pin() -> Response:
+        return _json(await services.pins.add(g.owner, await _body()), 202)
+
+    @app.get(f"{PREFIX}/pins/<requestid>")
+    async def get_pin(requestid: str) -> Response:
+        return _json(await services.pins.get(g.owner, requestid), 200)
+
+    @app.post(f"{PREFIX}/pins/<requestid>")
+    async def replace_pin(requestid: str) -> Response:
+        return _json(await services.pins.replace(g.owner, requestid, await _body()), 202)
+
+    @app.delete(f"{PREFIX}/pins/<requestid>")
+    async def delete_pin(requestid: str) -> Response:
+        await services.pins.delete(g.owner, requestid)
+        return Response("", status=202)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        status, body = await services.health()
+        return _json(body, status)
+
+    @app.errorhandler(ApiError)
+    async def _api_error(err: ApiError) -> Response:
+        return failure(err)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(err: HTTPException) -> Response:
+        status = err.code or 500
+        details = err.description or err.name or "request failed"
+        if status == 404:
+            details = f"no such resource: {request.method} {request.path[:200]}"
+        elif status == 405:
+            details = f"method {request.method} is not allowed on {request.path[:200]}"
+        elif status == 413:
+            details = f"the request body is larger than {services.max_body_bytes} bytes"
+        reason = REASONS.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR")
+        response = failure(ApiError(status, reason, details))
+        if status == 405 and getattr(err, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(err.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    async def _internal(err: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.path[:200])
+        return failure(ApiError(500, "INTERNAL_SERVER_ERROR", "an unexpected error occurred; it was logged"))
+
+    return app

@@ -1,0 +1,129 @@
+"""Reading ``GET /pins`` query parameters exactly as the spec defines them."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from w3gate.errors import bad_request
+from w3gate.services.pins import MAX_NAME, check_cid, check_meta
+from w3gate.store.models import PIN_STATUSES
+from w3gate.store.pins import PinQuery
+
+MATCHES = ("exact", "iexact", "partial", "ipartial")
+MAX_CIDS = 10
+MAX_LIMIT = 1000
+# RFC 3339 section 5.6 date-time, nothing looser
+RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+FILTERS = ("cid", "name", "status", "before", "after", "meta")
+META_BRACKET = re.compile(r"^meta\[(.+)\]$")
+
+
+def _one(args: MultiDict, name: str) -> str | None:
+    values = args.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise bad_request(f"{name} was given {len(values)} times; give it once (use a comma list)")
+    return values[0]
+
+
+def _csv(text: str, name: str) -> list[str]:
+    items = [p.strip() for p in text.split(",")]
+    if any(not p for p in items):
+        raise bad_request(f"{name} has an empty item")
+    if len(set(items)) != len(items):
+        raise bad_request(f"{name} has duplicate items")
+    return items
+
+
+def parse_time_us(text: str, name: str) -> int:
+    """RFC 3339 date-time to microseconds since the epoch, or a 400."""
+    m = RFC3339.match(text)
+    if not m:
+        raise bad_request(f"{name} must be an RFC 3339 date-time such as 2020-07-27T17:32:28.276Z")
+    frac = (m.group(7) or ".0")[1:]
+    base = text[: m.start(7)] if m.group(7) else text[: m.start(8)]
+    zone = m.group(8)
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        dt = datetime.fromisoformat(base.replace("t", "T") + zone)
+    except ValueError as exc:
+        raise bad_request(f"{name} is not a valid date-time: {exc}") from None
+    micros = int((frac + "000000")[:6])
+    return int(dt.timestamp()) * 1_000_000 + micros
+
+
+def parse_limit(text: str | None) -> int:
+    if text is None:
+        return 10
+    if not re.fullmatch(r"\+?\d{1,7}", text.strip()):
+        raise bad_request(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    value = int(text)
+    if not 1 <= value <= MAX_LIMIT:
+        raise bad_request(f"limit must be from 1 to {MAX_LIMIT}, got {value}")
+    return value
+
+
+def _meta(args: MultiDict) -> dict[str, str]:
+    meta: dict[str, Any] = {}
+    text = _one(args, "meta")
+    if text is not None:
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise bad_request(f"meta must be a JSON object string: {exc.msg}") from None
+        meta.update(check_meta(parsed))
+    for key in args:
+        m = META_BRACKET.match(key)
+        if m:  # the generated JS client sends meta[key]=value
+            meta[m.group(1)] = _one(args, key)
+    return check_meta(meta)
+
+
+def parse_list_query(args: MultiDict) -> PinQuery:
+    cid_text = _one(args, "cid")
+    cids: list[str] = []
+    if cid_text is not None:
+        cids = _csv(cid_text, "cid")
+        if len(cids) > MAX_CIDS:
+            raise bad_request(f"cid takes at most {MAX_CIDS} CIDs, got {len(cids)}")
+        cids = [check_cid(c) for c in cids]
+    name = _one(args, "name")
+    if name is not None and len(name) > MAX_NAME:
+        raise bad_request(f"name is longer than {MAX_NAME} characters")
+    match = _one(args, "match") or "exact"
+    if match not in MATCHES:
+        raise bad_request(f"match must be one of {', '.join(MATCHES)}")
+    status_text = _one(args, "status")
+    statuses: list[str] = []
+    if status_text is not None:
+        statuses = _csv(status_text, "status")
+        for s in statuses:
+            if s not in PIN_STATUSES:
+                raise bad_request(f"unknown status {s[:40]!r}: use {', '.join(PIN_STATUSES)}")
+    before = _one(args, "before")
+    after = _one(args, "after")
+    before_ms = -(-parse_time_us(before, "before") // 1000) if before is not None else None
+    after_ms = parse_time_us(after, "after") // 1000 if after is not None else None
+    meta = _meta(args)
+    limit = parse_limit(_one(args, "limit"))
+    any_filter = any(k in args for k in FILTERS) or bool(meta)
+    if not statuses and not any_filter:
+        statuses = ["pinned"]  # the spec: no filter at all lists successful pins only
+    return PinQuery(
+        cids=tuple(cids),
+        name=name,
+        match=match,
+        statuses=tuple(statuses),
+        before_ms=before_ms,
+        after_ms=after_ms,
+        meta=tuple(sorted(meta.items())),
+        limit=limit,
+    )

@@ -1,0 +1,111 @@
+"""``w3gate`` command line: ``serve`` (the default), ``plugins``, ``--version``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+from pathlib import Path
+
+from w3gate import __version__
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="w3gate",
+        description="IPFS Pinning Service API with web3 wallet sign-in, storing pins on the Crust Network.",
+    )
+    parser.add_argument(
+        "--version", action="version",
+        version=f"w3gate {__version__} (Python {platform.python_version()})",
+    )
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the service (the default command)")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1; env W3GATE_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080; env W3GATE_PORT)")
+    serve.add_argument("--data-dir", type=Path, help="where the SQLite database lives (env W3GATE_DATA_DIR)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--print-config", action="store_true", help="print the merged settings and exit")
+    plugins = sub.add_parser("plugins", help="list the chain plugins that load, and any that failed")
+    _common(plugins)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML configuration file (env W3GATE_CONFIG)")
+    p.add_argument("--plugin-dir", type=Path, help="extra plugin directory (env W3GATE_PLUGIN_DIR)")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    from w3gate.config import ConfigError, describe, load_settings
+
+    overrides = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "log_level": getattr(args, "log_level", None),
+        "plugin_dir": getattr(args, "plugin_dir", None),
+    }
+    try:
+        settings = load_settings(getattr(args, "config", None), overrides=overrides)
+    except ConfigError as exc:
+        print(f"w3gate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(settings.log_level)
+    if command == "plugins":
+        from w3gate.plugins import PluginError, format_plugins, load_chains
+
+        try:
+            registry = load_chains(
+                plugin_dir=settings.plugin_dir, strict=settings.plugins_strict,
+                settings=settings.chains, allowed=settings.allowed_chains,
+            )
+        except PluginError as exc:
+            print(f"w3gate: plugin error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(format_plugins(registry))
+        return 0
+    if getattr(args, "print_config", False):
+        print(json.dumps(describe(settings), indent=2, default=str))
+        return 0
+    return _serve(settings)
+
+
+def _serve(settings: object) -> int:
+    import trio
+
+    from w3gate.plugins import PluginError
+    from w3gate.server import run
+    from w3gate.store.migrations import SchemaTooNew
+
+    log = logging.getLogger("w3gate")
+    try:
+        trio.run(run, settings)
+    except (PluginError, SchemaTooNew) as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 0
+    except BaseException as exc:  # a crashed task: say why, exit non-zero
+        log.critical("w3gate stopped on an error: %s", exc, exc_info=exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Settings: embedded defaults, then a TOML file, then ``W3GATE_*`` environment variables, then flags.
+
+Everything is validated here, before any port is bound or database opened, so that a bad setting is one
+clear line and exit status 2 instead of a half-started service.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from w3gate.crust.settings import CrustSettings, load_crust_settings
+
+DEFAULT_DELEGATES = (
+    # A public libp2p bootstrap peer: valid for clients to dial; operators set their own IPFS node here.
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """An invalid setting: reported as one line, exit status 2."""
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "w3gate"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service. See config/w3gate.example.toml for what each one means."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str = ""  # empty: SQLite in data_dir
+    log_level: str = "info"
+    delegates: tuple[str, ...] = DEFAULT_DELEGATES
+    max_body_bytes: int = 256 * 1024
+    token_cache_size: int = 10_000
+    cors_origins: tuple[str, ...] = ("*",)
+    shutdown_timeout: float = 8.0
+    plugin_dir: Path | None = None
+    plugins_strict: bool = False
+    allowed_chains: tuple[str, ...] | None = None
+    chains: Mapping[str, Any] = field(default_factory=dict)
+    crust: CrustSettings = field(default_factory=lambda: load_crust_settings({}, {}, Path(".")))
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite://{self.data_dir / 'w3gate.sqlite3'}"
+
+
+# name -> (environment variable, parser). Keys absent here are file-only (tables).
+def _parse_bool(text: str) -> bool:
+    low = str(text).strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _parse_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(v.strip() for v in value)
+    raise ValueError("expected a list of strings or a comma-separated string")
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+SCALARS: dict[str, Any] = {
+    "host": str,
+    "port": _parse_int,
+    "data_dir": lambda v: Path(str(v)).expanduser(),
+    "database_url": str,
+    "log_level": lambda v: str(v).lower(),
+    "delegates": _parse_list,
+    "max_body_bytes": _parse_int,
+    "token_cache_size": _parse_int,
+    "cors_origins": _parse_list,
+    "shutdown_timeout": float,
+    "plugin_dir": lambda v: Path(str(v)).expanduser() if str(v) else None,
+    "plugins_strict": lambda v: v if isinstance(v, bool) else _parse_bool(v),
+    "allowed_chains": lambda v: _parse_list(v) or None,
+}
+TABLES = ("chains", "crust")
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, the environment and flag overrides; validate; raise ConfigError."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    crust_table: dict[str, Any] = {}
+    chains_table: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    config_file = config_file or (Path(env["W3GATE_CONFIG"]) if env.get("W3GATE_CONFIG") else None)
+    if config_file is not None:
+        try:
+            with open(config_file, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+        base_dir = Path(config_file).resolve().parent
+        for key, value in doc.items():
+            if key == "crust":
+                crust_table = _table(key, value)
+            elif key == "chains":
+                chains_table = _table(key, value)
+            elif key in SCALARS:
+                raw[key] = value
+            else:
+                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+    for key in SCALARS:
+        var = f"W3GATE_{key.upper()}"
+        if var in env:
+            raw[key] = env[var]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            values[key] = SCALARS[key](value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid {key}: {value!r} ({exc})") from exc
+    try:
+        crust = load_crust_settings(crust_table, env, base_dir)
+    except ValueError as exc:
+        raise ConfigError(f"invalid crust setting: {exc}") from exc
+    settings = replace(Settings(), **values, chains=chains_table, crust=crust)
+    validate(settings)
+    return settings
+
+
+def _table(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{key}] must be a table")
+    return value
+
+
+def validate(s: Settings) -> None:
+    from w3gate.multiaddrs import MultiaddrError, check_multiaddr
+
+    if not 0 <= s.port <= 65535:
+        raise ConfigError(f"invalid port: {s.port} (0-65535)")
+    if s.log_level not in LOG_LEVELS:
+        raise ConfigError(f"invalid log_level: {s.log_level!r} (one of {', '.join(LOG_LEVELS)})")
+    if not 1 <= len(s.delegates) <= 20:
+        raise ConfigError(f"delegates: 1 to 20 multiaddrs are needed, got {len(s.delegates)}")
+    if len(set(s.delegates)) != len(s.delegates):
+        raise ConfigError("delegates: the list has duplicates")
+    for addr in s.delegates:
+        try:
+            check_multiaddr(addr)
+        except MultiaddrError as exc:
+            raise ConfigError(f"invalid delegate {addr!r}: {exc}") from exc
+    if s.max_body_bytes < 1024:
+        raise ConfigError("max_body_bytes must be at least 1024")
+    if s.token_cache_size < 0:
+        raise ConfigError("token_cache_size must be >= 0")
+    if s.shutdown_timeout <= 0:
+        raise ConfigError("shutdown_timeout must be > 0")
+    url = s.database_url
+    if url and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
+        raise ConfigError(f"database_url must start with sqlite://, postgres:// or postgresql://")
+    if s.plugin_dir is not None and not s.plugin_dir.is_dir():
+        raise ConfigError(f"plugin_dir {s.plugin_dir} is not a directory")
+
+
+def describe(s: Settings) -> dict[str, Any]:
+    """The settings as JSON-safe data, without secrets (for logs and --print-config)."""
+    from w3gate.store.db import redact_url
+
+    out: dict[str, Any] = {}
+    for f in fields(s):
+        v = getattr(s, f.name)
+        if f.name == "database_url":
+            v = redact_url(s.db_url)
+        elif f.name == "crust":
+            v = repr(v)
+        elif isinstance(v, Path):
+            v = str(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out

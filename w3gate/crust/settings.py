@@ -1,0 +1,244 @@
+"""Settings of the Crust order submitter and status poller.
+
+Precedence for every key: ``W3GATE_CRUST_<KEY>`` environment variable > the Crust pinner's environment
+name (where one exists) > the ``[crust]`` table of the TOML config > the default below. The secret is
+never accepted from a command-line flag and never shown by ``repr``/``str``/logs/errors.
+
+=====================  ===============================  ======================  ==================================================
+key ([crust] table)    environment                      default                 meaning
+=====================  ===============================  ======================  ==================================================
+seed                   W3GATE_CRUST_SEED, CRUST_SEED    (none)                  ordering account secret: mnemonic, 0x raw seed or
+                                                                                URI (``mnemonic//hard/soft``, ``//Alice``). Prefer
+                                                                                the env var or ``seed_file``; without a secret
+                                                                                ordering is off and pins stay queued
+seed_file              W3GATE_CRUST_SEED_FILE           (none)                  file holding the secret (relative to the config file)
+key_type               W3GATE_CRUST_KEY_TYPE            sr25519                 sr25519 or ed25519
+url                    W3GATE_CRUST_URL, WS_ENDPOINT    wss://rpc.crust.network chain websocket endpoint
+ss58_format            W3GATE_CRUST_SS58_FORMAT         66                      address format used in logs and /healthz
+tips                   W3GATE_CRUST_TIPS, CRUST_TIPS    0                       tip per order, in the chain's smallest unit
+default_file_size      W3GATE_CRUST_DEFAULT_FILE_SIZE,  2147483648              reported file size (bytes) of an order whose size
+                       DEFAULT_FILE_SIZE                                        is unknown
+replicas               W3GATE_CRUST_REPLICAS,           3                       reported replicas at which a pin becomes ``pinned``
+                       VALID_FILE_REPLICAS
+batch_size             W3GATE_CRUST_BATCH_SIZE          200                     orders per Utility.batch extrinsic (1..2000)
+order_interval         W3GATE_CRUST_ORDER_INTERVAL      2.0                     seconds between looks at the queue when idle
+poll_interval          W3GATE_CRUST_POLL_INTERVAL       30.0                    seconds between status polls
+poll_batch_size        W3GATE_CRUST_POLL_BATCH_SIZE     2000                    file records read per multi-key storage query
+max_attempts           W3GATE_CRUST_MAX_ATTEMPTS        5                       failed order attempts before a pin is ``failed``
+retry_base             W3GATE_CRUST_RETRY_BASE          30.0                    first retry delay (s), doubled per attempt
+retry_max              W3GATE_CRUST_RETRY_MAX           3600.0                  longest retry delay (s)
+min_balance            W3GATE_CRUST_MIN_BALANCE         1000000000000           free balance (smallest unit) below which ordering
+                                                                                pauses (pins stay queued)
+renewal_window         W3GATE_CRUST_RENEWAL_WINDOW      432000                  blocks before expiry at which a pin is re-ordered
+order_timeout          W3GATE_CRUST_ORDER_TIMEOUT       3600.0                  seconds a placed order's file record may take to
+                                                                                appear before the pin is ``failed``
+era_period             W3GATE_CRUST_ERA_PERIOD          64                      extrinsic mortality (blocks): an unincluded order
+                                                                                is known dead after this and safely re-sent
+block_poll             W3GATE_CRUST_BLOCK_POLL          1.0                     seconds between looks for a sent extrinsic
+reconnect_max          W3GATE_CRUST_RECONNECT_MAX       60.0                    longest reconnect back-off (s)
+webhook                W3GATE_CRUST_WEBHOOK             (none)                  URL POSTed JSON when ordering pauses/resumes for
+                                                                                low balance
+typedefs               W3GATE_CRUST_TYPEDEFS            (none)                  extra JSON type registry for a pre-v14 runtime the
+                                                                                shipped definitions do not cover
+=====================  ===============================  ======================  ==================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class Secret:
+    """Holds the ordering account's secret; ``repr``/``str``/format never reveal it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", len(self._value)))
+
+    def __reduce__(self) -> Any:  # never pickled into a crash dump or a subprocess
+        raise TypeError("a Secret cannot be pickled")
+
+
+@dataclass(frozen=True)
+class CrustSettings:
+    seed: Secret | None = field(default=None, repr=False)
+    key_type: str = "sr25519"
+    url: str = "wss://rpc.crust.network"
+    ss58_format: int = 66
+    tips: int = 0
+    default_file_size: int = 2 * 1024**3
+    replicas: int = 3
+    batch_size: int = 200
+    order_interval: float = 2.0
+    poll_interval: float = 30.0
+    poll_batch_size: int = 2000
+    max_attempts: int = 5
+    retry_base: float = 30.0
+    retry_max: float = 3600.0
+    min_balance: int = 10**12
+    renewal_window: int = 432000
+    order_timeout: float = 3600.0
+    era_period: int = 64
+    block_poll: float = 1.0
+    reconnect_max: float = 60.0
+    webhook: str | None = None
+    typedefs: Path | None = None
+
+    @property
+    def ordering_enabled(self) -> bool:
+        return self.seed is not None
+
+    def retry_delay(self, attempts: int) -> float:
+        """Back-off before the next try after ``attempts`` failed tries."""
+        return min(self.retry_max, self.retry_base * 2 ** max(0, attempts - 1))
+
+
+# key -> (kind, W3GATE env, pinner env or None, (min, max) or None)
+_KEYS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = {
+    "key_type": ("str", None, None),
+    "url": ("url", "WS_ENDPOINT", None),
+    "ss58_format": ("int", None, (0, 16383)),
+    "tips": ("int", "CRUST_TIPS", (0, 2**127)),
+    "default_file_size": ("int", "DEFAULT_FILE_SIZE", (1, 2**64 - 1)),
+    "replicas": ("int", "VALID_FILE_REPLICAS", (1, 10_000)),
+    "batch_size": ("int", None, (1, 2000)),
+    "order_interval": ("float", None, (0.01, 3600)),
+    "poll_interval": ("float", None, (0.01, 86400)),
+    "poll_batch_size": ("int", None, (1, 10_000)),
+    "max_attempts": ("int", None, (1, 1000)),
+    "retry_base": ("float", None, (0, 86400)),
+    "retry_max": ("float", None, (0, 7 * 86400)),
+    "min_balance": ("int", None, (0, 2**127)),
+    "renewal_window": ("int", None, (0, 2**32 - 1)),
+    "order_timeout": ("float", None, (1, 30 * 86400)),
+    "era_period": ("int", None, (4, 65536)),
+    "block_poll": ("float", None, (0.01, 600)),
+    "reconnect_max": ("float", None, (0.1, 3600)),
+    "webhook": ("url?", None, None),
+    "typedefs": ("path", None, None),
+}
+_ALL = set(_KEYS) | {"seed", "seed_file"}
+
+
+def _env_name(key: str) -> str:
+    return "W3GATE_CRUST_" + key.upper()
+
+
+def _parse(key: str, kind: str, raw: Any, bounds: tuple[float, float] | None, base_dir: Path) -> Any:
+    if kind == "int":
+        if isinstance(raw, bool):
+            raise ValueError(f"crust.{key}: expected an integer, got {raw!r}")
+        try:
+            value: Any = int(str(raw).strip().replace("_", ""))
+        except ValueError:
+            raise ValueError(f"crust.{key}: expected an integer, got {raw!r}") from None
+    elif kind == "float":
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"crust.{key}: expected a number, got {raw!r}") from None
+        if value != value:
+            raise ValueError(f"crust.{key}: expected a number, got {raw!r}")
+    elif kind in ("url", "url?"):
+        value = str(raw).strip()
+        if kind == "url?" and not value:
+            return None
+        scheme = ("ws://", "wss://") if kind == "url" else ("http://", "https://")
+        if not value.startswith(scheme):
+            raise ValueError(f"crust.{key}: expected a {' or '.join(s[:-3] for s in scheme)} URL, got {value!r}")
+    elif kind == "path":
+        text = str(raw).strip()
+        if not text:
+            return None
+        value = Path(text).expanduser()
+        if not value.is_absolute():
+            value = base_dir / value
+        if not value.is_file():
+            raise ValueError(f"crust.{key}: no such file: {value}")
+    else:
+        value = str(raw).strip()
+        if key == "key_type" and value not in ("sr25519", "ed25519"):
+            raise ValueError(f"crust.key_type: expected sr25519 or ed25519, got {value!r}")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"crust.{key}: {value} is outside {bounds[0]:g}..{bounds[1]:g}")
+    return value
+
+
+_HEX_SEED = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+def check_secret(secret: str, key_type: str = "sr25519") -> None:
+    """Raise ValueError (never quoting the secret) unless it yields a keypair."""
+    from w3gate.crust.account import keypair_from_secret
+
+    try:
+        keypair_from_secret(secret, key_type, 42)
+    except Exception:
+        raise ValueError(
+            "crust.seed: the ordering account secret is not a valid mnemonic, 0x-hex 32-byte seed or URI"
+        ) from None
+
+
+def load_crust_settings(table: Mapping[str, Any], env: Mapping[str, str], base_dir: Path) -> CrustSettings:
+    """Build :class:`CrustSettings` from the ``[crust]`` TOML table and the environment."""
+    unknown = set(table) - _ALL
+    if unknown:
+        raise ValueError(f"[crust]: unknown key(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for key, (kind, pinner_env, bounds) in _KEYS.items():
+        for source in (env.get(_env_name(key)), env.get(pinner_env) if pinner_env else None):
+            if source is not None and str(source).strip() != "":
+                values[key] = _parse(key, kind, source, bounds, base_dir)
+                break
+        else:
+            if key in table:
+                values[key] = _parse(key, kind, table[key], bounds, base_dir)
+    if "retry_max" in values or "retry_base" in values:
+        base = values.get("retry_base", CrustSettings.retry_base)
+        if values.get("retry_max", CrustSettings.retry_max) < base:
+            raise ValueError("crust.retry_max must not be smaller than crust.retry_base")
+
+    secret: str | None = None
+    for source in (env.get("W3GATE_CRUST_SEED"), env.get("CRUST_SEED")):
+        if source and source.strip():
+            secret = source.strip()
+            break
+    if secret is None:
+        seed_file = env.get("W3GATE_CRUST_SEED_FILE") or table.get("seed_file")
+        if seed_file:
+            path = Path(str(seed_file)).expanduser()
+            if not path.is_absolute():
+                path = base_dir / path
+            try:
+                secret = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"crust.seed_file: cannot read {path}: {exc.strerror}") from None
+            if not secret:
+                raise ValueError(f"crust.seed_file: {path} is empty")
+    if secret is None and table.get("seed"):
+        secret = str(table["seed"]).strip()
+    if secret is not None:
+        check_secret(secret, values.get("key_type", "sr25519"))
+    return CrustSettings(seed=Secret(secret) if secret else None, **values)

@@ -1,0 +1,123 @@
+"""The one process: Hypercorn serving the API and the Crust tasks, siblings in one trio nursery.
+
+Life cycle: settings are validated before anything starts; the database is opened and upgraded; then
+Hypercorn and the background tasks run in one nursery. SIGTERM/SIGINT stops accepting connections,
+lets requests in flight finish, cancels the background tasks, closes the database and returns 0. Any
+task that crashes takes the whole nursery down: the reason is logged and the exit status is non-zero,
+never a half-alive server.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from w3gate import __version__
+from w3gate.api.app import Services, create_app
+from w3gate.config import Settings
+from w3gate.plugins import load_chains
+from w3gate.services.crust import CrustStatus, crust_tasks
+from w3gate.services.pins import PinService
+from w3gate.store.db import Database, redact_url
+from w3gate.store.migrations import LATEST
+from w3gate.w3auth.authenticator import Authenticator
+
+log = logging.getLogger("w3gate")
+
+
+def _hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"[{settings.host}]:{settings.port}" if ":" in settings.host else f"{settings.host}:{settings.port}"]
+    config.graceful_timeout = settings.shutdown_timeout
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.keep_alive_timeout = 75
+    config.include_server_header = False
+    return config
+
+
+async def _wait_for_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+async def run(settings: Settings) -> None:
+    """Run the service until a signal arrives (returns) or a task fails (raises)."""
+    registry = load_chains(
+        plugin_dir=settings.plugin_dir,
+        strict=settings.plugins_strict,
+        settings=settings.chains,
+        allowed=settings.allowed_chains,
+    )
+    authenticator = Authenticator(registry, cache_size=settings.token_cache_size)
+    db = Database(settings.db_url)
+    await db.open()
+    crust_status = CrustStatus()
+    stop = trio.Event()
+    try:
+        pins = PinService(db, settings.delegates)
+
+        async def health() -> tuple[int, dict[str, Any]]:
+            body: dict[str, Any] = {"version": __version__, "schema": LATEST}
+            try:
+                with trio.fail_after(5):
+                    await db.ping()
+                body["database"] = "ok"
+                code = 200
+            except Exception as exc:  # a health check reports, it does not raise
+                body["database"] = f"unavailable: {type(exc).__name__}"
+                code = 503
+            body["status"] = "ok" if code == 200 else "degraded"
+            body["chains"] = registry.chain_names
+            body["ordering"] = crust_status.as_dict()
+            return code, body
+
+        app = create_app(
+            Services(
+                pins=pins,
+                authenticator=authenticator,
+                health=health,
+                cors_origins=settings.cors_origins,
+                max_body_bytes=settings.max_body_bytes,
+            )
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_wait_for_signal, stop)
+            bound = await nursery.start(
+                lambda task_status: hypercorn_serve(
+                    app, _hypercorn_config(settings), shutdown_trigger=stop.wait, task_status=task_status
+                )
+            )
+            log.info(
+                "w3gate %s listening on %s (API under /psa), database %s, chains: %s",
+                __version__, ", ".join(bound), redact_url(settings.db_url), ", ".join(registry.chain_names),
+            )
+            for task in crust_tasks(db, settings.crust, crust_status):
+                nursery.start_soon(_until_stopped, task, stop)
+            await stop.wait()
+            # Hypercorn drains in-flight requests on its own; the background tasks are cancelled.
+            nursery.cancel_scope.deadline = trio.current_time() + settings.shutdown_timeout
+    finally:
+        with trio.CancelScope(shield=True):
+            await db.close()
+        log.info("w3gate stopped")
+
+
+async def _until_stopped(task: Any, stop: trio.Event) -> None:
+    """Run a background task until the stop event; an exception propagates and stops the process."""
+    async with trio.open_nursery() as nursery:
+        async def watch() -> None:
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        await task()
+        nursery.cancel_scope.cancel()

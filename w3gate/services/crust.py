@@ -1,0 +1,158 @@
+"""Crust ordering: health status and the background tasks the service runs beside the API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from w3gate.crust.client import CrustClient
+from w3gate.crust.settings import CrustSettings
+from w3gate.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CrustStatus:
+    """What /healthz shows about ordering (JSON-safe, never the secret)."""
+
+    ordering_enabled: bool = False
+    chain_connected: bool = False
+    chain_url: str = ""
+    account: str | None = None
+    free_balance: int | None = None
+    min_balance: int | None = None
+    below_minimum: bool = False
+    spec_version: int | None = None
+    order_call: str | None = None
+    files_map: str | None = None
+    last_error: str | None = None
+    last_error_ms: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    orders_placed: int = 0
+    last_poll_ms: int | None = None
+
+    def error(self, text: str) -> None:
+        self.last_error = text[:500]
+        self.last_error_ms = int(time.time() * 1000)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ordering": "on" if self.ordering_enabled else "off",
+            "ordering_enabled": self.ordering_enabled,
+            "chain_connected": self.chain_connected,
+            "chain_url": self.chain_url,
+            "account": self.account,
+            "free_balance": None if self.free_balance is None else str(self.free_balance),
+            "min_balance": None if self.min_balance is None else str(self.min_balance),
+            "below_minimum": self.below_minimum,
+            "runtime_spec_version": self.spec_version,
+            "order_call": self.order_call,
+            "files_map": self.files_map,
+            "last_error": self.last_error,
+            "last_error_ms": self.last_error_ms,
+            "orders": dict(self.counts),
+            "orders_placed": self.orders_placed,
+            "last_poll_ms": self.last_poll_ms,
+        }
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Connection:
+    """A CrustClient used from trio: one worker thread at a time, reconnect with back-off."""
+
+    def __init__(self, settings: CrustSettings, status: CrustStatus, name: str) -> None:
+        self.client = CrustClient(settings)
+        self.settings = settings
+        self.status = status
+        self.name = name
+        self.limiter = trio.CapacityLimiter(1)
+        self._delay = 0.5
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=False)
+
+    async def ensure(self) -> CrustClient:
+        """Connected client; waits (with back-off, forever) while the endpoint is down."""
+        from w3gate.crust.client import ChainUnavailable
+
+        while not self.client.connected:
+            try:
+                await self.call(self.client.connect)
+            except ChainUnavailable as exc:
+                self.status.chain_connected = False
+                self.status.error(str(exc))
+                log.warning("crust %s: %s; retrying in %.1f s", self.name, exc, self._delay)
+                await trio.sleep(self._delay)
+                self._delay = min(self.settings.reconnect_max, self._delay * 2)
+                continue
+            self._delay = 0.5
+            self.status.chain_connected = True
+            self.status.spec_version = self.client.spec_version
+            self.status.order_call = f"Market.{self.client.order_call}"
+            self.status.files_map = f"Market.{self.client.files_map}"
+            log.info("crust %s connected to %s", self.name, self.settings.url)
+        return self.client
+
+    async def lost(self, exc: Exception) -> None:
+        self.status.chain_connected = False
+        self.status.error(str(exc))
+        await self.call(self.client.close)
+        log.warning("crust %s: connection lost (%s); reconnecting in %.1f s", self.name, exc, self._delay)
+        await trio.sleep(self._delay)
+        self._delay = min(self.settings.reconnect_max, self._delay * 2)
+
+
+async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:
+    """POST a JSON notice; failures are logged, never raised."""
+    if not url:
+        return
+
+    def post() -> None:
+        req = urllib.request.Request(
+            url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - operator-configured URL
+            resp.read(1024)
+
+    try:
+        await trio.to_thread.run_sync(post, abandon_on_cancel=True)
+    except Exception as exc:  # noqa: BLE001 - a webhook must not stop ordering
+        log.warning("crust webhook %s failed: %s", url.split("?", 1)[0], type(exc).__name__)
+
+
+def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> list[Callable[[], Awaitable[None]]]:
+    """The submitter and poller tasks (run each forever in the service's nursery), or [] if ordering is off."""
+    from w3gate.services.poller import run_poller
+    from w3gate.services.submitter import run_submitter
+
+    status.chain_url = settings.url
+    status.min_balance = settings.min_balance
+    status.ordering_enabled = settings.ordering_enabled
+    if not settings.ordering_enabled:
+        log.warning(
+            "crust ordering is OFF: no ordering account secret (set W3GATE_CRUST_SEED or crust.seed_file); "
+            "the API serves and pins stay queued"
+        )
+        return []
+    submit_conn = Connection(settings, status, "submitter")
+    status.account = submit_conn.client.address
+    poll_conn = Connection(settings, status, "poller")
+
+    async def submitter() -> None:
+        await run_submitter(db, settings, status, submit_conn)
+
+    async def poller() -> None:
+        await run_poller(db, settings, status, poll_conn)
+
+    return [submitter, poller]

@@ -1,0 +1,136 @@
+"""The Pinning Service API's operations, independent of HTTP: validate, store, shape PinStatus."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from multiformats import CID
+
+from w3gate.errors import bad_request, not_found
+from w3gate.multiaddrs import MultiaddrError, check_multiaddr
+from w3gate.services.clock import UniqueMillis, rfc3339_ms
+from w3gate.store import pins as store
+from w3gate.store.db import Database
+from w3gate.store.pins import NewPin, PinQuery, PinRecord
+
+MAX_NAME = 255
+MAX_CID = 255
+MAX_ORIGINS = 20
+MAX_META = 1000
+MAX_META_KEY = 255
+MAX_META_VALUE = 4096
+
+
+def check_cid(text: Any, what: str = "cid") -> str:
+    """A CID string as given, once the field's library has parsed it (v0 ``Qm…`` or any v1 multibase)."""
+    if not isinstance(text, str) or not text:
+        raise bad_request(f"{what} must be a non-empty string")
+    if len(text) > MAX_CID:
+        raise bad_request(f"{what} is too long ({len(text)} characters, at most {MAX_CID})")
+    try:
+        CID.decode(text)
+    except Exception as exc:  # multiformats raises several error types
+        raise bad_request(f"{what} {text[:80]!r} is not a valid CID: {exc}") from None
+    return text
+
+
+def check_meta(meta: Any, what: str = "meta") -> dict[str, str]:
+    if not isinstance(meta, dict):
+        raise bad_request(f"{what} must be a JSON object of string keys and string values")
+    if len(meta) > MAX_META:
+        raise bad_request(f"{what} has {len(meta)} keys, at most {MAX_META} are allowed")
+    for key, value in meta.items():
+        if not isinstance(value, str):
+            raise bad_request(f"{what}[{key!r}] must be a string")
+        if not key or len(key) > MAX_META_KEY:
+            raise bad_request(f"{what} keys must be 1 to {MAX_META_KEY} characters")
+        if len(value) > MAX_META_VALUE:
+            raise bad_request(f"{what}[{key!r}] is longer than {MAX_META_VALUE} characters")
+    return dict(meta)
+
+
+def parse_pin(body: Any) -> NewPin:
+    """Validate a ``Pin`` object from a request body."""
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object (a Pin)")
+    if "cid" not in body:
+        raise bad_request("cid is required")
+    cid = check_cid(body["cid"])
+    name = body.get("name")
+    if name is not None:
+        if not isinstance(name, str):
+            raise bad_request("name must be a string")
+        if len(name) > MAX_NAME:
+            raise bad_request(f"name is longer than {MAX_NAME} characters")
+    origins = body.get("origins")
+    if origins is None:
+        origins = []
+    if not isinstance(origins, list):
+        raise bad_request("origins must be an array of multiaddrs")
+    if len(origins) > MAX_ORIGINS:
+        raise bad_request(f"origins has {len(origins)} entries, at most {MAX_ORIGINS} are allowed")
+    for addr in origins:
+        try:
+            check_multiaddr(addr)
+        except MultiaddrError as exc:
+            raise bad_request(f"origins: {str(addr)[:100]!r} is not a valid multiaddr: {exc}") from None
+    if len(set(origins)) != len(origins):
+        raise bad_request("origins must not contain duplicates")
+    meta = body.get("meta")
+    meta = {} if meta is None else check_meta(meta)
+    return NewPin(cid=cid, name=name, origins=tuple(origins), meta=meta)
+
+
+class PinService:
+    """What the HTTP layer calls; every method is scoped to one owner (a user key)."""
+
+    def __init__(self, db: Database, delegates: Sequence[str]) -> None:
+        self.db = db
+        self.delegates = list(delegates)
+        self.clock = UniqueMillis()
+
+    def status_of(self, record: PinRecord) -> dict[str, Any]:
+        pin: dict[str, Any] = {"cid": record.cid}
+        if record.name is not None:
+            pin["name"] = record.name
+        if record.origins:
+            pin["origins"] = record.origins
+        if record.meta:
+            pin["meta"] = record.meta
+        return {
+            "requestid": record.requestid,
+            "status": record.status,
+            "created": rfc3339_ms(record.created_ms),
+            "pin": pin,
+            "delegates": self.delegates,
+            "info": record.info,
+        }
+
+    async def add(self, owner: str, body: Any) -> dict[str, Any]:
+        pin = parse_pin(body)
+        record, used = await self.db.run(store.create_pin, owner, pin, self.clock.next())
+        self.clock.seen(used)
+        return self.status_of(record)
+
+    async def replace(self, owner: str, requestid: str, body: Any) -> dict[str, Any]:
+        pin = parse_pin(body)
+        record, used = await self.db.run(store.replace_pin, owner, requestid, pin, self.clock.next())
+        self.clock.seen(used)
+        if record is None:
+            raise not_found(f"no pin request {requestid[:80]!r} for this user")
+        return self.status_of(record)
+
+    async def get(self, owner: str, requestid: str) -> dict[str, Any]:
+        record = await self.db.run(store.get_pin, owner, requestid)
+        if record is None:
+            raise not_found(f"no pin request {requestid[:80]!r} for this user")
+        return self.status_of(record)
+
+    async def delete(self, owner: str, requestid: str) -> None:
+        if not await self.db.run(store.delete_pin, owner, requestid):
+            raise not_found(f"no pin request {requestid[:80]!r} for this user")
+
+    async def list(self, owner: str, query: PinQuery) -> dict[str, Any]:
+        count, records = await self.db.run(store.list_pins, owner, query)
+        return {"count": count, "results": [self.status_of(r) for r in records]}

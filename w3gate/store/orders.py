@@ -1,0 +1,205 @@
+"""Crust order bookkeeping (asyncio side: call through ``db.run``).
+
+Every state change of an order updates the ``pins.status`` of its CID in the same transaction. Claims
+are conditional UPDATEs (``... WHERE status = 'queued'``), so two w3gate instances on one PostgreSQL
+never claim, and so never order, the same CID twice. The life of a batch:
+
+1. :func:`claim` queued CIDs (status ``submitting``, ``tx_hash`` = a claim token);
+2. sign, then :func:`record_tx`: the extrinsic's bytes and hash are stored before it is sent;
+3. send, find it on chain, then :func:`resolve_tx` per item (pinning / retry / failed).
+
+A crash after 1 leaves claim tokens (:func:`release_stale_claims` frees them: nothing was sent); after 2
+leaves an open ``crust_txs`` row that the submitter reconciles with the chain before anything else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tortoise.expressions import F, Q
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from w3gate.store.models import CrustTx, Order, Pin
+
+CLAIM_PREFIX = "claim:"
+PIN_STATUS = {"queued": "queued", "submitting": "queued", "pinning": "pinning", "pinned": "pinned", "failed": "failed"}
+
+
+class ClaimLost(Exception):
+    """Another instance reset or took the claimed rows: the batch must not be sent."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    cid: str
+    file_size: int | None
+    renewal: bool
+
+
+async def _set_status(conn: Any, cids: Sequence[str], status: str, now_ms: int, **extra: Any) -> None:
+    if not cids:
+        return
+    await Order.filter(cid__in=list(cids)).using_db(conn).update(status=status, updated_ms=now_ms, **extra)
+    await Pin.filter(cid__in=list(cids)).using_db(conn).update(status=PIN_STATUS[status])
+
+
+async def claim(token: str, limit: int, now_ms: int) -> list[Claimed]:
+    """Claim up to ``limit`` orders due now, oldest first: new orders, then renewals."""
+    async with in_transaction() as conn:
+        due = (
+            await Order.filter(Q(status="queued") | Q(renew_due=1, status__in=["pinning", "pinned"]), next_try_ms__lte=now_ms)
+            .using_db(conn)
+            .order_by("created_ms", "cid")
+            .limit(limit)
+            .values_list("cid", "status")
+        )
+        new = [c for c, s in due if s == "queued"]
+        renew = [c for c, s in due if s != "queued"]
+        if new:
+            await Order.filter(cid__in=new, status="queued").using_db(conn).update(
+                status="submitting", tx_hash=token, submitted_ms=now_ms, updated_ms=now_ms
+            )
+        if renew:
+            await Order.filter(cid__in=renew, renew_due=1).using_db(conn).update(
+                renew_due=2, tx_hash=token, updated_ms=now_ms
+            )
+        rows = await Order.filter(tx_hash=token).using_db(conn).order_by("created_ms", "cid")
+        return [Claimed(r.cid, r.file_size, r.status != "submitting") for r in rows]
+
+
+async def record_tx(token: str, tx: dict[str, Any], cids: Sequence[str], now_ms: int) -> None:
+    """Store the signed extrinsic and point its orders at it, or raise ClaimLost (then do not send)."""
+    async with in_transaction() as conn:
+        moved = await Order.filter(tx_hash=token, cid__in=list(cids)).using_db(conn).update(
+            tx_hash=tx["hash"], tx_nonce=tx["nonce"], updated_ms=now_ms
+        )
+        if moved != len(cids):
+            raise ClaimLost(f"{len(cids) - moved} of {len(cids)} claimed orders were taken over")
+        await CrustTx.create(
+            using_db=conn, status="sent", cids=json.dumps(list(cids)), created_ms=now_ms, updated_ms=now_ms, **tx
+        )
+
+
+async def release_claim(token: str, now_ms: int) -> int:
+    """Undo a claim that was never sent."""
+    async with in_transaction() as conn:
+        n = await Order.filter(tx_hash=token, status="submitting").using_db(conn).update(
+            status="queued", tx_hash=None, updated_ms=now_ms
+        )
+        n += await Order.filter(tx_hash=token, renew_due=2).using_db(conn).update(renew_due=1, tx_hash=None)
+        return n
+
+
+async def release_stale_claims(older_than_ms: int, now_ms: int) -> int:
+    """Free claims left by a crash between claiming and recording (nothing of them was sent)."""
+    async with in_transaction() as conn:
+        stale = await Order.filter(tx_hash__startswith=CLAIM_PREFIX, updated_ms__lt=older_than_ms).using_db(conn).values_list("cid", "status")
+        new = [c for c, s in stale if s == "submitting"]
+        if new:
+            await Order.filter(cid__in=new, tx_hash__startswith=CLAIM_PREFIX).using_db(conn).update(
+                status="queued", tx_hash=None, updated_ms=now_ms
+            )
+        renew = [c for c, s in stale if s != "submitting"]
+        if renew:
+            await Order.filter(cid__in=renew, renew_due=2, tx_hash__startswith=CLAIM_PREFIX).using_db(conn).update(
+                renew_due=1, tx_hash=None
+            )
+        return len(stale)
+
+
+async def open_txs() -> list[dict[str, Any]]:
+    rows = await CrustTx.filter(status="sent").order_by("nonce", "created_ms").values()
+    for r in rows:
+        r["cids"] = json.loads(r["cids"])
+    return rows
+
+
+async def resolve_tx(
+    tx_hash: str,
+    outcome: dict[str, tuple[str, str | None]],
+    included_block: int | None,
+    now_ms: int,
+    max_attempts: int,
+    delays: dict[int, int],
+) -> dict[str, int]:
+    """Apply the chain's verdict per CID: ("ok"|"fail"|"requeue", reason). ``delays``: attempts -> ms."""
+    counts = {"ok": 0, "fail": 0, "failed": 0, "requeue": 0}
+    async with in_transaction() as conn:
+        tx = await CrustTx.filter(hash=tx_hash, status="sent").using_db(conn).select_for_update().first()
+        if tx is None:
+            return counts  # already resolved (by another instance or an earlier pass)
+        rows = {r.cid: r for r in await Order.filter(tx_hash=tx_hash).using_db(conn)}
+        for cid, (verdict, reason) in outcome.items():
+            row = rows.get(cid)
+            if row is None:
+                continue
+            renewal = row.status != "submitting"
+            counts[verdict] += 1
+            if verdict == "ok":
+                if renewal:
+                    await Order.filter(cid=cid).using_db(conn).update(
+                        renew_due=0, renewals=F("renewals") + 1, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
+                    )
+                else:
+                    await _set_status(conn, [cid], "pinning", now_ms, placed_block=included_block, attempts=0,
+                                      next_try_ms=0, error=None, submitted_ms=now_ms)
+            elif verdict == "requeue":
+                if renewal:
+                    await Order.filter(cid=cid).using_db(conn).update(renew_due=1, updated_ms=now_ms)
+                else:
+                    await _set_status(conn, [cid], "queued", now_ms)
+            else:
+                attempts = row.attempts + 1
+                if attempts >= max_attempts:
+                    counts["failed"] += 1
+                    if renewal:
+                        await Order.filter(cid=cid).using_db(conn).update(
+                            renew_due=0, attempts=attempts, error=f"renewal failed: {reason}", updated_ms=now_ms
+                        )
+                    else:
+                        await _set_status(conn, [cid], "failed", now_ms, attempts=attempts, error=reason)
+                else:
+                    retry_at = now_ms + delays.get(attempts, 0)
+                    if renewal:
+                        await Order.filter(cid=cid).using_db(conn).update(
+                            renew_due=1, attempts=attempts, next_try_ms=retry_at, error=reason, updated_ms=now_ms
+                        )
+                    else:
+                        await _set_status(conn, [cid], "queued", now_ms, attempts=attempts, next_try_ms=retry_at,
+                                          error=reason)
+        await CrustTx.filter(hash=tx_hash).using_db(conn).update(
+            status="included" if included_block is not None else "dropped",
+            included_block=included_block,
+            updated_ms=now_ms,
+        )
+    return counts
+
+
+async def watched_page(after_cid: str, limit: int) -> list[dict[str, Any]]:
+    """Orders whose file record the poller reads (placed ones), by cid, for keyset paging."""
+    return (
+        await Order.filter(status__in=["pinning", "pinned"], cid__gt=after_cid)
+        .order_by("cid")
+        .limit(limit)
+        .values("cid", "status", "submitted_ms", "renew_due", "file_size", "expires_at", "replicas")
+    )
+
+
+async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
+    """Write the poller's findings: ``{"cid", "status"?, fields...}`` per changed order."""
+    async with in_transaction() as conn:
+        for u in updates:
+            fields = {k: v for k, v in u.items() if k not in ("cid", "status")}
+            if "status" in u:
+                await _set_status(conn, [u["cid"]], u["status"], now_ms, **fields)
+            elif fields:
+                await Order.filter(cid=u["cid"]).using_db(conn).update(updated_ms=now_ms, **fields)
+
+
+async def counts() -> dict[str, int]:
+    rows = await Order.all().group_by("status").annotate(n=Count("cid")).values_list("status", "n")
+    return {s: int(n) for s, n in rows}
