@@ -143,7 +143,7 @@ def _candidates(plugin_dir: Path | None) -> list[_Candidate]:
         _Candidate(mod.rsplit(".", 1)[-1], __version__, "built-in", lambda m=mod: importlib.import_module(m))
         for mod in DEFAULT_PLUGINS
     ]
-    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = getattr(ep, "dist", None)
         version = dist.version if dist is not None else "?"
         found.append(_Candidate(ep.name, version, _entry_point_source(dist, plugin_dir), ep.load))

@@ -34,6 +34,7 @@ ALIASES = ("substrate", "sub", "crust", "cru")
 _HEX_ADDRESS = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _HEX_SIGNATURE = re.compile(r"(?:0x)?((?:[0-9a-fA-F]{2})*)")
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")
+_SS58_KEY_LENGTHS = (35, 36, 37)  # 1- or 2-byte prefix + 32/33-byte key + 2-byte checksum
 _WRAP_OPEN, _WRAP_CLOSE = b"<Bytes>", b"</Bytes>"
 
 ED25519, SR25519, ECDSA = 0, 1, 2  # MultiSignature type bytes
@@ -53,11 +54,15 @@ def decode_address(address: str) -> bytes:
         return bytes.fromhex(address[2:])
     if not _BASE58.fullmatch(address):
         raise InvalidSignature("address is neither SS58 nor 0x hex")
-    if base58.b58decode(address)[0] & 0x80:
+    raw = base58.b58decode(address)
+    # polkadot also decodes 1..8-byte account indices, but only a 32/33-byte key can sign
+    if len(raw) not in _SS58_KEY_LENGTHS:
+        raise InvalidSignature(f"SS58 address of {len(raw)} bytes holds no public key")
+    if raw[0] & 0x80:
         raise InvalidSignature("SS58 prefix byte has bit 7 set")
     try:
         return bytes.fromhex(ss58_decode(address))
-    except ValueError as exc:
+    except (ValueError, IndexError) as exc:
         raise InvalidSignature(f"bad SS58 address: {exc}") from None
 
 

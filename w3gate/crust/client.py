@@ -14,6 +14,7 @@ left over after decoding) raises :class:`UnsupportedRuntime`: nothing is signed 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ class Inclusion:
     index: int
 
 
-_CONNECTION_ERRORS = (WebSocketException, ConnectionError, OSError, TimeoutError, BrokenPipeError)
+# a closed socket shows up as an empty frame that json cannot parse
+_CONNECTION_ERRORS = (WebSocketException, ConnectionError, OSError, TimeoutError, json.JSONDecodeError)
 
 
 def _compact_len(n: int) -> bytes:

@@ -190,12 +190,17 @@ async def watched_page(after_cid: str, limit: int) -> list[dict[str, Any]]:
 
 
 async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
-    """Write the poller's findings: ``{"cid", "status"?, fields...}`` per changed order."""
+    """Write the poller's findings: ``{"cid", "status"?, "expect"?, fields...}`` per changed order."""
     async with in_transaction() as conn:
         for u in updates:
-            fields = {k: v for k, v in u.items() if k not in ("cid", "status")}
+            fields = {k: v for k, v in u.items() if k not in ("cid", "status", "expect")}
             if "status" in u:
-                await _set_status(conn, [u["cid"]], u["status"], now_ms, **fields)
+                # conditional: the submitter may have moved the order meanwhile
+                moved = await Order.filter(cid=u["cid"], status=u["expect"]).using_db(conn).update(
+                    status=u["status"], updated_ms=now_ms, **fields
+                )
+                if moved:
+                    await Pin.filter(cid=u["cid"]).using_db(conn).update(status=PIN_STATUS[u["status"]])
             elif fields:
                 await Order.filter(cid=u["cid"]).using_db(conn).update(updated_ms=now_ms, **fields)
 

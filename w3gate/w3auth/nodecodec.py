@@ -39,7 +39,7 @@ def node_base64(s: str) -> bytes:
     Padding is optional and leftover bits (a lone trailing 6-bit group) are dropped. Node reads each
     UTF-16 code unit through a ``uint8_t`` cast, so code points above U+00FF count as their low byte.
     """
-    if any(ord(c) > 0xFF for c in s):
+    if not s.isascii() and any(ord(c) > 0xFF for c in s):
         s = "".join(chr(ord(c) & 0xFF) for c in s)
     end = s.find("=")
     if end >= 0:

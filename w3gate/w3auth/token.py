@@ -15,6 +15,8 @@ from w3gate.w3auth.nodecodec import node_ascii, node_base64
 __all__ = [
     "AuthError",
     "EMPTY_SIGNATURE",
+    "extract_token",
+    "parse_token",
     "INVALID_SIGNATURE",
     "UNSUPPORTED",
     "js_trim",
@@ -52,20 +54,28 @@ def js_trim(s: str) -> str:
     return s.strip(JS_WHITESPACE)
 
 
-def parse_authorization(header: str | None) -> Credentials:
-    """Split an ``Authorization`` header value into :class:`Credentials` like the reference handler.
+def extract_token(header: str | None) -> str:
+    """The token word of an ``Authorization`` header (handler steps 1-2), still base64.
 
     Raises ``AuthError("Empty Signature")`` when the header is missing or has neither ``"Basic "`` nor
-    ``"Bearer "`` in it, ``AuthError("Invalid Signature")`` when there is no second word. A token without
-    ``:`` gives ``signature == ""`` (the handler's ``undefined``; it can never verify), and the chain type
-    is left raw (not trimmed or lower-cased): the alias lookup normalises it.
+    ``"Bearer "`` in it (case-sensitive, anywhere), ``AuthError("Invalid Signature")`` when the trimmed
+    value has no second space-separated word. Only the second word counts, whatever the first one is.
     """
     if not header or ("Basic " not in header and "Bearer " not in header):
         raise AuthError(EMPTY_SIGNATURE)
     words = js_trim(header).split(" ")
     if len(words) < 2:  # "Bearer" alone: the handler's token is undefined and Buffer.from throws
         raise AuthError(INVALID_SIGNATURE)
-    credentials = node_ascii(node_base64(words[1]))
+    return words[1]
+
+
+def parse_token(token: str) -> Credentials:
+    """Decode a token word into :class:`Credentials` (handler steps 3-6); never fails.
+
+    A token without ``:`` gives ``signature == ""`` (the handler's ``undefined``: it can never verify).
+    The chain type is left raw (not trimmed or lower-cased): the alias lookup normalises it.
+    """
+    credentials = node_ascii(node_base64(token))
     left, _, signature = credentials.partition(":")
     signature = signature.split(":", 1)[0]  # pieces after a second ':' are dropped
     if "-" not in left:
@@ -77,3 +87,11 @@ def parse_authorization(header: str | None) -> Credentials:
         signature=signature,
         extra=tuple(pieces[2 : 2 + MAX_EXTRA_PIECES]),
     )
+
+
+def parse_authorization(header: str | None) -> Credentials:
+    """Split an ``Authorization`` header value into :class:`Credentials` like the reference handler.
+
+    Raises ``AuthError("Empty Signature")`` / ``AuthError("Invalid Signature")`` as :func:`extract_token`.
+    """
+    return parse_token(extract_token(header))

@@ -16,6 +16,7 @@ import hashlib
 import base58
 import bech32
 from coincurve import PublicKey
+from Crypto.Hash import RIPEMD160
 
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, SimpleChain, hookimpl
 
@@ -45,7 +46,7 @@ def message_digest(address: str) -> bytes:
 
 
 def address_of(public_key: PublicKey) -> str:
-    key_hash = hashlib.new("ripemd160", _sha256(public_key.format(compressed=True))).digest()
+    key_hash = RIPEMD160.new(_sha256(public_key.format(compressed=True))).digest()  # OpenSSL 3 may lack it
     return bech32.bech32_encode(HRP, bech32.convertbits(key_hash, 8, 5))
 
 

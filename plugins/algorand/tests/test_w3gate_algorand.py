@@ -1,0 +1,54 @@
+"""The Algorand plugin's Chain against its shared vectors and against keys made here with PyNaCl."""
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from nacl.signing import SigningKey
+
+import w3gate_algorand
+from w3gate.hookspecs import InvalidSignature
+from w3gate.w3auth.token import parse_authorization
+
+VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]
+(CHAIN,) = w3gate_algorand.w3gate_chains()
+
+
+def check(header: str):
+    credentials = parse_authorization(header)
+    assert credentials.chain_type.strip().lower() in CHAIN.aliases
+    try:
+        return CHAIN.verify(credentials)
+    except InvalidSignature:
+        return None
+
+
+def bearer(credentials: str) -> str:
+    return "Bearer " + base64.b64encode(credentials.encode()).decode()
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["id"])
+def test_vector(vector):
+    identity = check(vector["header_value"])
+    assert (identity is not None) is vector["w3gate_expect_valid"], vector["note"]
+    if identity is not None:
+        assert identity.user_key == f"algorand:{vector['address']}"
+
+
+def test_address_codec_round_trip_and_checksum():
+    key = bytes(SigningKey.generate().verify_key)
+    address = w3gate_algorand.encode_address(key)
+    assert len(address) == 58 and w3gate_algorand.decode_address(address) == key
+    broken = address[:-1] + ("A" if address[-1] != "A" else "B")
+    with pytest.raises(ValueError):
+        w3gate_algorand.decode_address(broken)
+
+
+def test_fresh_key_sign_bytes():
+    key = SigningKey.generate()
+    address = w3gate_algorand.encode_address(bytes(key.verify_key))
+    signature = base64.b64encode(key.sign(b"MX" + address.encode()).signature).decode()
+    assert check(bearer(f"algo-{address}:{signature}")) is not None
+    unprefixed = base64.b64encode(key.sign(address.encode()).signature).decode()
+    assert check(bearer(f"algo-{address}:{unprefixed}")) is None

@@ -1,0 +1,295 @@
+"""The real Crust runtime for tests: ../shared/crust-devchain/run (chopsticks) plus a submission relay.
+
+chopsticks' transaction pool cannot validate this old runtime's extrinsics, so the service's standard
+``author_submitExtrinsic`` goes through :class:`Relay`, a loopback JSON-RPC websocket that passes every
+call through unchanged except that one, which it turns into ``dev_newBlock`` with the extrinsic (its
+``hold`` mode keeps submissions back, to kill w3gate between sending and inclusion).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("W3GATE_SHARED_DIR", REPO.parent / "shared"))
+RUN = SHARED / "crust-devchain" / "run"
+ALICE = "//Alice"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Devchain:
+    """A chopsticks process running the Crust mainnet genesis runtime on 127.0.0.1."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.url = f"ws://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._ws: Any = None
+        self._lock = threading.Lock()
+        self._id = 0
+
+    def start(self, timeout: float = 120) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(RUN), str(self.port), "Manual", "--runtime-log-level", "1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"devchain exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if self.rpc("system_chain", []) == "crust":
+                    return
+            except OSError:
+                pass
+            except Exception:  # noqa: BLE001 - websocket handshake errors while it starts
+                pass
+            self._close_ws()
+            time.sleep(0.5)
+        raise RuntimeError("devchain did not become ready")
+
+    def stop(self) -> None:
+        self._close_ws()
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def _close_ws(self) -> None:
+        if self._ws is not None:
+            try:
+                self._ws.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._ws = None
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        import websocket
+
+        with self._lock:
+            if self._ws is None:
+                self._ws = websocket.create_connection(self.url, timeout=120)
+            self._id += 1
+            self._ws.send(json.dumps({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params}))
+            while True:
+                reply = json.loads(self._ws.recv())
+                if reply.get("id") == self._id:
+                    break
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    # state set-up with raw SCALE encoded by the runtime's own types ---------------------------------
+    def client(self) -> Any:
+        from w3gate.crust.client import CrustClient
+        from w3gate.crust.settings import load_crust_settings
+
+        c = CrustClient(load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": self.url}, REPO))
+        c.connect()
+        return c
+
+    def set_storage(self, pairs: list[tuple[str, str | None]]) -> None:
+        self.rpc("dev_setStorage", [[list(p) for p in pairs]])
+
+    def fund(self, address: str, free: int) -> None:
+        c = self.client()
+        try:
+            s = c.substrate
+            current = s.query("System", "Account", [address]).value
+            current["data"]["free"] = free
+            current["providers"] = max(1, current["providers"])
+            value = s.runtime_config.create_scale_object("AccountInfo").encode(current).to_hex()
+            self.set_storage([(s.create_storage_key("System", "Account", [address]).to_hex(), value)])
+        finally:
+            c.close()
+
+    def market_on(self) -> None:
+        c = self.client()
+        try:
+            self.set_storage([(c.substrate.create_storage_key("Market", "MarketSwitch").to_hex(), "0x01")])
+        finally:
+            c.close()
+
+    def set_replicas(self, cid: str, replicas: int, expires_at: int = 0) -> None:
+        """Write a file record as storage nodes' reports would leave it (there are none locally)."""
+        c = self.client()
+        try:
+            key = c.file_key(cid)
+            raw = self.rpc("state_getStorage", [key])
+            assert raw is not None, f"no file record for {cid}"
+            obj = c.substrate.runtime_config.create_scale_object(c._files_value_type)
+            from scalecodec.base import ScaleBytes
+
+            value = obj.decode(ScaleBytes(raw))
+            info = value[0] if isinstance(value, (list, tuple)) else value
+            info["reported_replica_count"] = replicas
+            info["expired_on" if "expired_on" in info else "expired_at"] = expires_at
+            new = c.substrate.runtime_config.create_scale_object(c._files_value_type).encode(value).to_hex()
+            self.set_storage([(key, new)])
+        finally:
+            c.close()
+
+    def new_block(self, transactions: list[str] | None = None) -> str:
+        params: dict[str, Any] = {"count": 1}
+        if transactions:
+            params["transactions"] = transactions
+        return self.rpc("dev_newBlock", [params])
+
+    def head(self) -> int:
+        return int(self.rpc("chain_getHeader", [])["number"], 16)
+
+    def orders_of(self, cids: set[str]) -> dict[str, int]:
+        """How many Market.FileSuccess events each CID has in the whole chain."""
+        c = self.client()
+        try:
+            counts = {cid: 0 for cid in cids}
+            wanted = {"0x" + cid.encode().hex(): cid for cid in cids}
+            for n in range(1, c.head() + 1):
+                events = c.substrate.get_events(c.substrate.get_block_hash(n))
+                for e in events:
+                    v = e.value
+                    if (v["module_id"], v["event_id"]) == ("Market", "FileSuccess"):
+                        cid = wanted.get(v["attributes"][1]["value"])
+                        if cid:
+                            counts[cid] += 1
+            return counts
+        finally:
+            c.close()
+
+
+class Relay:
+    """Loopback JSON-RPC websocket: everything passes through to the devchain except
+    ``author_submitExtrinsic``, which becomes ``dev_newBlock`` (or is held while ``hold`` is set)."""
+
+    def __init__(self, chain: Devchain) -> None:
+        from websockets.sync.server import serve
+
+        self.chain = chain
+        self.port = _free_port()
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.hold = False
+        self.held: list[str] = []
+        self.submitted: list[str] = []
+        self.down = False
+        self._server = serve(self._handle, "127.0.0.1", self.port, max_size=None)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _handle(self, conn: Any) -> None:
+        import websocket
+
+        if self.down:
+            conn.close()
+            return
+        try:
+            upstream = websocket.create_connection(self.chain.url, timeout=120)
+        except OSError:
+            conn.close()
+            return
+        try:
+            for message in conn:
+                req = json.loads(message)
+                if req.get("method") == "author_submitExtrinsic":
+                    conn.send(json.dumps(self._submit(req)))
+                    continue
+                upstream.send(message)
+                while True:
+                    reply = upstream.recv()
+                    if json.loads(reply).get("id") == req.get("id"):
+                        break
+                conn.send(reply)
+        except Exception:  # noqa: BLE001 - either side closing ends the session
+            pass
+        finally:
+            upstream.close()
+            conn.close()
+
+    def _submit(self, req: dict[str, Any]) -> dict[str, Any]:
+        ext = req["params"][0]
+        self.submitted.append(ext)
+        tx_hash = "0x" + blake2b(bytes.fromhex(ext[2:]), digest_size=32).hexdigest()
+        if self.hold:
+            self.held.append(ext)
+        else:
+            try:
+                self.chain.new_block([ext])
+            except Exception as exc:  # noqa: BLE001
+                return {"jsonrpc": "2.0", "id": req["id"], "error": {"code": 1010, "message": str(exc)}}
+        return {"jsonrpc": "2.0", "id": req["id"], "result": tx_hash}
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        if held:
+            self.chain.new_block(held)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def devchain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devchain]:
+    if not RUN.exists():
+        pytest.skip(f"no Crust devchain at {RUN} (set W3GATE_SHARED_DIR)")
+    chain = Devchain(_free_port(), tmp_path_factory.mktemp("devchain") / "chopsticks.log")
+    chain.start()
+    try:
+        yield chain
+    finally:
+        chain.stop()
+
+
+@pytest.fixture
+def relay(devchain: Devchain) -> Iterator[Relay]:
+    if devchain.proc is None or devchain.proc.poll() is not None:  # a test killed it
+        devchain.start()
+    r = Relay(devchain)
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture
+def ordering_account(devchain: Devchain) -> str:
+    """Alice funded (10**18) and the market switched on."""
+    from substrateinterface import Keypair
+
+    address = Keypair.create_from_uri(ALICE, ss58_format=66).ss58_address
+    devchain.fund(address, 10**18)
+    devchain.market_on()
+    return address
+
+
+def crust_env(relay: Relay, **extra: str) -> dict[str, str]:
+    """Environment for a w3gate under test ordering through ``relay``."""
+    env = {
+        "W3GATE_CRUST_SEED": ALICE,
+        "W3GATE_CRUST_URL": relay.url,
+        "W3GATE_CRUST_ORDER_INTERVAL": "0.2",
+        "W3GATE_CRUST_POLL_INTERVAL": "0.3",
+        "W3GATE_CRUST_BLOCK_POLL": "0.2",
+        "W3GATE_CRUST_RECONNECT_MAX": "1",
+        "W3GATE_CRUST_REPLICAS": "2",
+        "W3GATE_CRUST_MIN_BALANCE": "1000000000",
+    }
+    env.update(extra)
+    return env

@@ -1,0 +1,214 @@
+"""The submitter and poller against the real Crust runtime (chopsticks), driven directly (no HTTP)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from devchain_fixtures import ALICE, REPO, crust_env
+from w3gate.crust.settings import load_crust_settings
+from w3gate.crust.typedefs import UnsupportedRuntime
+from w3gate.services.crust import CrustStatus, crust_tasks
+from w3gate.store import orders, pins
+from w3gate.store.db import Database
+from w3gate.store.models import Order
+
+pytestmark = pytest.mark.devchain
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Any:
+    database = Database(f"sqlite://{tmp_path / 'w3gate.sqlite3'}")
+    await database.open()
+    yield database
+    await database.close()
+
+
+def settings_for(relay: Any, **extra: str) -> Any:
+    return load_crust_settings({}, crust_env(relay, **extra), REPO)
+
+
+async def add_pin(db: Database, owner: str, cid: str) -> str:
+    rec, _ = await db.run(pins.create_pin, owner, pins.NewPin(cid=cid), time.time_ns() // 1000)
+    return rec.requestid
+
+
+async def order_of(db: Database, cid: str) -> Order:
+    async def get() -> Order:
+        return await Order.get(cid=cid)
+
+    return await db.run(get)
+
+
+async def wait_status(db: Database, cids: list[str], status: str, timeout: float = 60) -> None:
+    with trio.fail_after(timeout):
+        while True:
+            got = [(await order_of(db, c)).status for c in cids]
+            if all(s == status for s in got):
+                return
+            await trio.sleep(0.2)
+
+
+async def run_tasks(nursery: trio.Nursery, db: Database, settings: Any) -> CrustStatus:
+    status = CrustStatus()
+    tasks = crust_tasks(db, settings, status)
+    assert len(tasks) == 2
+    for task in tasks:
+        nursery.start_soon(task)
+    return status
+
+
+def uniq(prefix: str) -> str:
+    return f"bafy{prefix}{time.time_ns()}"
+
+
+async def test_orders_once_per_cid_then_pinned_with_info(db, devchain, relay, ordering_account):
+    a, b = uniq("a"), uniq("b")
+    for owner, cid in (("u1", a), ("u2", a), ("u1", b)):
+        await add_pin(db, owner, cid)
+    async with trio.open_nursery() as nursery:
+        status = await run_tasks(nursery, db, settings_for(relay))
+        await wait_status(db, [a, b], "pinning")
+        chain = await trio.to_thread.run_sync(devchain.client)
+        records = await trio.to_thread.run_sync(chain.files, [a, b])
+        chain.close()
+        assert records[a] is not None and records[b] is not None
+        assert records[a].file_size == 2 * 1024**3  # the default order size
+        assert len(relay.submitted) == 1  # both CIDs in one batch extrinsic
+        # storage nodes' reports, written as the runtime stores them
+        await trio.to_thread.run_sync(devchain.set_replicas, a, 2, 5_000_000)
+        await trio.to_thread.run_sync(devchain.set_replicas, b, 1, 5_000_000)
+        await wait_status(db, [a], "pinned")
+        assert (await order_of(db, b)).status == "pinning"  # 1 replica < threshold 2
+        assert status.as_dict()["chain_connected"] is True
+        assert status.as_dict()["account"] == ordering_account
+        nursery.cancel_scope.cancel()
+    rows = await db.run(pins.list_pins, "u2", pins.PinQuery(cids=(a,))) if hasattr(pins, "list_pins") else None
+    order = await order_of(db, a)
+    assert (order.replicas, order.file_size, order.expires_at) == (2, 2 * 1024**3, 5_000_000)
+    counts = await trio.to_thread.run_sync(devchain.orders_of, {a, b})
+    assert counts == {a: 1, b: 1}
+    del rows
+
+
+async def test_renewal_when_expiry_is_near(db, devchain, relay, ordering_account):
+    cid = uniq("r")
+    await add_pin(db, "u1", cid)
+    async with trio.open_nursery() as nursery:
+        await run_tasks(nursery, db, settings_for(relay, W3GATE_CRUST_RENEWAL_WINDOW="1000"))
+        await wait_status(db, [cid], "pinning")
+        head = await trio.to_thread.run_sync(devchain.head)
+        await trio.to_thread.run_sync(devchain.set_replicas, cid, 3, head + 10)
+        with trio.fail_after(60):
+            while (await order_of(db, cid)).renewals < 1:
+                await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert (await order_of(db, cid)).status == "pinned"
+    assert (await trio.to_thread.run_sync(devchain.orders_of, {cid}))[cid] == 2
+
+
+async def test_low_balance_keeps_pins_queued(db, devchain, relay, ordering_account):
+    cid = uniq("low")
+    await add_pin(db, "u1", cid)
+    await trio.to_thread.run_sync(devchain.fund, ordering_account, 10**8)
+    async with trio.open_nursery() as nursery:
+        status = await run_tasks(nursery, db, settings_for(relay))
+        with trio.fail_after(30):
+            while not status.below_minimum:
+                await trio.sleep(0.1)
+        await trio.sleep(1.5)
+        assert (await order_of(db, cid)).status == "queued"
+        assert status.as_dict()["below_minimum"] is True
+        assert relay.submitted == []
+        await trio.to_thread.run_sync(devchain.fund, ordering_account, 10**18)
+        await wait_status(db, [cid], "pinning")
+        assert status.below_minimum is False
+        nursery.cancel_scope.cancel()
+
+
+async def test_recorded_but_unsent_batch_is_sent_once_after_restart(db, devchain, relay, ordering_account):
+    """kill -9 right after the extrinsic was recorded (sent or not): the restart settles it, no double order."""
+    settings = settings_for(relay)
+    c1, c2 = uniq("k1"), uniq("k2")
+    await add_pin(db, "u1", c1)
+    await add_pin(db, "u1", c2)
+    # the dead process's work: claimed, signed, recorded, sent into a pool that has not included it yet
+    from w3gate.crust.client import CrustClient
+
+    client = CrustClient(settings)
+    await trio.to_thread.run_sync(client.connect)
+    token = orders.CLAIM_PREFIX + "dead"
+    claimed = await db.run(orders.claim, token, 10, int(time.time() * 1000))
+    assert {c.cid for c in claimed} == {c1, c2}
+    nonce, _free = await trio.to_thread.run_sync(client.account)
+    signed = await trio.to_thread.run_sync(client.sign_batch, [(c1, 10), (c2, 10)], nonce, client.finalized_head())
+    tx = {"hash": signed.tx_hash, "nonce": nonce, "extrinsic": signed.extrinsic,
+          "start_block": signed.start_block, "era_end": signed.era_end}
+    await db.run(orders.record_tx, token, tx, [c1, c2], int(time.time() * 1000))
+    relay.hold = True
+    await trio.to_thread.run_sync(client.submit, signed.extrinsic)
+    client.close()
+    # the new process starts while the old extrinsic is still pending, then the pool includes it
+    async with trio.open_nursery() as nursery:
+        await run_tasks(nursery, db, settings)
+        await trio.sleep(2)
+        assert (await order_of(db, c1)).status == "submitting"
+        relay.hold = False
+        relay.release()
+        await wait_status(db, [c1, c2], "pinning")
+        nursery.cancel_scope.cancel()
+    counts = await trio.to_thread.run_sync(devchain.orders_of, {c1, c2})
+    assert counts == {c1: 1, c2: 1}
+    # every submission the service made was the recorded bytes: nothing re-signed
+    assert set(relay.submitted) == {signed.extrinsic}
+
+
+async def test_chain_down_then_back_resumes_ordering(db, devchain, relay, ordering_account):
+    settings = settings_for(relay)
+    first, second = uniq("up"), uniq("down")
+    await add_pin(db, "u1", first)
+    async with trio.open_nursery() as nursery:
+        status = await run_tasks(nursery, db, settings)
+        await wait_status(db, [first], "pinning")
+        await trio.to_thread.run_sync(devchain.stop)
+        with trio.fail_after(30):
+            while status.chain_connected:
+                await trio.sleep(0.1)
+        await add_pin(db, "u1", second)  # the store keeps accepting while the chain is away
+        await trio.sleep(1)
+        assert (await order_of(db, second)).status == "queued"
+        await trio.to_thread.run_sync(devchain.start)
+        await trio.to_thread.run_sync(devchain.fund, ordering_account, 10**18)
+        await trio.to_thread.run_sync(devchain.market_on)
+        await wait_status(db, [second], "pinning", timeout=90)
+        nursery.cancel_scope.cancel()
+
+
+async def test_ordering_off_without_secret(db, caplog):
+    status = CrustStatus()
+    settings = load_crust_settings({}, {"W3GATE_CRUST_URL": "ws://127.0.0.1:9"}, REPO)
+    assert crust_tasks(db, settings, status) == []
+    assert status.as_dict()["ordering"] == "off"
+    assert sum("ordering is OFF" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_record_that_does_not_fit_fails_loudly(devchain):
+    client = devchain.client()
+    try:
+        with pytest.raises(UnsupportedRuntime):
+            client.decode_record("0x" + "00" * 40)  # too short for (FileInfo, UsedInfo) at spec 1
+        with pytest.raises(UnsupportedRuntime):
+            client.decode_record("0x" + "00" * 66 + "00")  # one byte left over
+        assert client.decode_record("0x" + "00" * 66).replicas == 0
+        assert (client.order_call, client.order_arity, client.files_map) == ("place_storage_order", 3, "Files")
+    finally:
+        client.close()
+
+
+def test_alice_secret_never_in_repr():
+    s = load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE}, REPO)
+    assert ALICE not in repr(s) and ALICE not in str(s.seed) and s.ordering_enabled

@@ -1,0 +1,147 @@
+"""The process: version, configuration precedence and errors, signals, crashes, persistence."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from helpers import free_port
+
+CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+
+
+def w3gate(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))}
+    cmd = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env={**base, **(env or {})},
+                          timeout=timeout)
+
+
+def test_version_names_python() -> None:
+    out = w3gate("--version")
+    assert out.returncode == 0
+    from w3gate import __version__
+
+    assert __version__ in out.stdout and "Python 3." in out.stdout
+
+
+def test_help() -> None:
+    out = w3gate("--help")
+    assert out.returncode == 0 and "serve" in out.stdout and "plugins" in out.stdout
+
+
+def test_precedence_defaults_file_env_flags(tmp_path) -> None:
+    import json
+
+    cfg = tmp_path / "w3gate.toml"
+    cfg.write_text('port = 9001\nhost = "127.0.0.2"\nlog_level = "warning"\n')
+    out = w3gate("serve", "--print-config", "--data-dir", str(tmp_path))
+    assert json.loads(out.stdout)["port"] == 8080  # embedded default
+    out = w3gate("serve", "--config", str(cfg), "--print-config")
+    conf = json.loads(out.stdout)
+    assert (conf["port"], conf["host"], conf["log_level"]) == (9001, "127.0.0.2", "warning")
+    out = w3gate("serve", "--config", str(cfg), "--print-config", env={"W3GATE_PORT": "9002"})
+    assert json.loads(out.stdout)["port"] == 9002
+    out = w3gate("serve", "--config", str(cfg), "--print-config", "--port", "9003", env={"W3GATE_PORT": "9002"})
+    conf = json.loads(out.stdout)
+    assert conf["port"] == 9003 and conf["host"] == "127.0.0.2"
+
+
+def test_invalid_settings_exit_2_with_one_line_before_binding(tmp_path) -> None:
+    port = free_port()
+    cases = [
+        (["--port", "70000"], {}),
+        ([], {"W3GATE_TOKEN_CACHE_SIZE": "many"}),
+        ([], {"W3GATE_DELEGATES": "/ip4/1.2.3.4/tcp/4001"}),
+        ([], {"W3GATE_LOG_LEVEL": "loud"}),
+        ([], {"W3GATE_DATABASE_URL": "mysql://x"}),
+        (["--config", str(tmp_path / "missing.toml")], {}),
+    ]
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("port = [\n")
+    cases.append((["--config", str(bad_toml)], {}))
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("prot = 1\n")
+    cases.append((["--config", str(unknown)], {}))
+    for args, env in cases:
+        out = w3gate("serve", "--data-dir", str(tmp_path), *(["--port", str(port)] if "--port" not in args else []),
+                     *args, env=env)
+        assert out.returncode == 2, (args, env, out.stderr)
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "configuration error" in lines[0], (args, env, out.stderr)
+    with socket.socket() as s:  # nothing was left bound
+        s.bind(("127.0.0.1", port))
+
+
+def test_sigterm_and_sigint_exit_0_quickly(start_server) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        server = start_server()
+        started = time.monotonic()
+        assert server.stop(sig) == 0, server.log_text()
+        assert time.monotonic() - started < 10
+        assert "w3gate stopped" in server.log_text()
+
+
+def test_sigterm_under_load_loses_no_accepted_pin(start_server, token) -> None:
+    server = start_server()
+
+    def post(i: int) -> str | None:
+        try:
+            r = httpx.post(server.psa_url + "/pins", json={"cid": CID, "name": f"n{i}"},
+                           headers={"Authorization": token}, timeout=20)
+        except httpx.HTTPError:
+            return None
+        return r.json()["requestid"] if r.status_code == 202 else None
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(post, i) for i in range(300)]
+        time.sleep(0.5)
+        assert server.stop(signal.SIGTERM) == 0
+        accepted = [f.result() for f in futures if f.result()]
+    assert accepted, "some requests should have been accepted before the signal"
+    again = server_restart(start_server, server)
+    with again.client(token) as c:
+        for rid in accepted:
+            assert c.get(f"/pins/{rid}").status_code == 200
+
+
+def server_restart(start_server, server):
+    return start_server(data_dir=server.data_dir)
+
+
+def test_bind_failure_is_a_logged_non_zero_exit(start_server, tmp_path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = w3gate("serve", "--port", str(port), "--data-dir", str(tmp_path), timeout=30)
+    assert out.returncode not in (0, 2), out.stderr
+    assert "stopped on an error" in out.stderr
+
+
+def test_pins_survive_restart(start_server, token) -> None:
+    server = start_server()
+    with server.client(token) as c:
+        rid = c.post("/pins", json={"cid": CID}).json()["requestid"]
+    assert server.stop() == 0
+    again = server_restart(start_server, server)
+    with again.client(token) as c:
+        assert c.get(f"/pins/{rid}").json()["pin"]["cid"] == CID
+
+
+def test_healthz_reports_version_schema_and_ordering(server) -> None:
+    body = httpx.get(server.base_url + "/healthz").json()
+    from w3gate import __version__
+    from w3gate.store.migrations import LATEST
+
+    assert body["version"] == __version__ and body["schema"] == LATEST
+    assert "ordering" in body
+    assert platform.python_version()  # same interpreter family as the service
