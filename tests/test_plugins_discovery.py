@@ -196,17 +196,35 @@ def test_cli_plugins_lists_plugin_dir_and_failures(tmp_path):
     make_plugin(tmp_path, "raise ImportError('needs libfoo')\n", ep_name="clibroken")
     result = run_cli("plugins", env={"W3GATE_PLUGIN_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert "clilisted" in result.stdout and "plugin dir" in result.stdout and "near" in result.stdout
+    assert "clilisted" in result.stdout and "plugin dir" in result.stdout and "solana" in result.stdout
     assert "clibroken" in result.stdout and "needs libfoo" in result.stdout
     strict = run_cli("plugins", env={"W3GATE_PLUGIN_DIR": str(tmp_path), "W3GATE_PLUGINS_STRICT": "true"})
     assert strict.returncode != 0 and "clibroken" in strict.stderr and "needs libfoo" in strict.stderr
 
 
 def test_cli_conflict_is_a_clear_error(tmp_path):
-    chain_plugin(tmp_path, "clash", ("clash", "ava"))
+    chain_plugin(tmp_path, "clash", ("clash", "sol"))  # the built-in solana's alias
     result = run_cli("plugins", env={"W3GATE_PLUGIN_DIR": str(tmp_path)})
     assert result.returncode != 0
-    assert "'ava' is claimed twice" in result.stderr
+    assert "'sol' is claimed twice" in result.stderr and "solana" in result.stderr and "clash" in result.stderr
     allowed = run_cli("plugins", env={"W3GATE_PLUGIN_DIR": str(tmp_path), "W3GATE_ALLOWED_CHAINS": "clash,sub"})
     assert allowed.returncode == 0, allowed.stderr
-    assert "clash" in allowed.stdout and "not allowed: avalanche ava" in allowed.stdout
+    assert "clash" in allowed.stdout and "not allowed: solana sol" in allowed.stdout
+
+
+def test_cli_plugin_dir_adds_but_never_shadows(tmp_path):
+    """A library or a distribution that w3gate already has is not taken from the plugin dir (what a
+    forgotten --no-deps would leave there). Holds for the frozen binary too (W3GATE_TEST_COMMAND)."""
+    (tmp_path / "nacl").mkdir()
+    (tmp_path / "nacl" / "__init__.py").write_text("raise ImportError('shadowed nacl was imported')\n")
+    info = tmp_path / "w3gate-9.9.9.dist-info"  # w3gate's own distribution name
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: w3gate\nVersion: 9.9.9\n")
+    (info / "entry_points.txt").write_text("[w3gate]\nimpostor = w3gate_impostor\n")
+    chain_plugin(tmp_path, "added", ("added",))
+    result = run_cli("plugins", env={"W3GATE_PLUGIN_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "shadowed" not in result.stdout + result.stderr and "failed to load" not in result.stdout
+    assert "impostor" not in result.stdout and "9.9.9" not in result.stdout
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[3:] if line.strip()}
+    assert {"substrate", "ethereum", "solana"} <= set(rows) and "plugin dir" in rows["added"]

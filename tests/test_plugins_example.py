@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,9 @@ def pip(*args: str) -> None:
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheels, target = tmp_path_factory.mktemp("wheels"), tmp_path_factory.mktemp("plugin-dir")
-    pip("wheel", "--no-deps", "--wheel-dir", str(wheels), str(EXAMPLE))
+    source = tmp_path_factory.mktemp("src") / "example"  # a copy: the build leaves files in its source tree
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    pip("wheel", "--no-deps", "--wheel-dir", str(wheels), str(source))
     (wheel,) = wheels.glob("w3gate_example-*.whl")
     pip("install", "--no-deps", "--target", str(target), str(wheel))
     assert (target / "w3gate_example" / "__init__.py").is_file()

@@ -2,10 +2,12 @@
 
 The built-in chains are imported by module name (as datasette does with its DEFAULT_PLUGINS) and go
 through the very same hook as third-party plugins. Then every ``w3gate`` entry point visible on the import
-path is loaded. The plugin directory is put first on the import path before that, so that a plugin
-installed with ``pip install --target DIR --no-deps`` is found by an installed w3gate and by the frozen
-binary alike (importlib.metadata reads ``*.dist-info/entry_points.txt`` from every ``sys.path`` entry), and
-a copy in the plugin directory wins over one installed elsewhere.
+path is loaded. The plugin directory is added to the import path before that, so that a plugin installed
+with ``pip install --target DIR --no-deps`` is found by an installed w3gate and by the frozen binary alike
+(importlib.metadata reads ``*.dist-info/entry_points.txt`` from every ``sys.path`` entry). It is added at
+the *end*: the directory can add plugins and their pure-Python dependencies, but never replace a library
+w3gate already has (a stray ``nacl`` built for another Python, left by a forgotten ``--no-deps``, must not
+shadow the bundled one).
 
 Failure policy (the operator must be able to start with one broken plugin, and must never get an
 ambiguous alias table): a plugin that fails to import or to answer the hook is logged by name and cause
@@ -104,13 +106,17 @@ class _Candidate:
 
 
 def add_plugin_dir(plugin_dir: Path | str) -> Path:
-    """Put the plugin directory first on the import path (once), so its modules and entry points are seen."""
+    """Add the plugin directory to the end of the import path (once), so its modules and entry points
+    are seen without shadowing anything already importable."""
     path = Path(plugin_dir).expanduser().resolve()
     if not path.is_dir():
         log.warning("plugin directory %s does not exist: no plugins loaded from it", path)
+    elif (path / "w3gate").is_dir():
+        log.warning("plugin directory %s holds a copy of w3gate (installed without --no-deps?); "
+                    "it is not used: the running w3gate is", path)
     text = str(path)
     if text not in sys.path:
-        sys.path.insert(0, text)
+        sys.path.append(text)
     importlib.invalidate_caches()
     return path
 
@@ -135,8 +141,8 @@ def _entry_point_source(dist: md.Distribution | None, plugin_dir: Path | None) -
 
 
 def _candidates(plugin_dir: Path | None) -> list[_Candidate]:
-    """Built-ins first, then entry points (importlib.metadata keeps the first distribution of a name on
-    ``sys.path``, so a plugin-dir copy shadows an installed one)."""
+    """Built-ins first, then entry points by name (importlib.metadata keeps the first distribution of a
+    name on ``sys.path``, so a copy installed in the environment wins over one in the plugin dir)."""
     from w3gate import __version__
 
     found = [

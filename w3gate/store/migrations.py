@@ -16,7 +16,9 @@ PK = {
 }
 
 # Never edit a released step: append a new one.
-MIGRATIONS: list[tuple[str, list[str]]] = [
+Step = str | dict[str, str]  # one SQL text for both dialects, or one per dialect
+
+MIGRATIONS: list[tuple[str, list[Step]]] = [
     (
         "pins and their meta",
         [
@@ -94,6 +96,56 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX orders_tx_hash ON orders (tx_hash)",
         ],
     ),
+    (
+        "pin counts per owner and status, kept by triggers",
+        [
+            # GET /pins must return the total count; counting a million rows per request is too slow,
+            # so the database keeps the per-(owner, status) totals itself, whatever code changes pins.
+            """CREATE TABLE pin_counts (
+                owner VARCHAR(255) NOT NULL,
+                status VARCHAR(8) NOT NULL,
+                n BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (owner, status)
+            )""",
+            """INSERT INTO pin_counts (owner, status, n)
+               SELECT owner, status, COUNT(*) FROM pins GROUP BY owner, status""",
+            {
+                "sqlite": """
+                CREATE TRIGGER pins_count_insert AFTER INSERT ON pins BEGIN
+                    INSERT INTO pin_counts (owner, status, n) VALUES (NEW.owner, NEW.status, 1)
+                    ON CONFLICT (owner, status) DO UPDATE SET n = n + 1;
+                END;
+                CREATE TRIGGER pins_count_delete AFTER DELETE ON pins BEGIN
+                    UPDATE pin_counts SET n = n - 1 WHERE owner = OLD.owner AND status = OLD.status;
+                END;
+                CREATE TRIGGER pins_count_update AFTER UPDATE OF status, owner ON pins
+                WHEN OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner BEGIN
+                    UPDATE pin_counts SET n = n - 1 WHERE owner = OLD.owner AND status = OLD.status;
+                    INSERT INTO pin_counts (owner, status, n) VALUES (NEW.owner, NEW.status, 1)
+                    ON CONFLICT (owner, status) DO UPDATE SET n = n + 1;
+                END;
+                """,
+                "postgres": """
+                CREATE FUNCTION w3gate_pin_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+                        UPDATE pin_counts SET n = n - 1 WHERE owner = OLD.owner AND status = OLD.status;
+                    END IF;
+                    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                        INSERT INTO pin_counts (owner, status, n) VALUES (NEW.owner, NEW.status, 1)
+                        ON CONFLICT (owner, status) DO UPDATE SET n = pin_counts.n + 1;
+                    END IF;
+                    RETURN NULL;
+                END $$;
+                CREATE TRIGGER pins_count_insert_delete AFTER INSERT OR DELETE ON pins
+                    FOR EACH ROW EXECUTE FUNCTION w3gate_pin_counts();
+                CREATE TRIGGER pins_count_update AFTER UPDATE OF status, owner ON pins
+                    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.owner IS DISTINCT FROM NEW.owner)
+                    EXECUTE FUNCTION w3gate_pin_counts();
+                """,
+            },
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)
@@ -128,7 +180,8 @@ async def upgrade(conn: BaseDBAsyncClient, target: int = LATEST) -> tuple[int, i
         _title, steps = MIGRATIONS[version - 1]
         async with in_transaction(conn.connection_name) as tx:
             for step in steps:
-                await tx.execute_script(step.format(pk=pk))
+                sql = step[dialect_of(conn)] if isinstance(step, dict) else step.format(pk=pk)
+                await tx.execute_script(sql)
             await tx.execute_query("DELETE FROM schema_version")
             await tx.execute_query(f"INSERT INTO schema_version (version) VALUES ({version})")
     return before, max(before, target)

@@ -87,3 +87,14 @@ class CrustTx(Model):
 
     class Meta:
         table = "crust_txs"
+
+
+class PinCount(Model):
+    """How many pins an owner has in one status; kept by database triggers (migration 4)."""
+
+    owner = fields.CharField(max_length=255, primary_key=True)
+    status = fields.CharField(max_length=8)
+    n = fields.BigIntField()
+
+    class Meta:
+        table = "pin_counts"

@@ -17,7 +17,9 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from w3gate.store.models import Order, Pin, PinMeta
+from tortoise.functions import Sum
+
+from w3gate.store.models import PIN_STATUSES, Order, Pin, PinCount, PinMeta
 
 # order status -> the status its pins show
 PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "pinning",
@@ -200,7 +202,12 @@ def _name_filter(name: str, match: str) -> Q:
 async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     """(total matches, newest ``q.limit`` of them)."""
     qs = _filtered(owner, q)
-    count = await qs.count()
+    if q.cids or q.name is not None or q.meta or q.before_ms is not None or q.after_ms is not None:
+        count = await qs.count()
+    else:  # status (or nothing) only: the trigger-kept totals answer without scanning
+        statuses = list(q.statuses or PIN_STATUSES)
+        rows_n = await PinCount.filter(owner=owner, status__in=statuses).annotate(total=Sum("n")).values("total")
+        count = int(rows_n[0]["total"] or 0) if rows_n else 0
     rows: Sequence[Pin] = await qs.order_by("-created_ms").limit(q.limit) if count else []
     orders = {o.cid: o for o in await Order.filter(cid__in=list({r.cid for r in rows}))} if rows else {}
     return count, [_record(r, orders.get(r.cid)) for r in rows]

@@ -1,0 +1,83 @@
+"""Store-level checks that HTTP tests cannot see directly: trigger-kept counts and order sharing."""
+
+from __future__ import annotations
+
+from tortoise.transactions import in_transaction
+
+from conftest import database_url_for_test
+from w3gate.store import pins as store
+from w3gate.store.db import Database
+from w3gate.store.models import Order, Pin
+from w3gate.store.pins import NewPin, PinQuery
+
+CIDS = ["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "bafkqaaa", "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"]
+
+
+async def open_db(tmp_path) -> Database:
+    db = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
+    await db.open()
+    return db
+
+
+async def test_counts_match_a_full_count_through_every_change(tmp_path) -> None:
+    db = await open_db(tmp_path)
+    try:
+        async def scenario() -> list[tuple[int, int]]:
+            ms = 1_000
+            ids = []
+            for i in range(12):
+                for owner in ("a", "b"):
+                    rec, ms = await store.create_pin(owner, NewPin(cid=CIDS[i % 3]), ms + 1)
+                    ids.append((owner, rec.requestid))
+            async with in_transaction() as conn:
+                await Order.filter(cid=CIDS[0]).using_db(conn).update(status="pinned")
+                await Pin.filter(cid=CIDS[0]).using_db(conn).update(status="pinned")
+                await Pin.filter(cid=CIDS[1]).using_db(conn).update(status="failed")
+            for owner, rid in ids[:5]:
+                await store.delete_pin(owner, rid)
+            await store.replace_pin(ids[7][0], ids[7][1], NewPin(cid=CIDS[2]), ms + 10)
+            checks = []
+            for owner in ("a", "b"):
+                for statuses in [(), ("pinned",), ("queued", "failed"), ("queued", "pinning", "pinned", "failed")]:
+                    fast, _ = await store.list_pins(owner, PinQuery(statuses=statuses))
+                    slow = await Pin.filter(owner=owner, **({"status__in": list(statuses)} if statuses else {})).count()
+                    checks.append((fast, slow))
+            return checks
+
+        checks = await db.run(scenario)
+        assert all(fast == slow for fast, slow in checks), checks
+        assert any(fast > 0 for fast, _ in checks)
+    finally:
+        await db.close()
+
+
+async def test_one_order_per_cid_and_failed_order_requeued(tmp_path) -> None:
+    db = await open_db(tmp_path)
+    try:
+        async def scenario() -> tuple[int, str, str]:
+            await store.create_pin("a", NewPin(cid=CIDS[0]), 1)
+            await store.create_pin("b", NewPin(cid=CIDS[0]), 2)
+            await Order.filter(cid=CIDS[0]).update(status="failed", error="boom", attempts=5)
+            await Pin.filter(cid=CIDS[0]).update(status="failed")
+            rec, _ = await store.create_pin("c", NewPin(cid=CIDS[0]), 3)
+            order = await Order.get(cid=CIDS[0])
+            others = {p.status for p in await Pin.filter(cid=CIDS[0])}
+            return await Order.all().count(), order.status, rec.status + "/" + ",".join(sorted(others))
+
+        n, status, pin_status = await db.run(scenario)
+        assert (n, status, pin_status) == (1, "queued", "queued/queued")
+    finally:
+        await db.close()
+
+
+async def test_created_collision_moves_on(tmp_path) -> None:
+    db = await open_db(tmp_path)
+    try:
+        async def scenario() -> tuple[int, int]:
+            _, first = await store.create_pin("a", NewPin(cid=CIDS[0]), 5000)
+            _, second = await store.create_pin("b", NewPin(cid=CIDS[1]), 5000)  # as another instance would
+            return first, second
+
+        assert await db.run(scenario) == (5000, 5001)
+    finally:
+        await db.close()
