@@ -2,12 +2,15 @@
 sent as the Authorization header to GET /psa/pins of a real running server, a Flow token checked against
 a loopback access node, canonical identities across token forms, and the allowed-chains restriction.
 
-The plugins must be installed (CI: ``pip install -e plugins/<name>`` for each, see docs/plugins.md)."""
+The plugins must be installed (CI: ``pip install -e plugins/<name>`` for each, see docs/plugins.md), or,
+to test the frozen binary (W3GATE_TEST_COMMAND), installed with ``pip install --target DIR --no-deps``
+into a directory named by W3GATE_TEST_PLUGIN_DIR, which the servers here get as W3GATE_PLUGIN_DIR."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +33,8 @@ PLUGIN_VECTORS = [
 BY_ID = {v["id"]: v for v in VECTORS}
 INVALID = {"error": {"reason": "UNAUTHORIZED", "details": "Invalid Signature"}}
 UNSUPPORTED = {"error": {"reason": "UNAUTHORIZED", "details": "Unsupported web3 signature"}}
+PLUGIN_ENV = {"W3GATE_PLUGIN_DIR": os.environ["W3GATE_TEST_PLUGIN_DIR"]} if os.environ.get(
+    "W3GATE_TEST_PLUGIN_DIR") else {}
 CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
 
 # The shared vectors contradict each other on TON: v111 and v114 are the same key, message and signature
@@ -51,7 +56,8 @@ def pins(server, header: str) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def plugin_server(tmp_path_factory: pytest.TempPathFactory):
-    server = start_server_process(data_dir=tmp_path_factory.mktemp("plugins"), database_url=database_url_for_test())
+    server = start_server_process(data_dir=tmp_path_factory.mktemp("plugins"), database_url=database_url_for_test(),
+                                  env=PLUGIN_ENV)
     yield server
     server.stop()
 
@@ -104,7 +110,7 @@ def test_flow_against_a_configured_access_node(start_server, tmp_path: Path) -> 
         node.accounts[attacker] = [attacker_key]
         config = tmp_path / "w3gate.toml"
         config.write_text(f'[chains.flow]\naccess_node = "{node.url}"\n')
-        server = start_server(args=["--config", str(config)])
+        server = start_server(env=PLUGIN_ENV, args=["--config", str(config)])
         genuine = flow_header(victim, [composite(victim, 0, victim_key.sign_user_message(victim))])
         assert pins(server, genuine).status_code == 200
         assert node.requests == ["/v1/accounts/0123456789abcdef?expand=keys"]
@@ -127,7 +133,7 @@ def test_flow_without_access_node_is_refused_and_said_once(plugin_server) -> Non
 
 
 def test_allowed_chains_restrict_what_is_accepted(start_server) -> None:
-    server = start_server(env={"W3GATE_ALLOWED_CHAINS": "near,ton"})
+    server = start_server(env={**PLUGIN_ENV, "W3GATE_ALLOWED_CHAINS": "near,ton"})
     assert pins(server, BY_ID["v081"]["header_value"]).status_code == 200  # near
     assert pins(server, BY_ID["v082"]["header_value"]).status_code == 200  # nea: all of near's aliases
     assert pins(server, BY_ID["v114"]["header_value"]).status_code == 200  # ton

@@ -1,7 +1,8 @@
 """The Crust order submitter: queued CIDs -> signed Utility.batch extrinsics -> pinning.
 
-One batch in flight at a time, so the account nonce read from the chain after each settled batch is
-the next one to use (kept locally too, in case a lagging node reports an older one). Each batch is
+One batch in flight at a time, so the account nonce read from the chain state after each settled batch
+is the next one to use (not the node's pool view, ``system_accountNextIndex``). A stale nonce from a
+lagging node is harmless: the node refuses it and the batch is re-queued when its era ends. Each batch is
 claimed, signed, recorded (extrinsic bytes + hash) and only then sent; open records are settled with
 the chain before anything new is claimed, which is what makes kill -9 safe (see w3gate.store.orders).
 """
@@ -68,7 +69,8 @@ class Submitter:
         if not claimed:
             return False
         try:
-            nonce = max(chain_nonce, self.next_nonce)
+            # the account's nonce at the head: the previous batch is settled (included or dead) by now
+            nonce = chain_nonce
             head = await self.conn.call(self.client.finalized_head)
             items = [(c.cid, c.file_size or self.settings.default_file_size) for c in claimed]
             signed = await self.conn.call(self.client.sign_batch, items, nonce, head)
