@@ -81,3 +81,35 @@ async def test_created_collision_moves_on(tmp_path) -> None:
         assert await db.run(scenario) == (5000, 5001)
     finally:
         await db.close()
+
+
+async def test_cancelled_trio_task_leaves_no_transaction_open(tmp_path) -> None:
+    """A trio cancellation while the ORM works must neither abandon nor half-apply a transaction."""
+    import asyncio
+
+    import trio
+
+    db = await open_db(tmp_path)
+    try:
+        async def slow_transaction() -> None:
+            async with in_transaction() as conn:
+                await Pin.create(requestid="slow", owner="a", cid=CIDS[0], status="queued",
+                                 created_ms=77, using_db=conn)
+                await asyncio.sleep(0.5)  # the trio side is cancelled meanwhile
+                await Pin.create(requestid="slow2", owner="a", cid=CIDS[0], status="queued",
+                                 created_ms=78, using_db=conn)
+
+        started = trio.current_time()
+        with trio.move_on_after(0.05):
+            await db.run(slow_transaction)
+        # the wait is shielded: the cancelled call still returns only once the transaction committed
+        assert trio.current_time() - started >= 0.45
+
+        async def after() -> list[str]:
+            rec, _ = await store.create_pin("b", NewPin(cid=CIDS[1]), 1000)  # would block on a held lock
+            return sorted(p.requestid for p in await Pin.filter(requestid__in=["slow", "slow2"]))
+
+        with trio.fail_after(10):
+            assert await db.run(after) == ["slow", "slow2"]
+    finally:
+        await db.close()
