@@ -12,6 +12,8 @@ table; it is a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import re
@@ -87,7 +89,7 @@ def fill(db_url: str, owner: str, n: int) -> None:
         statuses = ("queued", "pinning", "pinned", "failed")
         step = 20_000
         for start in range(0, n, step):
-            rows = [[str(uuid.uuid4()), owner, CID, f"file-{i}", statuses[i % 4], base + i, "[]", "{}"]
+            rows = [[str(uuid.uuid4()), owner, cid_of(i), f"file-{i}", statuses[i % 4], base + i, "[]", "{}"]
                     for i in range(start, min(n, start + step))]
             async with __import__("tortoise.transactions", fromlist=["in_transaction"]).in_transaction() as tx:
                 await tx.execute_many(sql, rows)
@@ -102,6 +104,12 @@ def fill(db_url: str, owner: str, n: int) -> None:
             await db.close()
 
     trio.run(main)
+
+
+def cid_of(i: int) -> str:
+    """A distinct CIDv1 (raw, sha2-256) per pin, as real data has."""
+    digest = hashlib.sha256(i.to_bytes(8, "big")).digest()
+    return "b" + base64.b32encode(b"\x01\x55\x12\x20" + digest).decode().lower().rstrip("=")
 
 
 def owner_of(token: str) -> str:

@@ -13,6 +13,7 @@ from w3gate.hookspecs import (  # noqa: E402  (version first: setuptools reads i
     Credentials,
     Identity,
     InvalidSignature,
+    SimpleChain,
     hookimpl,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "Credentials",
     "Identity",
     "InvalidSignature",
+    "SimpleChain",
     "hookimpl",
 ]

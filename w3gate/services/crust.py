@@ -71,12 +71,14 @@ def now_ms() -> int:
 class Connection:
     """A CrustClient used from trio: one worker thread at a time, reconnect with back-off."""
 
-    def __init__(self, settings: CrustSettings, status: CrustStatus, name: str) -> None:
+    def __init__(self, settings: CrustSettings, status: CrustStatus, name: str,
+                 limiter: trio.CapacityLimiter | None = None) -> None:
         self.client = CrustClient(settings)
         self.settings = settings
         self.status = status
         self.name = name
-        self.limiter = trio.CapacityLimiter(1)
+        # scalecodec builds decoder classes lazily and is not thread-safe: connections may share one
+        self.limiter = limiter or trio.CapacityLimiter(1)
         self._delay = 0.5
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -145,9 +147,10 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> l
             "the API serves and pins stay queued"
         )
         return []
-    submit_conn = Connection(settings, status, "submitter")
+    scale_lock = trio.CapacityLimiter(1)
+    submit_conn = Connection(settings, status, "submitter", scale_lock)
     status.account = submit_conn.client.address
-    poll_conn = Connection(settings, status, "poller")
+    poll_conn = Connection(settings, status, "poller", scale_lock)
 
     async def submitter() -> None:
         await run_submitter(db, settings, status, submit_conn)

@@ -107,6 +107,7 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
                 n BIGINT NOT NULL DEFAULT 0,
                 PRIMARY KEY (owner, status)
             )""",
+            "CREATE INDEX pins_owner_cid ON pins (owner, cid, created_ms)",
             """INSERT INTO pin_counts (owner, status, n)
                SELECT owner, status, COUNT(*) FROM pins GROUP BY owner, status""",
             {

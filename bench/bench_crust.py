@@ -1,0 +1,128 @@
+"""Benchmark on the real Crust runtime (not a test): orders per block, batched vs one extrinsic each,
+and the status poller's cost for N pinning CIDs.
+
+    /tmp/venv/bin/python bench/bench_crust.py [--poll-cids 10000] [--batch 300]
+
+Starts ../shared/crust-devchain/run on a free port (W3GATE_SHARED_DIR overrides ../shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from devchain_fixtures import ALICE, REPO, Devchain, _free_port  # noqa: E402
+
+from w3gate.crust.client import CrustClient  # noqa: E402
+from w3gate.crust.settings import load_crust_settings  # noqa: E402
+
+
+def count_orders(chain: Devchain, client: CrustClient, block_hash: str) -> int:
+    events = client.substrate.get_events(block_hash)
+    return sum(1 for e in events if (e.value["module_id"], e.value["event_id"]) == ("Market", "FileSuccess"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=300)
+    ap.add_argument("--singles", type=int, default=300)
+    ap.add_argument("--poll-cids", type=int, default=10_000)
+    ap.add_argument("--poll-batch", type=int, default=2000)
+    args = ap.parse_args()
+
+    chain = Devchain(_free_port(), Path(tempfile.mkdtemp()) / "chopsticks.log")
+    chain.start()
+    try:
+        settings = load_crust_settings(
+            {}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": chain.url,
+                 "W3GATE_CRUST_POLL_BATCH_SIZE": str(args.poll_batch), "W3GATE_CRUST_ERA_PERIOD": "4096"}, REPO)
+        client = CrustClient(settings)
+        client.connect()
+        chain.fund(client.address, 10**20)
+        chain.market_on()
+
+        # batched: one Utility.batch of N orders
+        nonce, _ = client.account()
+        items = [(f"bafybatch{i:06d}", 1024) for i in range(args.batch)]
+        t = time.perf_counter()
+        signed = client.sign_batch(items, nonce, client.finalized_head())
+        sign_s = time.perf_counter() - t
+        t = time.perf_counter()
+        block = chain.new_block([signed.extrinsic])
+        build_s = time.perf_counter() - t
+        batched = count_orders(chain, client, block)
+        print(f"batched: {batched} orders in 1 block (1 extrinsic, {len(signed.extrinsic) // 2} bytes; "
+              f"sign {sign_s:.2f} s, block build {build_s:.2f} s)")
+
+        # one at a time: N single-order extrinsics offered to one block
+        nonce, _ = client.account()
+        head = client.finalized_head()
+        t = time.perf_counter()
+        singles = [client.sign_batch([(f"bafysingle{i:06d}", 1024)], nonce + i, head).extrinsic
+                   for i in range(args.singles)]
+        sign_s = time.perf_counter() - t
+        t = time.perf_counter()
+        block = chain.new_block(singles)
+        build_s = time.perf_counter() - t
+        single = count_orders(chain, client, block)
+        print(f"one at a time: {single} orders in 1 block out of {args.singles} extrinsics offered "
+              f"(sign {sign_s:.2f} s, block build {build_s:.2f} s)")
+
+        # poll cost: N pinning CIDs with records on chain
+        n = args.poll_cids
+        cids = [f"bafypoll{i:06d}" for i in range(n)]
+        step = args.batch  # what fits one block (a 1000-order batch exceeds the block weight)
+        for start in range(0, n, step):
+            nonce, _ = client.account()
+            signed = client.sign_batch([(c, 1024) for c in cids[start:start + step]], nonce, client.finalized_head())
+            chain.new_block([signed.extrinsic])
+        client.close()
+        trio.run(poll_bench, settings, cids)
+    finally:
+        chain.stop()
+
+
+async def poll_bench(settings, cids) -> None:
+    from w3gate.services.crust import Connection, CrustStatus
+    from w3gate.services.poller import poll_once
+    from w3gate.store.db import Database
+    from w3gate.store.models import Order
+
+    tmp = Path(tempfile.mkdtemp())
+    db = Database(f"sqlite://{tmp / 'bench.sqlite3'}")
+    await db.open()
+
+    async def fill() -> None:
+        await Order.bulk_create([Order(cid=c, status="pinning", submitted_ms=int(time.time() * 1000),
+                                       created_ms=i, updated_ms=i) for i, c in enumerate(cids)], batch_size=1000)
+
+    await db.run(fill)
+    status = CrustStatus()
+    conn = Connection(settings, status, "bench")
+    await conn.ensure()
+    calls = {"n": 0}
+    original = conn.client.substrate.rpc_request
+
+    def counting(method, params, *a, **kw):
+        calls["n"] += 1
+        return original(method, params, *a, **kw)
+
+    conn.client.substrate.rpc_request = counting
+    t = time.perf_counter()
+    stats = await poll_once(db, settings, status, conn)
+    took = time.perf_counter() - t
+    print(f"poll: {stats['orders']} pinning CIDs, {stats['records']} records read, {calls['n']} RPC round trips "
+          f"({settings.poll_batch_size} keys per state_queryStorageAt), {took:.2f} s, {stats['updated']} orders updated")
+    await conn.call(conn.client.close)
+    await db.close()
+
+
+if __name__ == "__main__":
+    main()
