@@ -167,10 +167,56 @@ def w3gate_chains(settings):
 '''
 
 
+STDLIB_PLUGIN = '''"""Imports the standard library that the binary promises plugins (packaging/README.md)."""
+import importlib
+import sys
+
+from w3gate.hookspecs import hookimpl
+
+NOT_BUNDLED = {  # left out on purpose, platform-specific, or with side effects on import
+    "tkinter", "_tkinter", "turtle", "turtledemo", "idlelib", "test", "lib2to3", "ensurepip", "venv",
+    "distutils", "pydoc_data", "curses", "_curses", "_curses_panel", "readline", "nis", "antigravity", "this",
+    "msilib", "_msi", "msvcrt", "winreg", "winsound", "nt", "_winapi", "_overlapped", "_scproxy",
+    "_testcapi", "_testinternalcapi", "_testbuffer", "_testimportmultiple", "_testmultiphase",
+    "_xxtestfuzz", "xxlimited", "xxlimited_35", "_ctypes_test",
+    "_dbm", "_gdbm",  # optional: only where CPython was built with the ndbm/gdbm headers
+}
+SUBMODULES = ["xml.etree.ElementTree", "email.mime.text", "unittest.mock", "concurrent.futures.process",
+              "importlib.metadata", "http.client", "urllib.request", "sqlite3.dbapi2", "ctypes.util",
+              "logging.handlers", "encodings.idna", "zoneinfo._tzpath", "asyncio.subprocess"]
+
+missing = []
+for name in [n for n in sorted(sys.stdlib_module_names) if n not in NOT_BUNDLED] + SUBMODULES:
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        missing.append(f"{name} ({exc})")
+if missing:
+    raise ImportError("standard library modules missing: " + ", ".join(missing))
+
+
+@hookimpl
+def w3gate_chains(settings):
+    return []
+'''
+
+
+def lay_out_plugin(target: Path, package: str, version: str, source: str) -> Path:
+    """A plugin as ``pip install --target`` leaves it: the package, and a dist-info with its entry point."""
+    (target / package).mkdir()
+    (target / package / "__init__.py").write_text(source)
+    dist_info = target / f"{package}-{version}.dist-info"
+    dist_info.mkdir()
+    name = package.replace("_", "-")
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (dist_info / "entry_points.txt").write_text(f"[w3gate]\n{package.split('_', 1)[1]} = {package}\n")
+    return target / package
+
+
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """plugins/example built as a wheel and installed with ``pip install --target DIR --no-deps``, plus a
-    plugin with a compiled extension module (as pip lays it out: package + dist-info with entry points)."""
+    """plugins/example built as a wheel and installed with ``pip install --target DIR --no-deps``; a plugin
+    with a compiled extension module of its own; one that imports the whole standard library."""
     example = REPO / "plugins" / "example"
     if not (example / "pyproject.toml").is_file():
         pytest.fail(f"{example} is missing")
@@ -185,14 +231,9 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     import xxhash._xxhash
 
-    package = target / "w3gate_cext"
-    package.mkdir()
-    (package / "__init__.py").write_text(EXT_PLUGIN)
+    package = lay_out_plugin(target, "w3gate_cext", "0.2.0", EXT_PLUGIN)
     shutil.copy(xxhash._xxhash.__file__, package / Path(xxhash._xxhash.__file__).name)
-    dist_info = target / "w3gate_cext-0.2.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: w3gate-cext\nVersion: 0.2.0\n")
-    (dist_info / "entry_points.txt").write_text("[w3gate]\ncext = w3gate_cext\n")
+    lay_out_plugin(target, "w3gate_stdlib", "0.3.0", STDLIB_PLUGIN)
     return target
 
 
@@ -213,10 +254,12 @@ def test_plugins_command_lists_plugins_from_the_plugin_dir(plugin_dir: Path) -> 
     assert "example" in rows and "0.1.0" in rows["example"] and "plugin dir" in rows["example"]
     assert "exa" in rows["example"]
     assert "cext" in rows and "0.2.0" in rows["cext"] and "plugin dir" in rows["cext"]
+    assert "stdlib" in rows and "plugin dir" in rows["stdlib"]
     for built_in in ("substrate", "ethereum", "solana"):
         assert "built-in" in rows[built_in]
     without = run_binary("plugins")  # no plugin dir: the plugins are not bundled
-    assert "example" not in without.stdout and "cext" not in without.stdout
+    assert without.returncode == 0
+    assert not {"example", "cext", "stdlib"} & {line.split()[0] for line in without.stdout.splitlines() if line}
 
 
 def test_plugin_tokens_accepted_by_the_binary(tmp_path: Path, plugin_dir: Path) -> None:

@@ -20,7 +20,7 @@ default_file_size      W3GATE_CRUST_DEFAULT_FILE_SIZE,  2147483648              
                        DEFAULT_FILE_SIZE                                        is unknown
 replicas               W3GATE_CRUST_REPLICAS,           3                       reported replicas at which a pin becomes ``pinned``
                        VALID_FILE_REPLICAS
-batch_size             W3GATE_CRUST_BATCH_SIZE          200                     orders per Utility.batch extrinsic (1..2000)
+batch_size             W3GATE_CRUST_BATCH_SIZE          200                     orders per Utility.batch extrinsic (1..500)
 order_interval         W3GATE_CRUST_ORDER_INTERVAL      2.0                     seconds between looks at the queue when idle
 poll_interval          W3GATE_CRUST_POLL_INTERVAL       30.0                    seconds between status polls
 poll_batch_size        W3GATE_CRUST_POLL_BATCH_SIZE     2000                    file records read per multi-key storage query
@@ -123,7 +123,7 @@ _KEYS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = {
     "tips": ("int", "CRUST_TIPS", (0, 2**127)),
     "default_file_size": ("int", "DEFAULT_FILE_SIZE", (1, 2**64 - 1)),
     "replicas": ("int", "VALID_FILE_REPLICAS", (1, 10_000)),
-    "batch_size": ("int", None, (1, 2000)),
+    "batch_size": ("int", None, (1, 500)),
     "order_interval": ("float", None, (0.01, 3600)),
     "poll_interval": ("float", None, (0.01, 86400)),
     "poll_batch_size": ("int", None, (1, 10_000)),
