@@ -10,8 +10,8 @@ with a compiled extension module), the conformance suite, and a pin ordered on t
 from __future__ import annotations
 
 import base64
-import json
 import http.client
+import json
 import os
 import re
 import shutil
@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from conftest import database_url_for_test
-from helpers import REPO, SHARED, Server, start_server_process, substrate_token
+from helpers import REPO, SHARED, Server, new_postgres_database, start_server_process, substrate_token
 
 BINARY = os.environ.get("W3GATE_BINARY", "")
 pytestmark = [
@@ -133,6 +133,24 @@ def test_sigterm_exits_0_and_nothing_is_lost(tmp_path: Path) -> None:
         assert got.status_code == 200, got.text
         assert got.json()["pin"] == {"cid": CID, "name": "kept", "meta": {"k": "v"}}
     assert again.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("W3GATE_TEST_POSTGRES_URL"), reason="needs W3GATE_TEST_POSTGRES_URL")
+def test_postgresql_backend(tmp_path: Path) -> None:
+    """The asyncpg backend, loaded by Tortoise by module name, is in the binary: migrate, write, restart."""
+    db_url = new_postgres_database(os.environ["W3GATE_TEST_POSTGRES_URL"])
+    server = start(tmp_path, database_url=db_url)
+    assert "postgres" in server.log_text() and "sqlite" not in server.log_text().lower()
+    assert not list(server.data_dir.glob("*.sqlite3"))
+    token = substrate_token("//Alice")
+    with server.client(token) as client:
+        requestid = client.post("/pins", json={"cid": CID}).json()["requestid"]
+    assert server.stop() == 0
+    again = start(tmp_path, name="other-dir", database_url=db_url)  # the data lives in the database
+    with again.client(token) as client:
+        assert client.get(f"/pins/{requestid}").json()["pin"]["cid"] == CID
+    assert again.stop() == 0
 
 
 def test_cli_errors_exit_2(tmp_path: Path) -> None:

@@ -107,3 +107,20 @@ def test_sigkill_before_inclusion_resends_the_recorded_bytes(start_server, token
     wait_for(lambda: all(status_of(again, token, r)["status"] == "pinning" for r in rids))
     assert devchain.orders_of(set(cids)) == {c: 1 for c in cids}
     assert relay.submitted[-1] == lost[0]  # re-sent byte for byte, not re-signed
+
+
+def test_sigterm_during_a_batch_exits_0_then_each_cid_is_ordered_once(start_server, token, devchain, relay,
+                                                                       ordering_account):
+    relay.hold = True  # the batch is sent and waiting for its block when the signal comes
+    server = start_server(env=crust_env(relay))
+    cids = [cid_for(f"term{i}") for i in range(3)]
+    rids = [pin(server, token, c) for c in cids]
+    wait_for(lambda: relay.held, timeout=60)
+    started = time.monotonic()
+    assert server.stop() == 0, server.log_text()[-3000:]
+    assert time.monotonic() - started < 10
+    relay.hold = False
+    relay.release()
+    again = start_server(env=crust_env(relay), data_dir=server.data_dir)
+    wait_for(lambda: all(status_of(again, token, r)["status"] == "pinning" for r in rids))
+    assert devchain.orders_of(set(cids)) == {c: 1 for c in cids}
