@@ -46,7 +46,9 @@ def binary() -> str:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_", "PYTHON"))}
+    """The caller's environment without w3gate's, Python's or OpenSSL's settings (as on a fresh host)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("W3GATE_", "CRUST_", "PYTHON")) and k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     return {**env, **extra}
 
 
@@ -211,6 +213,11 @@ for name in [n for n in sorted(sys.stdlib_module_names) if n not in NOT_BUNDLED]
         missing.append(f"{name} ({exc})")
 if missing:
     raise ImportError("standard library modules missing: " + ", ".join(missing))
+
+import ssl  # noqa: E402  TLS to a wss:// Crust node needs CA certificates (packaging/rthook_ssl_certs.py)
+
+if ssl.create_default_context().cert_store_stats()["x509_ca"] == 0:
+    raise ImportError("no CA certificates: TLS peers cannot be verified")
 
 
 @hookimpl

@@ -180,7 +180,7 @@ def validate(s: Settings) -> None:
         raise ConfigError("shutdown_timeout must be > 0")
     url = s.database_url
     if url and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
-        raise ConfigError(f"database_url must start with sqlite://, postgres:// or postgresql://")
+        raise ConfigError("database_url must start with sqlite://, postgres:// or postgresql://")
     if s.plugin_dir is not None and not s.plugin_dir.is_dir():
         raise ConfigError(f"plugin_dir {s.plugin_dir} is not a directory")
 

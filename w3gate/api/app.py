@@ -63,7 +63,7 @@ def create_app(services: Services) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.strict_slashes = False
 
-    def _cors(response: Response) -> Response:
+    async def _cors(response: Response) -> Response:  # async: Quart runs sync hooks in threads
         origin = request.headers.get("Origin")
         if origin and ("*" in services.cors_origins or origin in services.cors_origins):
             response.headers["Access-Control-Allow-Origin"] = "*" if "*" in services.cors_origins else origin

@@ -13,13 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tortoise import connections
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from tortoise.functions import Sum
 
-from w3gate.store.models import PIN_STATUSES, Order, Pin, PinCount, PinMeta
+from w3gate.store.models import PIN_STATUSES, Order, Pin, PinMeta
 
 # order status -> the status its pins show
 PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "pinning",
@@ -60,67 +59,52 @@ class PinRecord:
     info: dict[str, str]
 
 
-def _info(order: Order | None) -> dict[str, str]:
-    if order is None:
-        return {}
-    info: dict[str, str] = {}
-    if order.error:
-        info["status_details"] = order.error
-    for name in INFO_FIELDS:
-        value = getattr(order, name)
-        if value is not None:
-            info[name] = str(value)
-    return info
-
-
-def _record(pin: Pin, order: Order | None) -> PinRecord:
-    return PinRecord(
-        requestid=pin.requestid,
-        cid=pin.cid,
-        name=pin.name,
-        status=pin.status,
-        created_ms=pin.created_ms,
-        origins=json.loads(pin.origins),
-        meta=json.loads(pin.meta),
-        info=_info(order),
+async def _ensure_order(conn: Any, sql_dialect: str, cid: str, now_ms: int) -> dict[str, Any]:
+    """The CID's order row, inserted as queued if new; a failed order is queued again."""
+    sql = _Sql(sql_dialect)
+    await conn.execute_query(
+        f"INSERT INTO orders (cid, status, created_ms, updated_ms) VALUES "
+        f"({sql.arg(cid)}, 'queued', {sql.arg(now_ms)}, {sql.arg(now_ms)}) ON CONFLICT (cid) DO NOTHING",
+        sql.args,
     )
-
-
-async def _ensure_order(conn: Any, cid: str, now_ms: int) -> Order:
-    """The CID's order, inserted as queued if new; a failed order is queued again."""
-    await Order.bulk_create(
-        [Order(cid=cid, status="queued", created_ms=now_ms, updated_ms=now_ms)],
-        ignore_conflicts=True,
-        using_db=conn,
+    sql = _Sql(sql_dialect)
+    rows = await conn.execute_query_dict(
+        f"SELECT status, error, file_size, expires_at, replicas FROM orders WHERE cid = {sql.arg(cid)}", sql.args
     )
-    order = await Order.get(cid=cid).using_db(conn)
-    if order.status == "failed":
+    order = rows[0]
+    if order["status"] == "failed":
         await Order.filter(cid=cid, status="failed").using_db(conn).update(
             status="queued", attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
         )
         await Pin.filter(cid=cid).using_db(conn).update(status="queued")
-        order.status, order.error = "queued", None
+        order.update(status="queued", error=None)
     return order
 
 
 async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int) -> PinRecord:
-    order = await _ensure_order(conn, pin.cid, created_ms)
-    row = await Pin.create(
-        requestid=str(uuid.uuid4()),
-        owner=owner,
-        cid=pin.cid,
-        name=pin.name,
-        status=PIN_STATUS_OF_ORDER[order.status],
-        created_ms=created_ms,
-        origins=json.dumps(list(pin.origins)),
-        meta=json.dumps(pin.meta, ensure_ascii=False),
-        using_db=conn,
+    dialect = _dialect()
+    order = await _ensure_order(conn, dialect, pin.cid, created_ms)
+    row = {
+        "requestid": str(uuid.uuid4()),
+        "cid": pin.cid,
+        "name": pin.name,
+        "status": PIN_STATUS_OF_ORDER[order["status"]],
+        "created_ms": created_ms,
+        "origins": json.dumps(list(pin.origins)),
+        "meta": json.dumps(pin.meta, ensure_ascii=False),
+    }
+    sql = _Sql(dialect)
+    values = ", ".join(sql.arg(v) for v in (row["requestid"], owner, *list(row.values())[1:]))
+    inserted = await conn.execute_query_dict(
+        f"INSERT INTO pins (requestid, owner, cid, name, status, created_ms, origins, meta) "
+        f"VALUES ({values}) RETURNING id",
+        sql.args,
     )
     if pin.meta:
         await PinMeta.bulk_create(
-            [PinMeta(pin_id=row.id, key=k, value=v) for k, v in pin.meta.items()], using_db=conn
+            [PinMeta(pin_id=inserted[0]["id"], key=k, value=v) for k, v in pin.meta.items()], using_db=conn
         )
-    return _record(row, order)
+    return _from_row({**row, **{f"o_{k}": order[k] for k in ("error", *INFO_FIELDS)}})
 
 
 async def _with_unique_created(work: Any, created_ms: int) -> tuple[PinRecord, int]:
@@ -161,10 +145,10 @@ async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int) 
 
 
 async def get_pin(owner: str, requestid: str) -> PinRecord | None:
-    row = await Pin.filter(owner=owner, requestid=requestid).first()
-    if row is None:
-        return None
-    return _record(row, await Order.filter(cid=row.cid).first())
+    sql = _Sql(_dialect())
+    where = f"p.owner = {sql.arg(owner)} AND p.requestid = {sql.arg(requestid)}"
+    rows = await _conn().execute_query_dict(f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
+    return _from_row(rows[0]) if rows else None
 
 
 async def delete_pin(owner: str, requestid: str) -> bool:
@@ -172,45 +156,107 @@ async def delete_pin(owner: str, requestid: str) -> bool:
         return bool(await Pin.filter(owner=owner, requestid=requestid).using_db(conn).delete())
 
 
-def _filtered(owner: str, q: PinQuery) -> Any:
-    qs = Pin.filter(owner=owner)
+# The read paths are one hand-written statement each (the page, its orders' info and the total
+# together): they are the hot paths, and building them through the query builder cost more than the
+# database work itself. The same SQL runs on SQLite and PostgreSQL; only placeholders differ.
+_COLUMNS = (
+    "p.requestid, p.cid, p.name, p.status, p.created_ms, p.origins, p.meta, "
+    "o.error AS o_error, o.file_size AS o_file_size, o.expires_at AS o_expires_at, o.replicas AS o_replicas"
+)
+_JOIN = "LEFT JOIN orders o ON o.cid = p.cid"
+
+
+class _Sql:
+    """Collects arguments and hands out the dialect's placeholders (``?`` or ``$n``)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.args: list[Any] = []
+        self.numbered = dialect != "sqlite"
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}" if self.numbered else "?"
+
+    def args_in(self, values: Sequence[Any]) -> str:
+        return "(" + ", ".join(self.arg(v) for v in values) + ")"
+
+
+def _conn() -> Any:
+    return connections.get("default")
+
+
+def _dialect() -> str:
+    return "sqlite" if _conn().capabilities.dialect == "sqlite" else "postgres"
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _where(sql: _Sql, owner: str, q: PinQuery) -> str:
+    parts = [f"p.owner = {sql.arg(owner)}"]
     if q.cids:
-        qs = qs.filter(cid__in=list(q.cids))
+        parts.append(f"p.cid IN {sql.args_in(q.cids)}")
     if q.statuses:
-        qs = qs.filter(status__in=list(q.statuses))
+        parts.append(f"p.status IN {sql.args_in(q.statuses)}")
     if q.before_ms is not None:
-        qs = qs.filter(created_ms__lt=q.before_ms)
+        parts.append(f"p.created_ms < {sql.arg(q.before_ms)}")
     if q.after_ms is not None:
-        qs = qs.filter(created_ms__gt=q.after_ms)
+        parts.append(f"p.created_ms > {sql.arg(q.after_ms)}")
     if q.name is not None:
-        qs = qs.filter(_name_filter(q.name, q.match))
+        if q.match == "exact":
+            parts.append(f"p.name = {sql.arg(q.name)}")
+        elif q.match == "iexact":
+            parts.append(f"UPPER(p.name) = UPPER({sql.arg(q.name)})")
+        elif q.match == "partial":
+            parts.append(f"p.name LIKE {sql.arg(_like(q.name))} ESCAPE '\\'")
+        else:
+            parts.append(f"UPPER(p.name) LIKE UPPER({sql.arg(_like(q.name))}) ESCAPE '\\'")
     for key, value in q.meta:
-        qs = qs.filter(id__in=Subquery(PinMeta.filter(key=key, value=value).values("pin_id")))
-    return qs
+        parts.append(f"p.id IN (SELECT pin_id FROM pin_meta WHERE key = {sql.arg(key)} AND value = {sql.arg(value)})")
+    return " AND ".join(parts)
 
 
-def _name_filter(name: str, match: str) -> Q:
-    if match == "exact":
-        return Q(name=name)
-    if match == "iexact":
-        return Q(name__iexact=name)
-    if match == "partial":
-        return Q(name__contains=name)
-    return Q(name__icontains=name)
+def _from_row(row: dict[str, Any]) -> PinRecord:
+    info: dict[str, str] = {}
+    if row["o_error"]:
+        info["status_details"] = row["o_error"]
+    for name in INFO_FIELDS:
+        if row[f"o_{name}"] is not None:
+            info[name] = str(row[f"o_{name}"])
+    return PinRecord(
+        requestid=row["requestid"],
+        cid=row["cid"],
+        name=row["name"],
+        status=row["status"],
+        created_ms=int(row["created_ms"]),
+        origins=json.loads(row["origins"]),
+        meta=json.loads(row["meta"]),
+        info=info,
+    )
 
 
 async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
-    """(total matches, newest ``q.limit`` of them)."""
-    qs = _filtered(owner, q)
-    if q.cids or q.name is not None or q.meta or q.before_ms is not None or q.after_ms is not None:
-        count = await qs.count()
+    """(total matches, newest ``q.limit`` of them), in one statement."""
+    sql = _Sql(_dialect())
+    filtered = q.cids or q.name is not None or q.meta or q.before_ms is not None or q.after_ms is not None
+    if filtered:
+        total = f"SELECT COUNT(*) FROM pins p WHERE {_where(sql, owner, q)}"
     else:  # status (or nothing) only: the trigger-kept totals answer without scanning
-        statuses = list(q.statuses or PIN_STATUSES)
-        rows_n = await PinCount.filter(owner=owner, status__in=statuses).annotate(total=Sum("n")).values("total")
-        count = int(rows_n[0]["total"] or 0) if rows_n else 0
-    rows: Sequence[Pin] = await qs.order_by("-created_ms").limit(q.limit) if count else []
-    orders = {o.cid: o for o in await Order.filter(cid__in=list({r.cid for r in rows}))} if rows else {}
-    return count, [_record(r, orders.get(r.cid)) for r in rows]
+        owner_arg = sql.arg(owner)  # placeholders must be handed out in the order they appear
+        total = (f"SELECT COALESCE(SUM(n), 0) FROM pin_counts WHERE owner = {owner_arg} "
+                 f"AND status IN {sql.args_in(q.statuses or PIN_STATUSES)}")
+    where = _where(sql, owner, q)
+    limit = sql.arg(q.limit)
+    # the total rides along as a one-row side table, so that an empty page still reports it
+    rows = await _conn().execute_query_dict(
+        f"SELECT t.total, page.* FROM (SELECT ({total}) AS total) t LEFT JOIN ("
+        f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where} ORDER BY p.created_ms DESC LIMIT {limit}"
+        ") page ON 1 = 1 ORDER BY page.created_ms DESC",
+        sql.args,
+    )
+    count = int(rows[0]["total"]) if rows else 0
+    return count, [_from_row(r) for r in rows if r["requestid"] is not None]
 
 
 async def count_all() -> int:

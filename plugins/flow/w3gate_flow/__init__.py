@@ -22,7 +22,6 @@ Identity: ``("flow", "0x" + 16 lower-case hex digits)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import urllib.error
