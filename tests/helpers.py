@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import socket
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from w3gate.testing import bearer
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("W3GATE_SHARED_DIR", REPO.parent / "shared"))
@@ -38,10 +39,6 @@ def eth_token(private_key_hex: str, chain_type: str = "eth") -> str:
     acct = Account.from_key(private_key_hex)
     sig = Account.sign_message(encode_defunct(text=acct.address), private_key_hex).signature.hex()
     return bearer(f"{chain_type}-{acct.address}:0x{sig.removeprefix('0x')}")
-
-
-def bearer(credentials: str) -> str:
-    return "Bearer " + base64.b64encode(credentials.encode()).decode()
 
 
 def free_port() -> int:

@@ -79,6 +79,24 @@ def test_version_names_w3gate_and_the_bundled_python() -> None:
     assert match.group(2).startswith("3.11.")
 
 
+def test_release_files_next_to_the_binary() -> None:
+    """packaging/build writes the versioned copy and SHA256SUMS beside dist/w3gate; both must match it."""
+    import hashlib
+
+    from w3gate import __version__
+
+    path = Path(binary())
+    sums = path.parent / "SHA256SUMS"
+    if not sums.exists():
+        pytest.skip(f"no SHA256SUMS next to {path} (not a packaging/build output directory)")
+    listed = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
+    versioned = f"w3gate-{__version__}-linux-x86_64"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert listed.get(path.name) == digest
+    assert listed.get(versioned) == digest
+    assert hashlib.sha256((path.parent / versioned).read_bytes()).hexdigest() == digest
+
+
 def test_starts_on_embedded_defaults_and_serves_pins(tmp_path: Path) -> None:
     server = start(tmp_path)
     health = httpx.get(server.base_url + "/healthz", timeout=10)

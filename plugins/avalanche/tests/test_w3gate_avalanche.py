@@ -1,8 +1,6 @@
 """The Avalanche plugin's Chain against its shared vectors and against keys made here with coincurve."""
 
-import base64
 import hashlib
-import json
 from pathlib import Path
 
 import base58
@@ -10,24 +8,14 @@ import pytest
 from coincurve import PrivateKey
 
 import w3gate_avalanche
-from w3gate.hookspecs import InvalidSignature
-from w3gate.w3auth.token import parse_authorization
+from w3gate.testing import bearer, check_token, load_vectors
 
-VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]
+VECTORS = load_vectors(Path(__file__).parent / "vectors.json")
 (CHAIN,) = w3gate_avalanche.w3gate_chains()
 
 
 def check(header: str):
-    credentials = parse_authorization(header)
-    assert credentials.chain_type.strip().lower() in CHAIN.aliases
-    try:
-        return CHAIN.verify(credentials)
-    except InvalidSignature:
-        return None
-
-
-def bearer(credentials: str) -> str:
-    return "Bearer " + base64.b64encode(credentials.encode()).decode()
+    return check_token(CHAIN, header)
 
 
 def cb58(payload: bytes) -> str:

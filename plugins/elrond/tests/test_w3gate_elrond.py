@@ -3,33 +3,21 @@
 The plugin departs from Crust on purpose: the signed message must be the wallet's signMessage of the
 account's own address (vector v093, accepted by Crust, is refused; see its w3gate_note)."""
 
-import base64
-import json
 from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
 
 import w3gate_elrond
-from w3gate.hookspecs import InvalidSignature
-from w3gate.w3auth.token import parse_authorization
+from w3gate.testing import bearer, check_token, load_vectors
 
-VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]
+VECTORS = load_vectors(Path(__file__).parent / "vectors.json")
 (CHAIN,) = w3gate_elrond.w3gate_chains()
 ACCOUNT = "erd1unjavk4dy6p994m55ahp4kc648aqr662ccc25yv9kpt02fclmers9hha3q"
 
 
 def check(header: str):
-    credentials = parse_authorization(header)
-    assert credentials.chain_type.strip().lower() in CHAIN.aliases
-    try:
-        return CHAIN.verify(credentials)
-    except InvalidSignature:
-        return None
-
-
-def bearer(credentials: str) -> str:
-    return "Bearer " + base64.b64encode(credentials.encode()).decode()
+    return check_token(CHAIN, header)
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["id"])
