@@ -10,9 +10,7 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from w3gate.errors import bad_request
-from w3gate.services.pins import MAX_NAME, check_cid, check_meta
-from w3gate.store.models import PIN_STATUSES
-from w3gate.store.pins import PinQuery
+from w3gate.services.pins import MAX_NAME, PIN_STATUSES, PinQuery, check_cid, check_meta
 
 MATCHES = ("exact", "iexact", "partial", "ipartial")
 MAX_CIDS = 10

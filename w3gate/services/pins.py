@@ -12,7 +12,10 @@ from w3gate.multiaddrs import MultiaddrError, check_multiaddr
 from w3gate.services.clock import UniqueMillis, rfc3339_ms
 from w3gate.store import pins as store
 from w3gate.store.db import Database
+from w3gate.store.models import PIN_STATUSES
 from w3gate.store.pins import NewPin, PinQuery, PinRecord
+
+__all__ = ["PIN_STATUSES", "PinQuery", "PinService", "check_cid", "check_meta", "parse_pin"]
 
 MAX_NAME = 255
 MAX_CID = 255
