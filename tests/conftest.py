@@ -45,9 +45,12 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
         return server
 
     yield start
-    for server in servers:
+    for server in servers:  # SIGTERM first: a frozen binary then removes its unpacked files
         if server.proc.poll() is None:
-            server.kill()
+            try:
+                server.stop(timeout=10)
+            except Exception:  # noqa: BLE001 - a stuck server is killed
+                server.kill()
 
 
 @pytest.fixture

@@ -112,6 +112,8 @@ def start_server_process(
     full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1"})
     if database_url:
         full_env["W3GATE_DATABASE_URL"] = database_url
+    if os.environ.get("W3GATE_TEST_PLUGIN_DIR"):  # a binary under test finds the plugins there
+        full_env["W3GATE_PLUGIN_DIR"] = os.environ["W3GATE_TEST_PLUGIN_DIR"]
     full_env.update(env or {})
     log_path = data_dir / f"server-{port}.log"
     # W3GATE_TEST_COMMAND runs the suite against another build, e.g. the frozen binary

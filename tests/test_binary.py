@@ -2,9 +2,10 @@
 
 Skipped unless W3GATE_BINARY names a built binary (CI: ``packaging/build`` then
 ``W3GATE_BINARY=dist/w3gate pytest -m binary``). Every test execs the binary itself, over real HTTP on
-loopback: embedded defaults, the built-in chains on the shared W3Auth vectors, SIGTERM and restart,
-plugins from a plugin directory (a wheel installed with ``pip install --target DIR --no-deps``, and one
-with a compiled extension module), the conformance suite, and a pin ordered on the real Crust devchain.
+loopback: embedded defaults, the built-in chains on the shared W3Auth vectors, SIGTERM and restart, a
+killed launcher, PostgreSQL, plugins from a plugin directory (a wheel installed with
+``pip install --target DIR --no-deps``, one with a compiled extension module, one importing all of
+w3gate, the libraries for plugins and the standard library), the conformance suite, and a pin ordered on the real Crust devchain.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import database_url_for_test
 from helpers import REPO, SHARED, Server, new_postgres_database, start_server_process, substrate_token
 
@@ -53,8 +54,27 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_binary(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([binary(), *args], capture_output=True, text=True, env=env or clean_env(),
+    return subprocess.run([binary(), *args], capture_output=True, text=True, env=env or clean_env(), check=False,
                           timeout=timeout)
+
+
+STARTED: list[tuple[Server, int]] = []  # each server and the PID of its service process
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers() -> Iterator[None]:
+    """A failing test must not leave a server behind: SIGTERM (the launcher forwards it), then SIGKILL;
+    and a service whose launcher is gone (a binary without the launcher hook) gets its SIGTERM directly."""
+    yield
+    while STARTED:
+        server, service = STARTED.pop()
+        if server.proc.poll() is None:
+            try:
+                server.stop(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if not has_exited(service):
+            os.kill(service, signal.SIGTERM)
 
 
 def start(tmp_path: Path, name: str = "data", env: dict[str, str] | None = None,
@@ -63,7 +83,22 @@ def start(tmp_path: Path, name: str = "data", env: dict[str, str] | None = None,
     if data_dir is None:
         data_dir = tmp_path / name
         data_dir.mkdir()
-    return start_server_process(command=[binary()], data_dir=data_dir, env=env, database_url=database_url)
+    server = start_server_process(command=[binary()], data_dir=data_dir, env=env, database_url=database_url)
+    STARTED.append((server, service_pid(server)))
+    return server
+
+
+def service_pid(server: Server) -> int:
+    """The one-file launcher runs the service as its only child."""
+    (child,) = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    return int(child)
+
+
+def has_exited(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
 
 
 # --- version, defaults, built-in chains ---------------------------------------------------------------------
@@ -155,6 +190,20 @@ def test_sigterm_exits_0_and_nothing_is_lost(tmp_path: Path) -> None:
     assert again.stop(signal.SIGTERM) == 0
 
 
+def test_service_stops_when_the_launcher_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the PID a supervisor knows (the launcher) must not orphan the service on its port."""
+    server = start(tmp_path)
+    service = STARTED[-1][1]
+    assert server.kill() == -signal.SIGKILL
+    deadline = time.monotonic() + 20
+    while not has_exited(service) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert has_exited(service), "the service outlived its launcher"
+    assert "received SIGTERM: shutting down" in server.log_text() and "w3gate stopped" in server.log_text()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(server.base_url + "/healthz", timeout=2)
+
+
 @pytest.mark.postgres
 @pytest.mark.skipif(not os.environ.get("W3GATE_TEST_POSTGRES_URL"), reason="needs W3GATE_TEST_POSTGRES_URL")
 def test_postgresql_backend(tmp_path: Path) -> None:
@@ -205,7 +254,8 @@ def w3gate_chains(settings):
 '''
 
 
-STDLIB_PLUGIN = '''"""Imports the standard library that the binary promises plugins (packaging/README.md)."""
+IMPORTS_PLUGIN = '''"""Imports what the binary promises plugins (packaging/README.md): all of w3gate, the libraries
+for plugins, and the standard library."""
 import importlib
 import sys
 
@@ -219,18 +269,27 @@ NOT_BUNDLED = {  # left out on purpose, platform-specific, or with side effects 
     "_xxtestfuzz", "xxlimited", "xxlimited_35", "_ctypes_test",
     "_dbm", "_gdbm",  # optional: only where CPython was built with the ndbm/gdbm headers
 }
-SUBMODULES = ["xml.etree.ElementTree", "email.mime.text", "unittest.mock", "concurrent.futures.process",
-              "importlib.metadata", "http.client", "urllib.request", "sqlite3.dbapi2", "ctypes.util",
-              "logging.handlers", "encodings.idna", "zoneinfo._tzpath", "asyncio.subprocess"]
+STDLIB_SUBMODULES = [
+    "xml.etree.ElementTree", "email.mime.text", "unittest.mock", "concurrent.futures.process",
+    "importlib.metadata", "http.client", "urllib.request", "sqlite3.dbapi2", "ctypes.util",
+    "logging.handlers", "encodings.idna", "zoneinfo._tzpath", "asyncio.subprocess",
+]
+FOR_PLUGINS = [
+    "nacl.signing", "nacl.bindings", "nacl.hash", "coincurve", "base58", "Crypto.Hash.keccak",
+    "Crypto.Hash.RIPEMD160", "Crypto.Hash.SHA3_256", "Crypto.PublicKey.ECC", "Crypto.Signature.DSS",
+    "Crypto.Signature.eddsa", "Crypto.Util.asn1", "multiformats", "multiaddr",
+]
+W3GATE_MODULES = %s
 
 missing = []
-for name in [n for n in sorted(sys.stdlib_module_names) if n not in NOT_BUNDLED] + SUBMODULES:
+stdlib = [n for n in sorted(sys.stdlib_module_names) if n not in NOT_BUNDLED]
+for name in stdlib + STDLIB_SUBMODULES + FOR_PLUGINS + W3GATE_MODULES:
     try:
         importlib.import_module(name)
     except ImportError as exc:
         missing.append(f"{name} ({exc})")
 if missing:
-    raise ImportError("standard library modules missing: " + ", ".join(missing))
+    raise ImportError("modules missing: " + ", ".join(missing))
 
 import ssl  # noqa: E402  TLS to a wss:// Crust node needs CA certificates (packaging/rthook_ssl_certs.py)
 
@@ -242,6 +301,18 @@ if ssl.create_default_context().cert_store_stats()["x509_ca"] == 0:
 def w3gate_chains(settings):
     return []
 '''
+
+
+def w3gate_modules() -> list[str]:
+    """Every module of w3gate in this checkout (what the binary must hold)."""
+    root = REPO / "w3gate"
+    names = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        if parts[-1] == "__main__":
+            continue
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
 
 
 def lay_out_plugin(target: Path, package: str, version: str, source: str) -> Path:
@@ -259,7 +330,7 @@ def lay_out_plugin(target: Path, package: str, version: str, source: str) -> Pat
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """plugins/example built as a wheel and installed with ``pip install --target DIR --no-deps``; a plugin
-    with a compiled extension module of its own; one that imports the whole standard library."""
+    with a compiled extension module of its own; one that imports all that plugins are promised."""
     example = REPO / "plugins" / "example"
     if not (example / "pyproject.toml").is_file():
         pytest.fail(f"{example} is missing")
@@ -276,7 +347,7 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     package = lay_out_plugin(target, "w3gate_cext", "0.2.0", EXT_PLUGIN)
     shutil.copy(xxhash._xxhash.__file__, package / Path(xxhash._xxhash.__file__).name)
-    lay_out_plugin(target, "w3gate_stdlib", "0.3.0", STDLIB_PLUGIN)
+    lay_out_plugin(target, "w3gate_imports", "0.3.0", IMPORTS_PLUGIN % repr(w3gate_modules()))
     return target
 
 
@@ -297,12 +368,12 @@ def test_plugins_command_lists_plugins_from_the_plugin_dir(plugin_dir: Path) -> 
     assert "example" in rows and "0.1.0" in rows["example"] and "plugin dir" in rows["example"]
     assert "exa" in rows["example"]
     assert "cext" in rows and "0.2.0" in rows["cext"] and "plugin dir" in rows["cext"]
-    assert "stdlib" in rows and "plugin dir" in rows["stdlib"]
+    assert "imports" in rows and "plugin dir" in rows["imports"]
     for built_in in ("substrate", "ethereum", "solana"):
         assert "built-in" in rows[built_in]
     without = run_binary("plugins")  # no plugin dir: the plugins are not bundled
     assert without.returncode == 0
-    assert not {"example", "cext", "stdlib"} & {line.split()[0] for line in without.stdout.splitlines() if line}
+    assert not {"example", "cext", "imports"} & {line.split()[0] for line in without.stdout.splitlines() if line}
 
 
 def test_plugin_tokens_accepted_by_the_binary(tmp_path: Path, plugin_dir: Path) -> None:
@@ -332,7 +403,7 @@ def test_conformance_suite_passes_9_of_9_against_the_binary(tmp_path: Path) -> N
     report = tmp_path / "report.md"
     proc = subprocess.run(
         [str(TOOL), server.psa_url, substrate_token("//Alice").removeprefix("Bearer ")],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "PSA_COMPLIANCE_REPORT": str(report)},
     )
     summary = [line for line in proc.stdout.splitlines() if line.startswith("psa-compliance:")]
@@ -346,7 +417,6 @@ def test_conformance_suite_passes_9_of_9_against_the_binary(tmp_path: Path) -> N
 @pytest.mark.devchain
 def test_pin_is_ordered_on_the_devchain(tmp_path: Path, devchain, relay, ordering_account) -> None:
     from devchain_fixtures import crust_env
-
     from multiformats import CID, multihash
 
     cid = str(CID("base32", 1, "raw", multihash.digest(os.urandom(32), "sha2-256")))  # never ordered before

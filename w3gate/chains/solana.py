@@ -1,4 +1,4 @@
-"""Solana W3Auth verifier, compatible with Crust's tweetnacl + bs58 check.
+"""Solana W3Auth verifier, compatible with Crust's tweetnacl + bs58 check (here PyNaCl + base58).
 
 A token is ``sol-<base58 ed25519 public key>:<signature hex>``: the Phantom ``signMessage`` of the
 UTF-8 address, hex-encoded. The hex is read the Node way (trailing junk ignored, a ``0x`` prefix makes
@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from solders.pubkey import Pubkey
-from solders.signature import Signature
+import base58
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, hookimpl
 from w3gate.w3auth.nodecodec import node_hex
@@ -29,15 +30,19 @@ class SolanaChain:
     def verify(self, credentials: Credentials) -> Identity | None:
         address = credentials.address
         try:
-            pubkey = Pubkey.from_string(address)
+            key = base58.b58decode(address)
         except ValueError:
-            raise InvalidSignature("address is not a base58 32-byte public key") from None
+            key = b""
+        if len(key) != 32:
+            raise InvalidSignature("address is not a base58 32-byte public key")
         sig = node_hex(credentials.signature)
         if len(sig) != 64:
             raise InvalidSignature(f"signature is {len(sig)} bytes, not 64")
-        if not Signature.from_bytes(sig).verify(pubkey, address.encode()):
+        try:
+            VerifyKey(key).verify(address.encode(), sig)
+        except (BadSignatureError, ValueError):
             return None
-        return Identity(chain=NAME, account=str(pubkey), address=address)
+        return Identity(chain=NAME, account=base58.b58encode(key).decode(), address=address)
 
 
 @hookimpl

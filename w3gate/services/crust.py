@@ -8,13 +8,15 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from w3gate.crust.client import CrustClient
 from w3gate.crust.settings import CrustSettings
 from w3gate.store.db import Database
+
+if TYPE_CHECKING:  # the chain client (substrate-interface) is imported only when ordering is on
+    from w3gate.crust.client import CrustClient
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ class Connection:
 
     def __init__(self, settings: CrustSettings, status: CrustStatus, name: str,
                  limiter: trio.CapacityLimiter | None = None) -> None:
+        from w3gate.crust.client import CrustClient
+
         self.client = CrustClient(settings)
         self.settings = settings
         self.status = status
