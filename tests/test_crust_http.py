@@ -124,3 +124,20 @@ def test_sigterm_during_a_batch_exits_0_then_each_cid_is_ordered_once(start_serv
     again = start_server(env=crust_env(relay), data_dir=server.data_dir)
     wait_for(lambda: all(status_of(again, token, r)["status"] == "pinning" for r in rids))
     assert devchain.orders_of(set(cids)) == {c: 1 for c in cids}
+
+
+def test_chain_killed_and_restarted_api_keeps_serving_and_ordering_resumes(start_server, token, devchain, relay,
+                                                                           ordering_account):
+    server = start_server(env=crust_env(relay))
+    first = pin(server, token, cid_for("before"))
+    wait_for(lambda: status_of(server, token, first)["status"] == "pinning")
+    devchain.stop()  # the chain process is killed
+    wait_for(lambda: not health(server)["ordering"]["chain_connected"], timeout=30)
+    second = pin(server, token, cid_for("during"))  # the API is unaffected
+    time.sleep(1)
+    assert status_of(server, token, second)["status"] == "queued"
+    assert server.proc.poll() is None
+    devchain.start()
+    devchain.fund(ordering_account, 10**18)
+    devchain.market_on()
+    wait_for(lambda: status_of(server, token, second)["status"] == "pinning", timeout=90)
