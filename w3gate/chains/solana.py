@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import base58
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, hookimpl
+from w3gate.w3auth.ed25519 import ed25519_valid
 from w3gate.w3auth.nodecodec import node_hex
 
 NAME = "solana"
@@ -38,9 +37,7 @@ class SolanaChain:
         sig = node_hex(credentials.signature)
         if len(sig) != 64:
             raise InvalidSignature(f"signature is {len(sig)} bytes, not 64")
-        try:
-            VerifyKey(key).verify(address.encode(), sig)
-        except (BadSignatureError, ValueError):
+        if not ed25519_valid(key, address.encode(), sig):
             return None
         return Identity(chain=NAME, account=base58.b58encode(key).decode(), address=address)
 

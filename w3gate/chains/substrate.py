@@ -20,13 +20,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import base58
-import nacl.exceptions
-import nacl.signing
 import sr25519
 from scalecodec.utils.ss58 import ss58_decode
 
 from w3gate.chains.secp256k1 import eth_address_bytes, keccak256, recover
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, hookimpl
+from w3gate.w3auth.ed25519 import ed25519_valid
 
 NAME = "substrate"
 ALIASES = ("substrate", "sub", "crust", "cru")
@@ -95,13 +94,7 @@ def _account_identity(account_id: bytes, address: str) -> Identity:
 
 
 def _verify_ed25519(message: bytes, sig: bytes, account: bytes) -> bool:
-    if len(sig) != 64 or len(account) != 32:
-        return False
-    try:
-        nacl.signing.VerifyKey(account).verify(message, sig)
-        return True
-    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-        return False
+    return ed25519_valid(account, message, sig)
 
 
 def _verify_sr25519(message: bytes, sig: bytes, account: bytes) -> bool:

@@ -16,10 +16,8 @@ import base64
 import binascii
 import hashlib
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
-
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, SimpleChain, hookimpl
+from w3gate.w3auth.ed25519 import ed25519_valid
 from w3gate.w3auth.nodecodec import node_base64
 
 __version__ = "0.1.0"
@@ -59,10 +57,8 @@ def verify(credentials: Credentials) -> Identity:
     signature = node_base64(credentials.signature)
     if len(signature) != 64:
         raise InvalidSignature("algorand: signature is not 64 bytes of base64")
-    try:
-        VerifyKey(public_key).verify(SIGN_BYTES_PREFIX + credentials.address.encode(), signature)
-    except (BadSignatureError, ValueError) as exc:
-        raise InvalidSignature("algorand: signature does not verify") from exc
+    if not ed25519_valid(public_key, SIGN_BYTES_PREFIX + credentials.address.encode(), signature):
+        raise InvalidSignature("algorand: signature does not verify")
     return Identity(NAME, encode_address(public_key), credentials.address)
 
 

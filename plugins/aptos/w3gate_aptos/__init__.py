@@ -15,10 +15,9 @@ Identity: ``("aptos", "0x" + lower-case hex public key)``.
 
 from __future__ import annotations
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, SimpleChain, hookimpl
+from w3gate.w3auth.ed25519 import ed25519_valid
 from w3gate.w3auth.nodecodec import node_hex
 
 __version__ = "0.1.0"
@@ -46,11 +45,8 @@ def verify(credentials: Credentials) -> Identity:
     signature = _hex(credentials.signature)
     if len(public_key) != 32 or len(signature) != 64:
         raise InvalidSignature("aptos: public key must be 32 bytes and signature 64 bytes of hex")
-    key = VerifyKey(public_key)
     for message in messages(credentials.address):
-        try:
-            key.verify(message, signature)
-        except (BadSignatureError, ValueError):
+        if not ed25519_valid(public_key, message, signature):
             continue
         return Identity(NAME, "0x" + public_key.hex(), credentials.address)
     raise InvalidSignature("aptos: no accepted message format verifies")

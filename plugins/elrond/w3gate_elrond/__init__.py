@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import bech32
 from Crypto.Hash import keccak
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, SimpleChain, hookimpl
+from w3gate.w3auth.ed25519 import ed25519_valid
 from w3gate.w3auth.nodecodec import node_hex
 
 __version__ = "0.1.0"
@@ -64,10 +63,8 @@ def verify(credentials: Credentials) -> Identity:
     signature = node_hex(credentials.signature)
     if len(signature) != 64:
         raise InvalidSignature("elrond: signature is not 64 bytes of hex")
-    try:
-        VerifyKey(public_key).verify(signed, signature)
-    except (BadSignatureError, ValueError) as exc:
-        raise InvalidSignature("elrond: signature does not verify") from exc
+    if not ed25519_valid(public_key, signed, signature):
+        raise InvalidSignature("elrond: signature does not verify")
     return Identity(NAME, canonical, credentials.address)
 
 

@@ -10,10 +10,9 @@ Identity: ``("near", base58 public key)``.
 from __future__ import annotations
 
 import base58
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, SimpleChain, hookimpl
+from w3gate.w3auth.ed25519 import ed25519_valid
 from w3gate.w3auth.nodecodec import node_hex
 
 __version__ = "0.1.0"
@@ -32,10 +31,8 @@ def verify(credentials: Credentials) -> Identity:
     signature = node_hex(credentials.signature)
     if len(signature) != 64:
         raise InvalidSignature("near: signature is not 64 bytes of hex")
-    try:
-        VerifyKey(public_key).verify(address.encode(), signature)
-    except (BadSignatureError, ValueError) as exc:
-        raise InvalidSignature("near: signature does not verify") from exc
+    if not ed25519_valid(public_key, address.encode(), signature):
+        raise InvalidSignature("near: signature does not verify")
     return Identity(NAME, base58.b58encode(public_key).decode(), address)
 
 

@@ -16,10 +16,8 @@ refused; see docs/plugins.md. Identity: ``("ton", lower-case hex public key)``.
 
 from __future__ import annotations
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
-
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, SimpleChain, hookimpl
+from w3gate.w3auth.ed25519 import ed25519_valid
 from w3gate.w3auth.nodecodec import node_base64, node_hex
 
 __version__ = "0.1.0"
@@ -44,10 +42,8 @@ def verify(credentials: Credentials) -> Identity:
     signature = node_base64(credentials.signature)
     if len(signature) != 64:
         raise InvalidSignature("ton: signature is not 64 bytes of base64")
-    try:
-        VerifyKey(public_key).verify(signed, signature)
-    except (BadSignatureError, ValueError) as exc:
-        raise InvalidSignature("ton: signature does not verify") from exc
+    if not ed25519_valid(public_key, signed, signature):
+        raise InvalidSignature("ton: signature does not verify")
     return Identity(NAME, public_key.hex(), credentials.address)
 
 
