@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 
 
 class UniqueMillis:
@@ -29,5 +28,4 @@ class UniqueMillis:
 
 def rfc3339_ms(ms: int) -> str:
     """``2020-07-27T17:32:28.276Z``: UTC with milliseconds, as the spec's examples."""
-    dt = datetime.fromtimestamp(ms // 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"

@@ -230,10 +230,15 @@ def _from_row(row: dict[str, Any]) -> PinRecord:
         name=row["name"],
         status=row["status"],
         created_ms=int(row["created_ms"]),
-        origins=json.loads(row["origins"]),
-        meta=json.loads(row["meta"]),
+        origins=_json_or(row["origins"], "[]", list),
+        meta=_json_or(row["meta"], "{}", dict),
         info=info,
     )
+
+
+def _json_or(text: str, empty_text: str, empty: type) -> Any:
+    """Decode a stored JSON column; most are empty, and skipping the decoder for them shows in GET /pins."""
+    return empty() if text == empty_text else json.loads(text)
 
 
 async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
