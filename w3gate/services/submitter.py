@@ -24,12 +24,14 @@ from w3gate.store.db import Database
 
 log = logging.getLogger(__name__)
 STALE_CLAIM_MS = 30_000
+COUNTS_EVERY_MS = 30_000  # the /healthz order counts scan the orders table: not on every idle step
 
 
 class Submitter:
     def __init__(self, db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection) -> None:
         self.db, self.settings, self.status, self.conn = db, settings, status, conn
         self.next_nonce = 0
+        self.counted_ms = 0
         self.delays = {a: int(settings.retry_delay(a) * 1000) for a in range(1, settings.max_attempts + 1)}
 
     @property
@@ -59,7 +61,9 @@ class Submitter:
             await self.settle(tx, sent=False)
         now = now_ms()
         await self.db.run(orders.release_stale_claims, now - STALE_CLAIM_MS, now)
-        self.status.counts = await self.db.run(orders.counts)
+        if now - self.counted_ms >= COUNTS_EVERY_MS:
+            self.status.counts = await self.db.run(orders.counts)
+            self.counted_ms = now
         chain_nonce, free = await self.conn.call(self.client.account)
         self.status.free_balance = free
         if not await self.balance_ok(free):
