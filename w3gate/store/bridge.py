@@ -55,10 +55,6 @@ class AsyncioThread:
             await done.wait()
         return future.result()
 
-    def run_blocking(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``fn(*args)`` from plain synchronous code (CLI, tests outside trio)."""
-        return asyncio.run_coroutine_threadsafe(_call(fn, args), self._loop).result()
-
     def stop(self) -> None:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)

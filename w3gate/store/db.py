@@ -18,10 +18,6 @@ T = TypeVar("T")
 MODELS = "w3gate.store.models"
 
 
-def sqlite_url(data_dir: Path) -> str:
-    return f"sqlite://{data_dir / 'w3gate.sqlite3'}"
-
-
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for logs and /healthz."""
     if "@" not in url or "://" not in url:

@@ -11,6 +11,9 @@ from tortoise import fields
 from tortoise.models import Model
 
 PIN_STATUSES = ("queued", "pinning", "pinned", "failed")
+# an order's status -> the status every pin of its CID shows
+PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "pinning",
+                       "pinned": "pinned", "failed": "failed"}
 
 
 class Pin(Model):

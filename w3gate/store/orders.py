@@ -23,10 +23,9 @@ from tortoise.expressions import F, Q
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
-from w3gate.store.models import CrustTx, Order, Pin
+from w3gate.store.models import PIN_STATUS_OF_ORDER, CrustTx, Order, Pin
 
 CLAIM_PREFIX = "claim:"
-PIN_STATUS = {"queued": "queued", "submitting": "queued", "pinning": "pinning", "pinned": "pinned", "failed": "failed"}
 
 
 class ClaimLost(Exception):
@@ -44,7 +43,7 @@ async def _set_status(conn: Any, cids: Sequence[str], status: str, now_ms: int, 
     if not cids:
         return
     await Order.filter(cid__in=list(cids)).using_db(conn).update(status=status, updated_ms=now_ms, **extra)
-    await Pin.filter(cid__in=list(cids)).using_db(conn).update(status=PIN_STATUS[status])
+    await Pin.filter(cid__in=list(cids)).using_db(conn).update(status=PIN_STATUS_OF_ORDER[status])
 
 
 async def claim(token: str, limit: int, now_ms: int) -> list[Claimed]:
@@ -200,7 +199,7 @@ async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
                     status=u["status"], updated_ms=now_ms, **fields
                 )
                 if moved:
-                    await Pin.filter(cid=u["cid"]).using_db(conn).update(status=PIN_STATUS[u["status"]])
+                    await Pin.filter(cid=u["cid"]).using_db(conn).update(status=PIN_STATUS_OF_ORDER[u["status"]])
             elif fields:
                 await Order.filter(cid=u["cid"]).using_db(conn).update(updated_ms=now_ms, **fields)
 

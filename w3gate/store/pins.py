@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +18,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 
-from w3gate.store.models import PIN_STATUSES, Order, Pin, PinMeta
+from w3gate.store.models import PIN_STATUS_OF_ORDER, PIN_STATUSES, Order, Pin, PinMeta
 
-# order status -> the status its pins show
-PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "pinning",
-                       "pinned": "pinned", "failed": "failed"}
 INFO_FIELDS = ("file_size", "expires_at", "replicas")
 CREATED_RETRIES = 50
 
@@ -262,11 +259,3 @@ async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     )
     count = int(rows[0]["total"]) if rows else 0
     return count, [_from_row(r) for r in rows if r["requestid"] is not None]
-
-
-async def count_all() -> int:
-    return await Pin.all().count()
-
-
-def statuses_of(orders: Iterable[str]) -> list[str]:
-    return [PIN_STATUS_OF_ORDER[o] for o in orders]
