@@ -2,8 +2,11 @@
 
 Fills N pins for one user straight into the store, starts a real ``w3gate serve``, and drives it over
 loopback with wrk (Debian package ``wrk``): GET /pins (the default and a status-filtered page) and
-POST /pins. The same machine's bare trio ASGI hello-world behind Hypercorn is the ceiling. Prints a
-table; it is a benchmark, not a test.
+POST /pins, each POST a new CID as real clients send. The ceiling is the same machine's bare trio ASGI
+hello-world behind Hypercorn. The machine's speed drifts from minute to minute, so every w3gate run is
+paired with a ceiling run just before it, ``--rounds`` times, and the table gives medians: req/s, the
+paired ratio to the ceiling, latency, and the server's CPU time per request (all its threads, from
+/proc), which drifts least. It is a benchmark, not a test.
 
     python bench/bench_api.py                                  # SQLite, 10k and 1M pins
     python bench/bench_api.py --pins 10000 --db postgres://postgres@127.0.0.1:5432/postgres
@@ -18,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,22 +36,59 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 from helpers import free_port, new_postgres_database, substrate_token  # noqa: E402
 
-CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+# A new CIDv1 (raw, sha2-256 multihash of random bytes, base32) for every POST: validating and storing
+# distinct CIDs is what real clients cost, a repeated one would flatter any cache on the way.
+POST_NEW_CIDS_LUA = """
+local alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+local function base32(s)
+  local out, buffer, bits = {}, 0, 0
+  for i = 1, #s do
+    buffer = bit.bor(bit.lshift(buffer, 8), s:byte(i)); bits = bits + 8
+    while bits >= 5 do
+      bits = bits - 5
+      local i5 = bit.band(bit.rshift(buffer, bits), 31)
+      out[#out + 1] = alphabet:sub(i5 + 1, i5 + 1)
+    end
+    buffer = bit.band(buffer, bit.lshift(1, bits) - 1)
+  end
+  if bits > 0 then
+    local i5 = bit.band(bit.lshift(buffer, 5 - bits), 31)
+    out[#out + 1] = alphabet:sub(i5 + 1, i5 + 1)
+  end
+  return table.concat(out)
+end
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+wrk.headers["Content-Type"] = "application/json"  -- added to the Authorization header given with -H
+request = function()
+  local digest = {}
+  for i = 1, 32 do digest[i] = string.char(math.random(0, 255)) end
+  local cid = "b" .. base32(string.char(1, 0x55, 0x12, 0x20) .. table.concat(digest))
+  return wrk.format("POST", nil, nil, '{"cid":"' .. cid .. '","name":"bench"}')
+end
+"""
 
 
-def wrk(url: str, seconds: int, connections: int, header: str | None = None, post_body: str | None = None) -> dict:
-    """Run wrk; return requests/s and p50/p99 latency in ms."""
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, connections: int, header: str | None = None, lua: str | None = None,
+        pid: int | None = None) -> dict:
+    """Run wrk; return requests/s, p50/p99 latency in ms, and the server's CPU us per request."""
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     script = None
     if header:
         args += ["-H", f"Authorization: {header}"]
-    if post_body is not None:
+    if lua is not None:
         script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(post_body)}\n'
-                     'wrk.headers["Content-Type"] = "application/json"\n')
+        script.write(lua)
         script.close()
         args += ["-s", script.name]
+    cpu_before = process_cpu_s(pid) if pid else 0.0
     out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    cpu_used = process_cpu_s(pid) - cpu_before if pid else 0.0
     if script:
         os.unlink(script.name)
 
@@ -57,8 +98,10 @@ def wrk(url: str, seconds: int, connections: int, header: str | None = None, pos
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "errors": int(non2xx.group(1)) if non2xx else 0}
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "errors": int(non2xx.group(1)) if non2xx else 0,
+            "cpu_us": cpu_used / max(requests, 1) * 1e6}
 
 
 def wait_ready(url: str, proc: subprocess.Popen) -> None:
@@ -119,66 +162,77 @@ def owner_of(token: str) -> str:
     return Authenticator(load_chains()).authenticate_sync(token).user_key
 
 
-def bench_w3gate(n: int, db: str, seconds: int, connections: int, token: str) -> dict:
+REQUESTS = (  # label, path, wrk script
+    ("GET /pins (default)", "/psa/pins", None),
+    ("GET /pins?status=q,p&limit=10", "/psa/pins?status=queued,pinning&limit=10", None),
+    ("POST /pins (new CID each)", "/psa/pins", POST_NEW_CIDS_LUA),
+)
+
+
+def start_process(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, *args], env=env)
+    wait_ready(ready_url, proc)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(30)
+
+
+def bench_size(n: int, db: str, args: argparse.Namespace, token: str) -> dict:
+    """Fill n pins, then measure each request ``args.rounds`` times, each run paired with a ceiling run."""
     data_dir = Path(tempfile.mkdtemp(prefix="w3gate-bench-"))
     db_url = f"sqlite://{data_dir / 'w3gate.sqlite3'}" if db == "sqlite" else new_postgres_database(db)
     started = time.monotonic()
     fill(db_url, owner_of(token), n)
-    fill_s = time.monotonic() - started
-    port = free_port()
+    result: dict = {"fill_s": time.monotonic() - started}
+    port, ceiling_port = free_port(), free_port()
+    base, ceiling_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ceiling_port}/"
     env = {**os.environ, "W3GATE_DATABASE_URL": db_url, "W3GATE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "w3gate", "serve", "--port", str(port), "--data-dir",
-                             str(data_dir)], env=env)
+    server = start_process(["-m", "w3gate", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+                           base + "/healthz", env)
+    ceiling = start_process([str(Path(__file__).parent / "hello_asgi.py"), str(ceiling_port)], ceiling_url)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base + "/healthz", proc)
-        result = {
-            "fill_s": fill_s,
-            "get_default": wrk(base + "/psa/pins", seconds, connections, token),
-            "get_status": wrk(base + "/psa/pins?status=queued,pinning&limit=10", seconds, connections, token),
-            "post": wrk(base + "/psa/pins", seconds, connections, token, json.dumps({"cid": CID, "name": "b"})),
-        }
+        for label, path, lua in REQUESTS:
+            runs = []
+            for _ in range(args.rounds):
+                c = wrk(ceiling_url, args.seconds, args.connections, pid=ceiling.pid)
+                w = wrk(base + path, args.seconds, args.connections, token, lua, pid=server.pid)
+                runs.append((c, w))
+            result[label] = runs
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_process(server)
+        stop_process(ceiling)
         shutil.rmtree(data_dir, ignore_errors=True)
     return result
-
-
-def bench_ceiling(seconds: int, connections: int) -> dict:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "hello_asgi.py"), str(port)])
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/", proc)
-        return wrk(f"http://127.0.0.1:{port}/", seconds, connections)
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pins", default="10000,1000000", help="comma list of database sizes")
     parser.add_argument("--db", default="sqlite", help="sqlite, or a postgres:// server URL")
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="paired (ceiling, w3gate) runs per request")
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("bench_api.py needs wrk (Debian: apt-get install wrk)")
     token = substrate_token("//BenchUser")
-    ceiling = bench_ceiling(args.seconds, args.connections)
-    print(f"ceiling (trio ASGI hello-world): {ceiling['rps']:.0f} req/s, p50 {ceiling['p50']:.2f} ms, "
-          f"p99 {ceiling['p99']:.2f} ms")
     print(f"database: {'sqlite' if args.db == 'sqlite' else 'postgresql'}, {args.connections} connections, "
-          f"{args.seconds} s per run")
-    print(f"{'pins':>9} {'request':<28} {'req/s':>8} {'x ceil':>7} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+          f"{args.rounds} paired rounds of {args.seconds} s; medians")
+    print(f"{'pins':>9} {'request':<30} {'req/s':>7} {'x ceil':>7} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'cpu us':>7} {'ceil req/s':>10} {'ceil cpu us':>11} {'non-2xx':>7}")
+    med = statistics.median
     for n in [int(x) for x in args.pins.split(",")]:
-        r = bench_w3gate(n, args.db, args.seconds, args.connections, token)
-        for label, key in (("GET /pins (default)", "get_default"),
-                           ("GET /pins?status=q,p&limit=10", "get_status"), ("POST /pins", "post")):
-            m = r[key]
-            print(f"{n:>9} {label:<28} {m['rps']:>8.0f} {m['rps'] / ceiling['rps']:>7.2f} {m['p50']:>8.2f} "
-                  f"{m['p99']:>8.2f} {m['errors']:>8}")
+        r = bench_size(n, args.db, args, token)
+        for label, _, _ in REQUESTS:
+            runs = r[label]
+            print(f"{n:>9} {label:<30} {med(w['rps'] for _, w in runs):>7.0f} "
+                  f"{med(w['rps'] / c['rps'] for c, w in runs):>7.2f} {med(w['p50'] for _, w in runs):>7.2f} "
+                  f"{med(w['p99'] for _, w in runs):>7.2f} {med(w['cpu_us'] for _, w in runs):>7.0f} "
+                  f"{med(c['rps'] for c, _ in runs):>10.0f} {med(c['cpu_us'] for c, _ in runs):>11.0f} "
+                  f"{sum(w['errors'] for _, w in runs):>7}")
         print(f"{n:>9} (filled in {r['fill_s']:.1f} s)")
 
 

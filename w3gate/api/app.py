@@ -7,12 +7,12 @@ ever reaches a client.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -50,7 +50,8 @@ class Services:
 
 
 def _json(data: Any, status: int) -> Response:
-    return Response(json.dumps(data, ensure_ascii=False), status=status, content_type="application/json")
+    # orjson: encoding a page of pins was a twentieth of a GET's cost with the standard library
+    return Response(orjson.dumps(data), status=status, content_type="application/json")
 
 
 def failure(err: ApiError) -> Response:
@@ -92,8 +93,8 @@ def create_app(services: Services) -> QuartTrio:
         if not raw:
             raise bad_request("the request body is empty; a JSON Pin object is required")
         try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:  # also invalid UTF-8, lone surrogates, nesting over 1024
             raise bad_request(f"the request body is not valid JSON: {exc}") from None
 
     @app.get(f"{PREFIX}/pins")

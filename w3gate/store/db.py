@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from tortoise import Tortoise, connections
 
 from w3gate.store import migrations
-from w3gate.store.bridge import AsyncioThread
+from w3gate.store.bridge import AsyncioThread, InlineLoop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,7 +32,7 @@ def _tortoise_config(url: str) -> dict[str, Any]:
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://")
         connection: dict[str, Any] | str = {
-            "engine": "tortoise.backends.sqlite",
+            "engine": "w3gate.store.sqlite_inline",
             "credentials": {
                 "file_path": path,
                 "journal_mode": "WAL",
@@ -54,11 +54,15 @@ def _tortoise_config(url: str) -> dict[str, Any]:
 
 
 class Database:
-    """Tortoise running on its own asyncio thread; ``await db.run(fn, *args)`` from trio."""
+    """The store, reached from trio as ``await db.run(fn, *args)``.
+
+    SQLite runs in the calling trio task (its statements are local and short); PostgreSQL runs on an
+    asyncio loop in its own thread (asyncpg waits on the network). See :mod:`w3gate.store.bridge`.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._thread: AsyncioThread | None = None
+        self._runner: AsyncioThread | InlineLoop | None = None
 
     @property
     def dialect(self) -> str:
@@ -68,7 +72,7 @@ class Database:
         """Connect and upgrade the schema; returns the (before, after) schema versions."""
         if self.url.startswith("sqlite://"):
             Path(self.url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
-        self._thread = AsyncioThread()
+        self._runner = InlineLoop() if self.dialect == "sqlite" else AsyncioThread()
         try:
             return await self.run(self._open, upgrade_to)
         except BaseException:
@@ -83,9 +87,9 @@ class Database:
         return before, after
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        if self._thread is None:
+        if self._runner is None:
             raise RuntimeError("database is not open")
-        return await self._thread.run(fn, *args)
+        return await self._runner.run(fn, *args)
 
     async def ping(self) -> bool:
         async def _ping() -> bool:
@@ -95,10 +99,10 @@ class Database:
         return await self.run(_ping)
 
     async def close(self) -> None:
-        if self._thread is None:
+        if self._runner is None:
             return
         try:
-            await self._thread.run(Tortoise.close_connections)
+            await self._runner.run(Tortoise.close_connections)
         finally:
-            self._thread.stop()
-            self._thread = None
+            self._runner.stop()
+            self._runner = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,9 +142,10 @@ async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int) 
 
 
 async def get_pin(owner: str, requestid: str) -> PinRecord | None:
-    sql = _Sql(_dialect())
+    conn = _conn()
+    sql = _Sql(_dialect(conn))
     where = f"p.owner = {sql.arg(owner)} AND p.requestid = {sql.arg(requestid)}"
-    rows = await _conn().execute_query_dict(f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
+    _, rows = await conn.execute_query(f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
     return _from_row(rows[0]) if rows else None
 
 
@@ -182,8 +183,8 @@ def _conn() -> Any:
     return connections.get("default")
 
 
-def _dialect() -> str:
-    return "sqlite" if _conn().capabilities.dialect == "sqlite" else "postgres"
+def _dialect(conn: Any = None) -> str:
+    return "sqlite" if (conn or _conn()).capabilities.dialect == "sqlite" else "postgres"
 
 
 def _like(text: str) -> str:
@@ -214,7 +215,7 @@ def _where(sql: _Sql, owner: str, q: PinQuery) -> str:
     return " AND ".join(parts)
 
 
-def _from_row(row: dict[str, Any]) -> PinRecord:
+def _from_row(row: Mapping[str, Any]) -> PinRecord:
     info: dict[str, str] = {}
     if row["o_error"]:
         info["status_details"] = row["o_error"]
@@ -240,7 +241,8 @@ def _json_or(text: str, empty_text: str, empty: type) -> Any:
 
 async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     """(total matches, newest ``q.limit`` of them), in one statement."""
-    sql = _Sql(_dialect())
+    conn = _conn()
+    sql = _Sql(_dialect(conn))
     filtered = q.cids or q.name is not None or q.meta or q.before_ms is not None or q.after_ms is not None
     if filtered:
         total = f"SELECT COUNT(*) FROM pins p WHERE {_where(sql, owner, q)}"
@@ -251,7 +253,8 @@ async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     where = _where(sql, owner, q)
     limit = sql.arg(q.limit)
     # the total rides along as a one-row side table, so that an empty page still reports it
-    rows = await _conn().execute_query_dict(
+    # execute_query: rows as the driver gives them (sqlite3.Row, asyncpg Record), read by column name
+    _, rows = await conn.execute_query(
         f"SELECT t.total, page.* FROM (SELECT ({total}) AS total) t LEFT JOIN ("
         f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where} ORDER BY p.created_ms DESC LIMIT {limit}"
         ") page ON 1 = 1 ORDER BY page.created_ms DESC",
