@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
 
 from w3gate.store import migrations
 from w3gate.store.bridge import AsyncioThread, InlineLoop
@@ -44,13 +45,26 @@ def _tortoise_config(url: str) -> dict[str, Any]:
             },
         }
     else:
-        connection = url
+        connection = expand_db_url(url)
+        connection["credentials"]["reset"] = _reset_if_in_transaction
     return {
         "connections": {"default": connection},
         "apps": {"w3gate": {"models": [MODELS], "default_connection": "default"}},
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+async def _reset_if_in_transaction(conn: Any) -> None:
+    """How a pooled PostgreSQL connection is reset when the ORM gives it back.
+
+    asyncpg's default sends a reset query (unlock advisory locks, close cursors, unlisten, RESET ALL)
+    on every release, a second round trip for every statement the ORM runs outside a transaction.
+    w3gate uses none of those session features, so only what can really be left behind is undone:
+    an open transaction (by the full reset, ROLLBACK included).
+    """
+    if conn.is_in_transaction():
+        await conn.reset()
 
 
 class Database:
