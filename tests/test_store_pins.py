@@ -113,3 +113,35 @@ async def test_cancelled_trio_task_leaves_no_transaction_open(tmp_path) -> None:
             assert await db.run(after) == ["slow", "slow2"]
     finally:
         await db.close()
+
+
+async def test_sqlite_log_is_checkpointed_by_maintain_not_by_commits(tmp_path) -> None:
+    """The store's own connection never checkpoints (that would flush the disk in the service's
+    thread); Database.maintain does, from a worker thread, and the log then starts over."""
+    import pytest
+    import trio
+
+    from conftest import POSTGRES
+    from w3gate.store.sqlite_inline import checkpoint
+
+    if POSTGRES:
+        pytest.skip("SQLite only")
+    path = tmp_path / "db.sqlite3"
+    db = Database(f"sqlite://{path}")
+    await db.open()
+    try:
+        for i in range(300):  # a few pages each: well past SQLite's default autocheckpoint of 1,000 pages
+            await db.run(store.create_pin, "a", NewPin(cid=CIDS[i % 3], name=f"n{i}"), 10_000 + i)
+        log_bytes = (tmp_path / "db.sqlite3-wal").stat().st_size
+        assert log_bytes > 1_000 * 4096, log_bytes  # nothing checkpointed (and restarted) the log
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(db.maintain, 0.01)
+            await trio.sleep(0.3)
+            nursery.cancel_scope.cancel()
+        await db.run(store.create_pin, "a", NewPin(cid=CIDS[0]), 20_000)  # restarts the checkpointed log
+        busy, log_pages, done = await trio.to_thread.run_sync(checkpoint, str(path))
+        assert busy == 0 and log_pages < 50, (busy, log_pages, done)
+        count, _ = await db.run(store.list_pins, "a", PinQuery(statuses=("queued",)))
+        assert count == 301
+    finally:
+        await db.close()

@@ -103,7 +103,7 @@ async def run(settings: Settings) -> None:
                 "w3gate %s listening on %s (API under /psa), database %s, chains: %s",
                 __version__, ", ".join(bound), redact_url(settings.db_url), ", ".join(registry.chain_names),
             )
-            for task in tasks:
+            for task in [db.maintain, *tasks]:
                 nursery.start_soon(_until_stopped, task, stop)
             await stop.wait()
             # Hypercorn drains in-flight requests on its own; the background tasks are cancelled.

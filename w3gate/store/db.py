@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import trio
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 
-from w3gate.store import migrations
+from w3gate.store import migrations, sqlite_inline
 from w3gate.store.bridge import AsyncioThread, InlineLoop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CHECKPOINT_INTERVAL = 1.0  # seconds between SQLite WAL checkpoints
 
 MODELS = "w3gate.store.models"
 
@@ -40,6 +43,7 @@ def _tortoise_config(url: str) -> dict[str, Any]:
                 "journal_size_limit": 16384,
                 "foreign_keys": "ON",
                 "synchronous": "NORMAL",
+                "wal_autocheckpoint": 0,  # checkpoints run in a worker thread: Database.maintain
                 # the spec's "partial" name match is case-sensitive; "ipartial" uses UPPER() on both sides
                 "case_sensitive_like": "ON",
             },
@@ -104,6 +108,23 @@ class Database:
         if self._runner is None:
             raise RuntimeError("database is not open")
         return await self._runner.run(fn, *args)
+
+    async def maintain(self, interval: float = CHECKPOINT_INTERVAL) -> None:
+        """Background upkeep, run as a task of the service's nursery until it is cancelled.
+
+        On SQLite: a WAL checkpoint every ``interval`` seconds in a worker thread, on a connection of
+        its own, so that the store's connection (in the service's thread) never waits on a disk flush.
+        Without it the log would only grow. Nothing to do on PostgreSQL.
+        """
+        if self.dialect != "sqlite":
+            return
+        path = self.url.removeprefix("sqlite://")
+        while True:
+            await trio.sleep(interval)
+            try:
+                await trio.to_thread.run_sync(sqlite_inline.checkpoint, path)
+            except sqlite3.Error as exc:  # a full disk, say: the log keeps the data, try again later
+                log.warning("SQLite checkpoint of %s failed: %s", path, exc)
 
     async def ping(self) -> bool:
         async def _ping() -> bool:

@@ -6,6 +6,10 @@ statement on the local file takes tens of microseconds, less than one of those w
 it where the ORM runs is both faster and steadier under load. The one SQLite connection already
 serialises every statement, so a long query delays the same work either way.
 
+What must not run there is a disk flush: with ``synchronous=NORMAL`` a WAL commit writes but never
+fsyncs; only a checkpoint does. So this connection never checkpoints by itself (``wal_autocheckpoint=0``)
+and :func:`checkpoint` runs from a worker thread on a connection of its own (``Database.maintain``).
+
 Use as the Tortoise ``engine`` ``w3gate.store.sqlite_inline``; every other part of Tortoise's SQLite
 backend (SQL dialect, executor, transactions, locks) is used as it is.
 """
@@ -87,6 +91,19 @@ class InlineSqliteClient(SqliteClient):
             connection._conn.execute(f"PRAGMA {pragma}={value}").close()
         self._connection = connection  # type: ignore[assignment]
         await self._post_connect()
+
+
+def checkpoint(path: str) -> tuple[int, int, int]:
+    """Copy the write-ahead log into the database file, without blocking readers or writers.
+
+    Runs in a worker thread; returns SQLite's (busy, pages in the log, pages checkpointed).
+    """
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        busy, log_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return busy, log_pages, done
+    finally:
+        conn.close()
 
 
 client_class = InlineSqliteClient
