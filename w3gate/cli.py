@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import platform
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: object) -> int:
+    # no garbage collection while start-up imports and builds long-lived objects: start-to-ready
+    # 0.88 -> 0.78 s (median of 6, pip-installed). What that leaves uncollected (about 11,000 objects
+    # from import-time cycles) is frozen with the rest and kept: a bounded one-off. server.run freezes
+    # and turns collection back on before it serves.
+    gc.disable()
     import trio
 
     from w3gate.plugins import PluginError

@@ -121,8 +121,10 @@ def _freeze_heap() -> None:
     50-80 ms pauses, several a minute under load. Frozen, a full collection walks only what requests
     made since (bench/bench_api.py, 10k pins: GET p99 78 -> 20-27 ms, 12% less CPU a request). No
     collection first: it would add 70 ms to every start, to free a bounded bit of start-up garbage.
+    Collection is turned (back) on here: ``w3gate serve`` starts with it off (cli._serve).
     """
     gc.freeze()
+    gc.enable()
 
 
 async def _until_stopped(task: Any, stop: trio.Event) -> None:
