@@ -132,6 +132,10 @@ async def resolve_tx(
         if tx is None:
             return counts  # already resolved (by another instance or an earlier pass)
         rows = {r.cid: r for r in await Order.filter(tx_hash=tx_hash).using_db(conn)}
+        # new orders placed or requeued all get the same update: one statement each for all of them
+        # (one per CID held the service's thread for 0.1 s at 500 CIDs on SQLite)
+        placed: list[str] = []
+        requeued: list[str] = []
         for cid, (verdict, reason) in outcome.items():
             row = rows.get(cid)
             if row is None:
@@ -144,13 +148,12 @@ async def resolve_tx(
                         renew_due=0, renewals=F("renewals") + 1, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
                     )
                 else:
-                    await _set_status(conn, [cid], "pinning", now_ms, placed_block=included_block, attempts=0,
-                                      next_try_ms=0, error=None, submitted_ms=now_ms)
+                    placed.append(cid)
             elif verdict == "requeue":
                 if renewal:
                     await Order.filter(cid=cid).using_db(conn).update(renew_due=1, updated_ms=now_ms)
                 else:
-                    await _set_status(conn, [cid], "queued", now_ms)
+                    requeued.append(cid)
             else:
                 attempts = row.attempts + 1
                 if attempts >= max_attempts:
@@ -170,6 +173,9 @@ async def resolve_tx(
                     else:
                         await _set_status(conn, [cid], "queued", now_ms, attempts=attempts, next_try_ms=retry_at,
                                           error=reason)
+        await _set_status(conn, placed, "pinning", now_ms, placed_block=included_block, attempts=0, next_try_ms=0,
+                          error=None, submitted_ms=now_ms)
+        await _set_status(conn, requeued, "queued", now_ms)
         await CrustTx.filter(hash=tx_hash).using_db(conn).update(
             status="included" if included_block is not None else "dropped",
             included_block=included_block,

@@ -1,0 +1,62 @@
+"""The submitter's bookkeeping at store level: a batch's verdicts applied per CID (resolve_tx).
+
+The devchain tests drive the same code through a real chain; this one covers every verdict for new
+orders in one batch, including the ones a devchain run rarely produces (failures, the last attempt).
+"""
+
+from __future__ import annotations
+
+from conftest import database_url_for_test
+from w3gate.store import orders
+from w3gate.store import pins as store
+from w3gate.store.db import Database
+from w3gate.store.models import Order, Pin
+from w3gate.store.pins import NewPin
+
+NOW = 2_000_000_000_000
+TX = {"hash": "0x" + "ab" * 32, "nonce": 7, "extrinsic": "0x00", "start_block": 1, "era_end": 65}
+
+
+async def test_one_batch_every_verdict(tmp_path) -> None:
+    db = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
+    await db.open()
+    try:
+        cids = [f"bafkqa{i:08d}" for i in range(6)]
+
+        async def setup() -> None:
+            for i, cid in enumerate(cids):
+                await store.create_pin("owner", NewPin(cid=cid), 1_000 + i)
+            await Order.filter(cid=cids[5]).update(attempts=2)  # its next failure is its last
+
+        await db.run(setup)
+        claimed = await db.run(orders.claim, "token", 10, NOW)
+        assert sorted(c.cid for c in claimed) == cids
+        await db.run(orders.record_tx, "token", TX, cids, NOW)
+        verdicts = {
+            cids[0]: ("ok", None), cids[1]: ("ok", None),
+            cids[2]: ("requeue", None), cids[3]: ("requeue", None),
+            cids[4]: ("fail", "rejected"), cids[5]: ("fail", "rejected again"),
+        }
+        counts = await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, NOW + 1, 3, {1: 60_000})
+        assert counts == {"ok": 2, "fail": 2, "failed": 1, "requeue": 2}
+
+        async def state() -> dict[str, tuple]:
+            found = {}
+            for o in await Order.filter(cid__in=cids):
+                pins = {p.status for p in await Pin.filter(cid=o.cid)}
+                found[o.cid] = (o.status, o.placed_block, o.attempts, o.next_try_ms, o.error, pins)
+            return found
+
+        found = await db.run(state)
+        assert found[cids[0]] == ("pinning", 42, 0, 0, None, {"pinning"})
+        assert found[cids[1]] == ("pinning", 42, 0, 0, None, {"pinning"})
+        assert found[cids[2]][0] == "queued" and found[cids[2]][5] == {"queued"}
+        assert found[cids[3]][0] == "queued" and found[cids[3]][5] == {"queued"}
+        assert found[cids[4]] == ("queued", None, 1, NOW + 1 + 60_000, "rejected", {"queued"})
+        assert found[cids[5]] == ("failed", None, 3, found[cids[5]][3], "rejected again", {"failed"})
+        # resolving the same transaction again changes nothing
+        again = await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, NOW + 2, 3, {1: 60_000})
+        assert again == {"ok": 0, "fail": 0, "failed": 0, "requeue": 0}
+        assert await db.run(state) == found
+    finally:
+        await db.close()
