@@ -6,9 +6,11 @@ statement on the local file takes tens of microseconds, less than one of those w
 it where the ORM runs is both faster and steadier under load. The one SQLite connection already
 serialises every statement, so a long query delays the same work either way.
 
-What must not run there is a disk flush: with ``synchronous=NORMAL`` a WAL commit writes but never
-fsyncs; only a checkpoint does. So this connection never checkpoints by itself (``wal_autocheckpoint=0``)
-and :func:`checkpoint` runs from a worker thread on a connection of its own (``Database.maintain``).
+What should not run there is a disk flush. With ``synchronous=NORMAL`` a WAL commit writes but does
+not fsync; a checkpoint does (twice), and so does the one commit that starts the log over after a
+checkpoint (the log header). So this connection never checkpoints by itself (``wal_autocheckpoint=0``):
+:func:`checkpoint` runs from a worker thread on a connection of its own (``Database.maintain``), which
+leaves at most one small flush a second in the service's thread.
 
 Use as the Tortoise ``engine`` ``w3gate.store.sqlite_inline``; every other part of Tortoise's SQLite
 backend (SQL dialect, executor, transactions, locks) is used as it is.
