@@ -118,12 +118,11 @@ def wait_ready(url: str, proc: subprocess.Popen) -> None:
 
 def fill(db_url: str, owner: str, n: int) -> None:
     """Insert n pins for owner (a quarter in each status), in large transactions."""
-    from tortoise import connections
-
     from w3gate.store.db import Database
+    from w3gate.store.models import Pin
 
     async def insert() -> None:
-        conn = connections.get("default")
+        conn = Pin._meta.db
         dialect = "sqlite" if db_url.startswith("sqlite") else "postgres"
         ph = (lambda i: "?") if dialect == "sqlite" else (lambda i: f"${i}")
         sql = ("INSERT INTO pins (requestid, owner, cid, name, status, created_ms, origins, meta) VALUES "

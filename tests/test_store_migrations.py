@@ -20,7 +20,7 @@ async def test_upgrade_from_first_release_keeps_data_and_adds_orders(tmp_path) -
     assert await old.open(upgrade_to=1) == (0, 1)
 
     async def insert_old_rows() -> None:
-        conn = connections.get("default")
+        conn = connections.get(old.connection_name)
         for i, cid in enumerate(["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"] * 2 + ["bafkqaaa"]):
             await conn.execute_script(
                 "INSERT INTO pins (requestid, owner, cid, name, status, created_ms) "
@@ -34,7 +34,7 @@ async def test_upgrade_from_first_release_keeps_data_and_adds_orders(tmp_path) -
     assert await new.open() == (1, migrations.LATEST)
 
     async def read() -> tuple[list, list]:
-        conn = connections.get("default")
+        conn = connections.get(new.connection_name)
         pins = await conn.execute_query_dict("SELECT requestid, name FROM pins ORDER BY created_ms")
         orders = await conn.execute_query_dict("SELECT cid, status, created_ms FROM orders ORDER BY cid")
         return pins, orders
@@ -58,7 +58,7 @@ async def test_database_from_a_newer_release_is_refused(tmp_path) -> None:
     await db.open()
 
     async def bump() -> None:
-        await connections.get("default").execute_script(
+        await connections.get(db.connection_name).execute_script(
             f"UPDATE schema_version SET version = {migrations.LATEST + 1}"
         )
 

@@ -32,7 +32,7 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
 
-def _tortoise_config(url: str) -> dict[str, Any]:
+def _tortoise_config(url: str, name: str) -> dict[str, Any]:
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://")
         connection: dict[str, Any] | str = {
@@ -52,8 +52,8 @@ def _tortoise_config(url: str) -> dict[str, Any]:
         connection = expand_db_url(url)
         connection["credentials"]["reset"] = _reset_if_in_transaction
     return {
-        "connections": {"default": connection},
-        "apps": {"w3gate": {"models": [MODELS], "default_connection": "default"}},
+        "connections": {name: connection},
+        "apps": {"w3gate": {"models": [MODELS], "default_connection": name}},
         "use_tz": True,
         "timezone": "UTC",
     }
@@ -83,6 +83,16 @@ class Database:
         self._runner: AsyncioThread | InlineLoop | None = None
 
     @property
+    def connection_name(self) -> str:
+        """Tortoise's name for the connection: the dialect's name, not one name for both.
+
+        Tortoise caches each model's INSERT statement by connection name for the life of the process,
+        so a process that opened SQLite and then PostgreSQL under one name (the test suite does) sent
+        SQLite's statement to PostgreSQL.
+        """
+        return self.dialect
+
+    @property
     def dialect(self) -> str:
         return "sqlite" if self.url.startswith("sqlite") else "postgres"
 
@@ -98,8 +108,8 @@ class Database:
             raise
 
     async def _open(self, upgrade_to: int) -> tuple[int, int]:
-        await Tortoise.init(config=_tortoise_config(self.url), _enable_global_fallback=True)
-        before, after = await migrations.upgrade(connections.get("default"), upgrade_to)
+        await Tortoise.init(config=_tortoise_config(self.url, self.connection_name), _enable_global_fallback=True)
+        before, after = await migrations.upgrade(connections.get(self.connection_name), upgrade_to)
         if before != after:
             log.info("database %s upgraded from schema %d to %d", redact_url(self.url), before, after)
         return before, after
@@ -128,7 +138,7 @@ class Database:
 
     async def ping(self) -> bool:
         async def _ping() -> bool:
-            await connections.get("default").execute_query("SELECT 1")
+            await connections.get(self.connection_name).execute_query("SELECT 1")
             return True
 
         return await self.run(_ping)

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -180,7 +179,7 @@ class _Sql:
 
 
 def _conn() -> Any:
-    return connections.get("default")
+    return Pin._meta.db  # the app's connection (or the transaction in progress), whatever its name
 
 
 def _dialect(conn: Any = None) -> str:
