@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+import trio
 from tortoise.transactions import in_transaction
 
-from conftest import database_url_for_test
+from conftest import POSTGRES, database_url_for_test
 from w3gate.store import pins as store
 from w3gate.store.db import Database
 from w3gate.store.models import Order, Pin
 from w3gate.store.pins import NewPin, PinQuery
+from w3gate.store.sqlite_inline import checkpoint
 
 CIDS = ["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "bafkqaaa", "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"]
 
@@ -87,8 +90,6 @@ async def test_cancelled_trio_task_leaves_no_transaction_open(tmp_path) -> None:
     """A trio cancellation while the ORM works must neither abandon nor half-apply a transaction."""
     import asyncio
 
-    import trio
-
     db = await open_db(tmp_path)
     try:
         async def slow_transaction() -> None:
@@ -118,12 +119,6 @@ async def test_cancelled_trio_task_leaves_no_transaction_open(tmp_path) -> None:
 async def test_sqlite_log_is_checkpointed_by_maintain_not_by_commits(tmp_path) -> None:
     """The store's own connection never checkpoints (that would flush the disk in the service's
     thread); Database.maintain does, from a worker thread, and the log then starts over."""
-    import pytest
-    import trio
-
-    from conftest import POSTGRES
-    from w3gate.store.sqlite_inline import checkpoint
-
     if POSTGRES:
         pytest.skip("SQLite only")
     path = tmp_path / "db.sqlite3"

@@ -96,10 +96,14 @@ class Database:
     def dialect(self) -> str:
         return "sqlite" if self.url.startswith("sqlite") else "postgres"
 
+    @property
+    def _sqlite_path(self) -> str:
+        return self.url.removeprefix("sqlite://")
+
     async def open(self, *, upgrade_to: int = migrations.LATEST) -> tuple[int, int]:
         """Connect and upgrade the schema; returns the (before, after) schema versions."""
-        if self.url.startswith("sqlite://"):
-            Path(self.url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "sqlite":
+            Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
         self._runner = InlineLoop() if self.dialect == "sqlite" else AsyncioThread()
         try:
             return await self.run(self._open, upgrade_to)
@@ -128,7 +132,7 @@ class Database:
         """
         if self.dialect != "sqlite":
             return
-        path = self.url.removeprefix("sqlite://")
+        path = self._sqlite_path
         while True:
             await trio.sleep(interval)
             try:

@@ -78,7 +78,7 @@ async def _ensure_order(conn: Any, sql_dialect: str, cid: str, now_ms: int) -> d
 
 
 async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int) -> PinRecord:
-    dialect = _dialect()
+    dialect = _dialect(conn)
     order = await _ensure_order(conn, dialect, pin.cid, created_ms)
     row = {
         "requestid": str(uuid.uuid4()),
@@ -182,8 +182,8 @@ def _conn() -> Any:
     return Pin._meta.db  # the app's connection (or the transaction in progress), whatever its name
 
 
-def _dialect(conn: Any = None) -> str:
-    return "sqlite" if (conn or _conn()).capabilities.dialect == "sqlite" else "postgres"
+def _dialect(conn: Any) -> str:
+    return "sqlite" if conn.capabilities.dialect == "sqlite" else "postgres"
 
 
 def _like(text: str) -> str:
