@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any
@@ -99,54 +100,57 @@ class Devchain:
         return reply["result"]
 
     # state set-up with raw SCALE encoded by the runtime's own types ---------------------------------
-    def client(self) -> Any:
-        from w3gate.crust.client import CrustClient
+    @contextmanager
+    def connected(self) -> Iterator[Any]:
+        """A CrustClient on this chain, used under SCALE_LOCK: the service under test may be decoding in
+        another thread of this process, and scalecodec's decoder classes are shared."""
+        from w3gate.crust.client import SCALE_LOCK, CrustClient
         from w3gate.crust.settings import load_crust_settings
 
-        c = CrustClient(load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": self.url}, REPO))
-        c.connect()
-        return c
+        with SCALE_LOCK:
+            c = CrustClient(load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": self.url}, REPO))
+            c.connect()
+            try:
+                yield c
+            finally:
+                c.close()
+
+    def records(self, cids: list[str]) -> dict[str, Any]:
+        """The chain's file records of ``cids`` (None where there is none)."""
+        with self.connected() as c:
+            return c.files(cids)
 
     def set_storage(self, pairs: list[tuple[str, str | None]]) -> None:
         self.rpc("dev_setStorage", [[list(p) for p in pairs]])
 
     def fund(self, address: str, free: int) -> None:
-        c = self.client()
-        try:
+        with self.connected() as c:
             s = c.substrate
             current = s.query("System", "Account", [address]).value
             current["data"]["free"] = free
             current["providers"] = max(1, current["providers"])
             value = s.runtime_config.create_scale_object("AccountInfo").encode(current).to_hex()
             self.set_storage([(s.create_storage_key("System", "Account", [address]).to_hex(), value)])
-        finally:
-            c.close()
 
     def market_on(self) -> None:
-        c = self.client()
-        try:
+        with self.connected() as c:
             self.set_storage([(c.substrate.create_storage_key("Market", "MarketSwitch").to_hex(), "0x01")])
-        finally:
-            c.close()
 
     def set_replicas(self, cid: str, replicas: int, expires_at: int = 0) -> None:
         """Write a file record as storage nodes' reports would leave it (there are none locally)."""
-        c = self.client()
-        try:
+        from scalecodec.base import ScaleBytes
+
+        with self.connected() as c:
             key = c.file_key(cid)
             raw = self.rpc("state_getStorage", [key])
             assert raw is not None, f"no file record for {cid}"
             obj = c.substrate.runtime_config.create_scale_object(c._files_value_type)
-            from scalecodec.base import ScaleBytes
-
             value = obj.decode(ScaleBytes(raw))
             info = value[0] if isinstance(value, (list, tuple)) else value
             info["reported_replica_count"] = replicas
             info["expired_on" if "expired_on" in info else "expired_at"] = expires_at
             new = c.substrate.runtime_config.create_scale_object(c._files_value_type).encode(value).to_hex()
             self.set_storage([(key, new)])
-        finally:
-            c.close()
 
     def new_block(self, transactions: list[str] | None = None) -> str:
         params: dict[str, Any] = {"count": 1}
@@ -159,8 +163,7 @@ class Devchain:
 
     def orders_of(self, cids: set[str]) -> dict[str, int]:
         """How many Market.FileSuccess events each CID has in the whole chain."""
-        c = self.client()
-        try:
+        with self.connected() as c:
             counts = {cid: 0 for cid in cids}
             wanted = {"0x" + cid.encode().hex(): cid for cid in cids}
             for n in range(1, c.head() + 1):
@@ -172,8 +175,6 @@ class Devchain:
                         if cid:
                             counts[cid] += 1
             return counts
-        finally:
-            c.close()
 
 
 class Relay:

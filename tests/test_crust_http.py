@@ -52,11 +52,7 @@ def test_pin_is_ordered_then_pinned_with_info(start_server, token, devchain, rel
     cid = cid_for("http")
     rid = pin(server, token, cid)
     wait_for(lambda: status_of(server, token, rid)["status"] == "pinning")
-    client = devchain.client()
-    try:
-        assert client.files([cid])[cid] is not None  # the order is on chain
-    finally:
-        client.close()
+    assert devchain.records([cid])[cid] is not None  # the order is on chain
     devchain.set_replicas(cid, 2, 9_000_000)
     body = wait_for(lambda: (s := status_of(server, token, rid))["status"] == "pinned" and s)
     assert body["info"]["replicas"] == "2"

@@ -1,7 +1,9 @@
 """A blocking client for the Crust chain: metadata-driven order calls, file records, inclusion checks.
 
 Blocking because substrate-interface is (websocket-client): callers on trio run every method through
-``trio.to_thread.run_sync`` with one CapacityLimiter per client. What to call and where file records
+``trio.to_thread.run_sync`` with one CapacityLimiter per client. Every method that encodes or decodes
+SCALE holds :data:`SCALE_LOCK`, because scalecodec is not thread-safe across clients (see there); plain
+JSON-RPC calls (heads, blocks, submission) do not wait for it. What to call and where file records
 live are read from the runtime's metadata at connect time (and again after a runtime upgrade):
 
 * the order call: ``place_storage_order`` with 4 arguments (cid, size, tips, memo), or with 3 (cid, size,
@@ -14,12 +16,14 @@ left over after decoding) raises :class:`UnsupportedRuntime`: nothing is signed 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from typing import Any, TypeVar
 
 import xxhash
 from scalecodec.base import ScaleBytes
@@ -32,6 +36,25 @@ from w3gate.crust.settings import CrustSettings
 from w3gate.crust.typedefs import UnsupportedRuntime, covered, type_registry
 
 log = logging.getLogger(__name__)
+
+SCALE_LOCK = threading.RLock()
+"""Held by every CrustClient method that encodes or decodes SCALE; hold it too around ``client.substrate``.
+
+scalecodec attaches the decoding client's type registry to its shared decoder classes
+(``cls.runtime_config = self``), so two clients decoding at once in one process, even against the same
+chain, can decode with the other's registry half-built (while it connects): ``Decoder class for
+"Compact<u32>" not found``. Calls are short RPCs (nothing waits for a block), so one lock costs little."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _scale_locked(fn: _F) -> _F:
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with SCALE_LOCK:
+            return fn(*args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 class ChainUnavailable(Exception):
@@ -127,6 +150,7 @@ class CrustClient:
         self._files_value_type = ""
 
     # connection -------------------------------------------------------------------------------
+    @_scale_locked
     def connect(self) -> None:
         self.close()
         try:
@@ -240,6 +264,7 @@ class CrustClient:
         block_hash = self._rpc("chain_getFinalizedHead", [])
         return int(self._rpc("chain_getHeader", [block_hash])["number"], 16)
 
+    @_scale_locked
     def account(self) -> tuple[int, int]:
         """(nonce, free balance) of the ordering account."""
         info = self._call(self._s().query, "System", "Account", [self.address]).value
@@ -249,6 +274,7 @@ class CrustClient:
         data = cid.encode()
         return "0x" + (self._files_prefix + _hash_key(self._files_hasher, _compact_len(len(data)) + data)).hex()
 
+    @_scale_locked
     def decode_record(self, data_hex: str) -> FileRecord:
         obj = self._s().runtime_config.create_scale_object(self._files_value_type, data=ScaleBytes(data_hex))
         try:
@@ -282,6 +308,7 @@ class CrustClient:
         values: list[Any] = ["0x" + cid.encode().hex(), size, self.settings.tips, "0x"][: self.order_arity]
         return dict(zip(self._order_args, values, strict=True))
 
+    @_scale_locked
     def sign_batch(self, cids: Sequence[tuple[str, int]], nonce: int, current_block: int) -> SignedBatch:
         """A ``Utility.batch`` of one order per (cid, size), signed, mortal for ``era_period`` blocks."""
         s = self._s()
@@ -328,6 +355,7 @@ class CrustClient:
                     return Inclusion(number, block_hash, index)
         return None
 
+    @_scale_locked
     def batch_outcome(self, inclusion: Inclusion, count: int) -> list[tuple[str, str | None]]:
         """Per item of the included batch: ("ok", None), ("fail", reason) or ("requeue", None)."""
         events = self._call(self._s().get_events, inclusion.block_hash)

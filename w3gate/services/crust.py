@@ -73,16 +73,15 @@ def now_ms() -> int:
 class Connection:
     """A CrustClient used from trio: one worker thread at a time, reconnect with back-off."""
 
-    def __init__(self, settings: CrustSettings, status: CrustStatus, name: str,
-                 limiter: trio.CapacityLimiter | None = None) -> None:
+    def __init__(self, settings: CrustSettings, status: CrustStatus, name: str) -> None:
         from w3gate.crust.client import CrustClient
 
         self.client = CrustClient(settings)
         self.settings = settings
         self.status = status
         self.name = name
-        # scalecodec builds decoder classes lazily and is not thread-safe: connections may share one
-        self.limiter = limiter or trio.CapacityLimiter(1)
+        # a client is one websocket: one thread at a time (clients share scalecodec through SCALE_LOCK)
+        self.limiter = trio.CapacityLimiter(1)
         self._delay = 0.5
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -151,10 +150,9 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> l
             "the API serves and pins stay queued"
         )
         return []
-    scale_lock = trio.CapacityLimiter(1)
-    submit_conn = Connection(settings, status, "submitter", scale_lock)
+    submit_conn = Connection(settings, status, "submitter")
     status.account = submit_conn.client.address
-    poll_conn = Connection(settings, status, "poller", scale_lock)
+    poll_conn = Connection(settings, status, "poller")
 
     async def submitter() -> None:
         await run_submitter(db, settings, status, submit_conn)
