@@ -6,6 +6,10 @@ orders in one batch, including the ones a devchain run rarely produces (failures
 
 from __future__ import annotations
 
+import sqlite3
+
+import pytest
+
 from conftest import database_url_for_test
 from w3gate.store import orders
 from w3gate.store import pins as store
@@ -58,5 +62,22 @@ async def test_one_batch_every_verdict(tmp_path) -> None:
         again = await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, NOW + 2, 3, {1: 60_000})
         assert again == {"ok": 0, "fail": 0, "failed": 0, "requeue": 0}
         assert await db.run(state) == found
+        # what /healthz shows: every order counted once, by status
+        assert await orders.counts(db) == {"pinning": 2, "queued": 3, "failed": 1}
+    finally:
+        await db.close()
+
+
+async def test_sqlite_scans_run_on_a_read_only_connection_of_their_own(tmp_path) -> None:
+    """On SQLite a long aggregate must not run on the store's connection (it lives in the service's
+    thread): read_aside opens a read-only one, which sees committed rows and refuses writes."""
+    db = Database(f"sqlite://{tmp_path / 'db.sqlite3'}")
+    await db.open()
+    try:
+        await db.run(store.create_pin, "owner", NewPin(cid="bafkqaaa"), 1_000)
+        assert await db.read_aside("SELECT status, COUNT(*) FROM orders GROUP BY status") == [("queued", 1)]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await db.read_aside("DELETE FROM orders")
+        assert await orders.counts(db) == {"queued": 1}
     finally:
         await db.close()

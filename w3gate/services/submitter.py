@@ -62,7 +62,7 @@ class Submitter:
         now = now_ms()
         await self.db.run(orders.release_stale_claims, now - STALE_CLAIM_MS, now)
         if now - self.counted_ms >= COUNTS_EVERY_MS:
-            self.status.counts = await self.db.run(orders.counts)
+            self.status.counts = await orders.counts(self.db)
             self.counted_ms = now
         chain_nonce, free = await self.conn.call(self.client.account)
         self.status.free_balance = free

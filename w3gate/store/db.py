@@ -140,6 +140,22 @@ class Database:
             except sqlite3.Error as exc:  # a full disk, say: the log keeps the data, try again later
                 log.warning("SQLite checkpoint of %s failed: %s", path, exc)
 
+    async def read_aside(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a long read-only ``sql`` (a full-table aggregate) without holding up the API.
+
+        On SQLite the store's connection runs in the service's thread, so a scan there stalls every
+        request (counting a million orders took 220 ms): it runs in a worker thread on a read-only
+        connection of its own. On PostgreSQL it runs like any other statement.
+        """
+        if self.dialect == "sqlite":
+            return await trio.to_thread.run_sync(sqlite_inline.read_only_query, self._sqlite_path, sql)
+
+        async def _query() -> list[tuple[Any, ...]]:
+            _count, rows = await connections.get(self.connection_name).execute_query(sql)
+            return [tuple(row.values()) for row in rows]
+
+        return await self.run(_query)
+
     async def ping(self) -> bool:
         async def _ping() -> bool:
             await connections.get(self.connection_name).execute_query("SELECT 1")

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise.expressions import F, Q
-from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from w3gate.store.models import PIN_STATUS_OF_ORDER, CrustTx, Order, Pin
+
+if TYPE_CHECKING:
+    from w3gate.store.db import Database
 
 CLAIM_PREFIX = "claim:"
 
@@ -210,6 +212,7 @@ async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
                 await Order.filter(cid=u["cid"]).using_db(conn).update(updated_ms=now_ms, **fields)
 
 
-async def counts() -> dict[str, int]:
-    rows = await Order.all().group_by("status").annotate(n=Count("cid")).values_list("status", "n")
-    return {s: int(n) for s, n in rows}
+async def counts(db: Database) -> dict[str, int]:
+    """Orders by status (for /healthz): a scan of the status index, so it runs beside the API."""
+    rows = await db.read_aside("SELECT status, COUNT(*) FROM orders GROUP BY status")
+    return {str(s): int(n) for s, n in rows}

@@ -108,4 +108,14 @@ def checkpoint(path: str) -> tuple[int, int, int]:
         conn.close()
 
 
+def read_only_query(path: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run one read-only statement on a connection of its own (in a worker thread: WAL readers do not
+    block the store's connection, nor it them)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
 client_class = InlineSqliteClient
