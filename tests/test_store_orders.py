@@ -68,6 +68,48 @@ async def test_one_batch_every_verdict(tmp_path) -> None:
         await db.close()
 
 
+async def test_one_batch_every_verdict_for_renewals(tmp_path) -> None:
+    db = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
+    await db.open()
+    try:
+        cids = [f"bafkqr{i:08d}" for i in range(5)]
+
+        async def setup() -> None:
+            for i, cid in enumerate(cids):
+                await store.create_pin("owner", NewPin(cid=cid), 1_000 + i)
+            await Order.filter(cid__in=cids).update(status="pinned", renew_due=1, renewals=1, placed_block=9)
+            await Pin.filter(cid__in=cids).update(status="pinned")
+            await Order.filter(cid=cids[4]).update(attempts=2)  # its next failure is its last
+
+        await db.run(setup)
+        claimed = await db.run(orders.claim, "token", 10, NOW)
+        assert sorted(c.cid for c in claimed) == cids and all(c.renewal for c in claimed)
+        await db.run(orders.record_tx, "token", TX, cids, NOW)
+        verdicts = {
+            cids[0]: ("ok", None), cids[1]: ("ok", None), cids[2]: ("requeue", None),
+            cids[3]: ("fail", "rejected"), cids[4]: ("fail", "rejected again"),
+        }
+        counts = await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, NOW + 1, 3, {1: 60_000})
+        assert counts == {"ok": 2, "fail": 2, "failed": 1, "requeue": 1}
+
+        async def state() -> dict[str, tuple]:
+            found = {}
+            for o in await Order.filter(cid__in=cids):
+                pins = {p.status for p in await Pin.filter(cid=o.cid)}
+                found[o.cid] = (o.status, o.renew_due, o.renewals, o.attempts, o.next_try_ms, o.error, pins)
+            return found
+
+        found = await db.run(state)
+        # a renewal never changes what the user sees: the file stays pinned whatever the verdict
+        assert found[cids[0]] == ("pinned", 0, 2, 0, 0, None, {"pinned"})
+        assert found[cids[1]] == ("pinned", 0, 2, 0, 0, None, {"pinned"})
+        assert found[cids[2]] == ("pinned", 1, 1, 0, 0, None, {"pinned"})
+        assert found[cids[3]] == ("pinned", 1, 1, 1, NOW + 1 + 60_000, "rejected", {"pinned"})
+        assert found[cids[4]] == ("pinned", 0, 1, 3, 0, "renewal failed: rejected again", {"pinned"})
+    finally:
+        await db.close()
+
+
 async def test_sqlite_scans_run_on_a_read_only_connection_of_their_own(tmp_path) -> None:
     """On SQLite a long aggregate must not run on the store's connection (it lives in the service's
     thread): read_aside opens a read-only one, which sees committed rows and refuses writes."""

@@ -15,6 +15,7 @@ leaves an open ``crust_txs`` row that the submitter reconciles with the chain be
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,37 @@ async def open_txs() -> list[dict[str, Any]]:
     return rows
 
 
+async def _apply_verdict(
+    conn: Any, kind: str, cids: list[str], attempts: int, reason: str | None, retry_at: int,
+    included_block: int | None, now_ms: int,
+) -> None:
+    """One verdict for ``cids`` (all new orders, or all renewals): ok, requeue, fail (retry later), failed."""
+    renewals = Order.filter(cid__in=cids).using_db(conn)
+    match kind:
+        case "new-ok":
+            await _set_status(conn, cids, "pinning", now_ms, placed_block=included_block, attempts=0,
+                              next_try_ms=0, error=None, submitted_ms=now_ms)
+        case "new-requeue":
+            await _set_status(conn, cids, "queued", now_ms)
+        case "new-fail":
+            await _set_status(conn, cids, "queued", now_ms, attempts=attempts, next_try_ms=retry_at, error=reason)
+        case "new-failed":
+            await _set_status(conn, cids, "failed", now_ms, attempts=attempts, error=reason)
+        case "renew-ok":
+            await renewals.update(renew_due=0, renewals=F("renewals") + 1, attempts=0, next_try_ms=0, error=None,
+                                  updated_ms=now_ms)
+        case "renew-requeue":
+            await renewals.update(renew_due=1, updated_ms=now_ms)
+        case "renew-fail":
+            await renewals.update(renew_due=1, attempts=attempts, next_try_ms=retry_at, error=reason,
+                                  updated_ms=now_ms)
+        case "renew-failed":
+            await renewals.update(renew_due=0, attempts=attempts, error=f"renewal failed: {reason}",
+                                  updated_ms=now_ms)
+        case _:
+            raise ValueError(f"unknown verdict {kind}")
+
+
 async def resolve_tx(
     tx_hash: str,
     outcome: dict[str, tuple[str, str | None]],
@@ -134,50 +166,23 @@ async def resolve_tx(
         if tx is None:
             return counts  # already resolved (by another instance or an earlier pass)
         rows = {r.cid: r for r in await Order.filter(tx_hash=tx_hash).using_db(conn)}
-        # new orders placed or requeued all get the same update: one statement each for all of them
-        # (one per CID held the service's thread for 0.1 s at 500 CIDs on SQLite)
-        placed: list[str] = []
-        requeued: list[str] = []
+        # CIDs that get the same update share one statement: a batch's CIDs mostly share one verdict, and
+        # one statement per CID held the service's thread for 0.1 s at 500 CIDs on SQLite
+        groups: dict[tuple[str, int, str | None], list[str]] = defaultdict(list)
         for cid, (verdict, reason) in outcome.items():
             row = rows.get(cid)
             if row is None:
                 continue
-            renewal = row.status != "submitting"
             counts[verdict] += 1
-            if verdict == "ok":
-                if renewal:
-                    await Order.filter(cid=cid).using_db(conn).update(
-                        renew_due=0, renewals=F("renewals") + 1, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
-                    )
-                else:
-                    placed.append(cid)
-            elif verdict == "requeue":
-                if renewal:
-                    await Order.filter(cid=cid).using_db(conn).update(renew_due=1, updated_ms=now_ms)
-                else:
-                    requeued.append(cid)
-            else:
-                attempts = row.attempts + 1
-                if attempts >= max_attempts:
-                    counts["failed"] += 1
-                    if renewal:
-                        await Order.filter(cid=cid).using_db(conn).update(
-                            renew_due=0, attempts=attempts, error=f"renewal failed: {reason}", updated_ms=now_ms
-                        )
-                    else:
-                        await _set_status(conn, [cid], "failed", now_ms, attempts=attempts, error=reason)
-                else:
-                    retry_at = now_ms + delays.get(attempts, 0)
-                    if renewal:
-                        await Order.filter(cid=cid).using_db(conn).update(
-                            renew_due=1, attempts=attempts, next_try_ms=retry_at, error=reason, updated_ms=now_ms
-                        )
-                    else:
-                        await _set_status(conn, [cid], "queued", now_ms, attempts=attempts, next_try_ms=retry_at,
-                                          error=reason)
-        await _set_status(conn, placed, "pinning", now_ms, placed_block=included_block, attempts=0, next_try_ms=0,
-                          error=None, submitted_ms=now_ms)
-        await _set_status(conn, requeued, "queued", now_ms)
+            attempts = row.attempts + 1 if verdict == "fail" else 0
+            if verdict == "fail" and attempts >= max_attempts:
+                counts["failed"] += 1
+                verdict = "failed"
+            kind = ("new-" if row.status == "submitting" else "renew-") + verdict
+            groups[kind, attempts, reason].append(cid)
+        for (kind, attempts, reason), cids in groups.items():
+            retry_at = now_ms + delays.get(attempts, 0)
+            await _apply_verdict(conn, kind, cids, attempts, reason, retry_at, included_block, now_ms)
         await CrustTx.filter(hash=tx_hash).using_db(conn).update(
             status="included" if included_block is not None else "dropped",
             included_block=included_block,
