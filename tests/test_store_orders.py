@@ -1,12 +1,14 @@
 """The submitter's bookkeeping at store level: a batch's verdicts applied per CID (resolve_tx).
 
-The devchain tests drive the same code through a real chain; this one covers every verdict for new
-orders in one batch, including the ones a devchain run rarely produces (failures, the last attempt).
+The devchain tests drive the same code through a real chain; these cover every verdict, for new orders
+and for renewals, in one batch, including the ones a devchain run rarely produces (failures, the last
+attempt).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,95 +21,94 @@ from w3gate.store.pins import NewPin
 
 NOW = 2_000_000_000_000
 TX = {"hash": "0x" + "ab" * 32, "nonce": 7, "extrinsic": "0x00", "start_block": 1, "era_end": 65}
+MAX_ATTEMPTS, DELAYS = 3, {1: 60_000}
 
 
-async def test_one_batch_every_verdict(tmp_path) -> None:
-    db = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
-    await db.open()
+@pytest.fixture
+async def db(tmp_path) -> AsyncIterator[Database]:
+    database = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
+    await database.open()
     try:
-        cids = [f"bafkqa{i:08d}" for i in range(6)]
-
-        async def setup() -> None:
-            for i, cid in enumerate(cids):
-                await store.create_pin("owner", NewPin(cid=cid), 1_000 + i)
-            await Order.filter(cid=cids[5]).update(attempts=2)  # its next failure is its last
-
-        await db.run(setup)
-        claimed = await db.run(orders.claim, "token", 10, NOW)
-        assert sorted(c.cid for c in claimed) == cids
-        await db.run(orders.record_tx, "token", TX, cids, NOW)
-        verdicts = {
-            cids[0]: ("ok", None), cids[1]: ("ok", None),
-            cids[2]: ("requeue", None), cids[3]: ("requeue", None),
-            cids[4]: ("fail", "rejected"), cids[5]: ("fail", "rejected again"),
-        }
-        counts = await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, NOW + 1, 3, {1: 60_000})
-        assert counts == {"ok": 2, "fail": 2, "failed": 1, "requeue": 2}
-
-        async def state() -> dict[str, tuple]:
-            found = {}
-            for o in await Order.filter(cid__in=cids):
-                pins = {p.status for p in await Pin.filter(cid=o.cid)}
-                found[o.cid] = (o.status, o.placed_block, o.attempts, o.next_try_ms, o.error, pins)
-            return found
-
-        found = await db.run(state)
-        assert found[cids[0]] == ("pinning", 42, 0, 0, None, {"pinning"})
-        assert found[cids[1]] == ("pinning", 42, 0, 0, None, {"pinning"})
-        assert found[cids[2]][0] == "queued" and found[cids[2]][5] == {"queued"}
-        assert found[cids[3]][0] == "queued" and found[cids[3]][5] == {"queued"}
-        assert found[cids[4]] == ("queued", None, 1, NOW + 1 + 60_000, "rejected", {"queued"})
-        assert found[cids[5]] == ("failed", None, 3, found[cids[5]][3], "rejected again", {"failed"})
-        # resolving the same transaction again changes nothing
-        again = await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, NOW + 2, 3, {1: 60_000})
-        assert again == {"ok": 0, "fail": 0, "failed": 0, "requeue": 0}
-        assert await db.run(state) == found
-        # what /healthz shows: every order counted once, by status
-        assert await orders.counts(db) == {"pinning": 2, "queued": 3, "failed": 1}
+        yield database
     finally:
-        await db.close()
+        await database.close()
 
 
-async def test_one_batch_every_verdict_for_renewals(tmp_path) -> None:
-    db = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
-    await db.open()
-    try:
-        cids = [f"bafkqr{i:08d}" for i in range(5)]
+async def sent_batch(db: Database, cids: list[str], *, renewal: bool) -> None:
+    """Pins for ``cids`` (pinned and due for renewal, if ``renewal``), claimed and recorded as TX; the
+    last CID has failed twice before, so its next failure is its last."""
 
-        async def setup() -> None:
-            for i, cid in enumerate(cids):
-                await store.create_pin("owner", NewPin(cid=cid), 1_000 + i)
+    async def setup() -> None:
+        for i, cid in enumerate(cids):
+            await store.create_pin("owner", NewPin(cid=cid), 1_000 + i)
+        if renewal:
             await Order.filter(cid__in=cids).update(status="pinned", renew_due=1, renewals=1, placed_block=9)
             await Pin.filter(cid__in=cids).update(status="pinned")
-            await Order.filter(cid=cids[4]).update(attempts=2)  # its next failure is its last
+        await Order.filter(cid=cids[-1]).update(attempts=2)
 
-        await db.run(setup)
-        claimed = await db.run(orders.claim, "token", 10, NOW)
-        assert sorted(c.cid for c in claimed) == cids and all(c.renewal for c in claimed)
-        await db.run(orders.record_tx, "token", TX, cids, NOW)
-        verdicts = {
-            cids[0]: ("ok", None), cids[1]: ("ok", None), cids[2]: ("requeue", None),
-            cids[3]: ("fail", "rejected"), cids[4]: ("fail", "rejected again"),
-        }
-        counts = await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, NOW + 1, 3, {1: 60_000})
-        assert counts == {"ok": 2, "fail": 2, "failed": 1, "requeue": 1}
+    await db.run(setup)
+    claimed = await db.run(orders.claim, "token", 10, NOW)
+    assert sorted(c.cid for c in claimed) == cids and all(c.renewal == renewal for c in claimed)
+    await db.run(orders.record_tx, "token", TX, cids, NOW)
 
-        async def state() -> dict[str, tuple]:
-            found = {}
-            for o in await Order.filter(cid__in=cids):
-                pins = {p.status for p in await Pin.filter(cid=o.cid)}
-                found[o.cid] = (o.status, o.renew_due, o.renewals, o.attempts, o.next_try_ms, o.error, pins)
-            return found
 
-        found = await db.run(state)
-        # a renewal never changes what the user sees: the file stays pinned whatever the verdict
-        assert found[cids[0]] == ("pinned", 0, 2, 0, 0, None, {"pinned"})
-        assert found[cids[1]] == ("pinned", 0, 2, 0, 0, None, {"pinned"})
-        assert found[cids[2]] == ("pinned", 1, 1, 0, 0, None, {"pinned"})
-        assert found[cids[3]] == ("pinned", 1, 1, 1, NOW + 1 + 60_000, "rejected", {"pinned"})
-        assert found[cids[4]] == ("pinned", 0, 1, 3, 0, "renewal failed: rejected again", {"pinned"})
-    finally:
-        await db.close()
+async def resolve(db: Database, verdicts: dict[str, tuple[str, str | None]], now: int) -> dict[str, int]:
+    return await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, now, MAX_ATTEMPTS, DELAYS)
+
+
+async def state(db: Database, cids: list[str], *fields: str) -> list[tuple]:
+    """Per CID: the order's ``fields`` and the set of its pins' statuses."""
+
+    async def read() -> list[tuple]:
+        found = {}
+        for o in await Order.filter(cid__in=cids):
+            pins = {p.status for p in await Pin.filter(cid=o.cid)}
+            found[o.cid] = (*(getattr(o, f) for f in fields), pins)
+        return [found[c] for c in cids]
+
+    return await db.run(read)
+
+
+async def test_one_batch_every_verdict(db) -> None:
+    cids = [f"bafkqa{i:08d}" for i in range(6)]
+    await sent_batch(db, cids, renewal=False)
+    verdicts = {
+        cids[0]: ("ok", None), cids[1]: ("ok", None),
+        cids[2]: ("requeue", None), cids[3]: ("requeue", None),
+        cids[4]: ("fail", "rejected"), cids[5]: ("fail", "rejected again"),
+    }
+    assert await resolve(db, verdicts, NOW + 1) == {"ok": 2, "fail": 2, "failed": 1, "requeue": 2}
+    found = await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error")
+    assert found[0] == ("pinning", 42, 0, 0, None, {"pinning"})
+    assert found[1] == ("pinning", 42, 0, 0, None, {"pinning"})
+    assert found[2][0] == "queued" and found[2][5] == {"queued"}
+    assert found[3][0] == "queued" and found[3][5] == {"queued"}
+    assert found[4] == ("queued", None, 1, NOW + 1 + 60_000, "rejected", {"queued"})
+    assert found[5] == ("failed", None, 3, found[5][3], "rejected again", {"failed"})
+    # resolving the same transaction again changes nothing
+    assert await resolve(db, verdicts, NOW + 2) == {"ok": 0, "fail": 0, "failed": 0, "requeue": 0}
+    assert await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error") == found
+    # what /healthz shows: every order counted once, by status
+    assert await orders.counts(db) == {"pinning": 2, "queued": 3, "failed": 1}
+
+
+async def test_one_batch_every_verdict_for_renewals(db) -> None:
+    cids = [f"bafkqr{i:08d}" for i in range(5)]
+    await sent_batch(db, cids, renewal=True)
+    verdicts = {
+        cids[0]: ("ok", None), cids[1]: ("ok", None), cids[2]: ("requeue", None),
+        cids[3]: ("fail", "rejected"), cids[4]: ("fail", "rejected again"),
+    }
+    assert await resolve(db, verdicts, NOW + 1) == {"ok": 2, "fail": 2, "failed": 1, "requeue": 1}
+    found = await state(db, cids, "status", "renew_due", "renewals", "attempts", "next_try_ms", "error")
+    # a renewal never changes what the user sees: the file stays pinned whatever the verdict
+    assert found == [
+        ("pinned", 0, 2, 0, 0, None, {"pinned"}),
+        ("pinned", 0, 2, 0, 0, None, {"pinned"}),
+        ("pinned", 1, 1, 0, 0, None, {"pinned"}),
+        ("pinned", 1, 1, 1, NOW + 1 + 60_000, "rejected", {"pinned"}),
+        ("pinned", 0, 1, 3, 0, "renewal failed: rejected again", {"pinned"}),
+    ]
 
 
 async def test_sqlite_scans_run_on_a_read_only_connection_of_their_own(tmp_path) -> None:
