@@ -73,15 +73,18 @@ def now_ms() -> int:
 class Connection:
     """A CrustClient used from trio: one worker thread at a time, reconnect with back-off."""
 
-    def __init__(self, settings: CrustSettings, status: CrustStatus, name: str) -> None:
+    def __init__(self, settings: CrustSettings, status: CrustStatus, name: str,
+                 limiter: trio.CapacityLimiter | None = None) -> None:
         from w3gate.crust.client import CrustClient
 
         self.client = CrustClient(settings)
         self.settings = settings
         self.status = status
         self.name = name
-        # a client is one websocket: one thread at a time (clients share scalecodec through SCALE_LOCK)
-        self.limiter = trio.CapacityLimiter(1)
+        # one thread at a time in a client; the service's connections share one limiter, so that a task
+        # waits for the other's chain call in trio, where cancellation (shutdown) reaches it, rather
+        # than in a worker thread on SCALE_LOCK
+        self.limiter = limiter or trio.CapacityLimiter(1)
         self._delay = 0.5
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -150,9 +153,10 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> l
             "the API serves and pins stay queued"
         )
         return []
-    submit_conn = Connection(settings, status, "submitter")
+    turns = trio.CapacityLimiter(1)
+    submit_conn = Connection(settings, status, "submitter", turns)
     status.account = submit_conn.client.address
-    poll_conn = Connection(settings, status, "poller")
+    poll_conn = Connection(settings, status, "poller", turns)
 
     async def submitter() -> None:
         await run_submitter(db, settings, status, submit_conn)
