@@ -114,7 +114,7 @@ async def test_one_batch_every_verdict_for_renewals(db) -> None:
 async def test_sqlite_scans_run_on_a_read_only_connection_of_their_own(tmp_path) -> None:
     """On SQLite a long aggregate must not run on the store's connection (it lives in the service's
     thread): read_aside opens a read-only one, which sees committed rows and refuses writes."""
-    db = Database(f"sqlite://{tmp_path / 'db.sqlite3'}")
+    db = Database(f"sqlite://{tmp_path / 'data dir?#%20' / 'db.sqlite3'}")  # URI characters in the path
     await db.open()
     try:
         await db.run(store.create_pin, "owner", NewPin(cid="bafkqaaa"), 1_000)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from tortoise.backends.sqlite.client import SqliteClient
 
@@ -111,7 +112,7 @@ def checkpoint(path: str) -> tuple[int, int, int]:
 def read_only_query(path: str, sql: str) -> list[tuple[Any, ...]]:
     """Run one read-only statement on a connection of its own (in a worker thread: WAL readers do not
     block the store's connection, nor it them)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None)  # any '?#%' in the path
     try:
         return conn.execute(sql).fetchall()
     finally:
