@@ -6,11 +6,13 @@ import sys
 
 import orjson
 import trio
-from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+
+from w3gate.config import Settings
+from w3gate.server import _hypercorn_config
 
 PIN = {"requestid": "95349582-77cf-4673-9654-3042bf39184c", "status": "pinned",
        "created": "2026-11-29T00:00:00.000Z", "delegates": [], "info": {},
@@ -50,9 +52,5 @@ async def add_pin() -> Response:
 
 
 if __name__ == "__main__":
-    config = Config()
-    config.bind = [f"127.0.0.1:{sys.argv[1]}"]
-    config.accesslog = None
-    config.keep_alive_timeout = 75
-    config.include_server_header = False
-    trio.run(serve, app, config)
+    # w3gate's own Hypercorn settings, not a copy of them
+    trio.run(serve, app, _hypercorn_config(Settings(port=int(sys.argv[1]))))
