@@ -18,10 +18,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from devchain_fixtures import ALICE, REPO, Devchain, _free_port  # noqa: E402
+from devchain_fixtures import Devchain, _free_port  # noqa: E402
 
 from w3gate.crust.client import CrustClient  # noqa: E402
-from w3gate.crust.settings import load_crust_settings  # noqa: E402
 
 
 def count_orders(chain: Devchain, client: CrustClient, block_hash: str) -> int:
@@ -40,9 +39,7 @@ def main() -> None:
     chain = Devchain(_free_port(), Path(tempfile.mkdtemp()) / "chopsticks.log")
     chain.start()
     try:
-        settings = load_crust_settings(
-            {}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": chain.url,
-                 "W3GATE_CRUST_POLL_BATCH_SIZE": str(args.poll_batch), "W3GATE_CRUST_ERA_PERIOD": "4096"}, REPO)
+        settings = chain.settings(W3GATE_CRUST_POLL_BATCH_SIZE=str(args.poll_batch), W3GATE_CRUST_ERA_PERIOD="4096")
         client = CrustClient(settings)
         client.connect()
         chain.fund(client.address, 10**20)

@@ -20,10 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from devchain_fixtures import ALICE, REPO, Devchain, _free_port  # noqa: E402
+from devchain_fixtures import Devchain, _free_port  # noqa: E402
 
 import w3gate.crust.client as crust_client  # noqa: E402
-from w3gate.crust.settings import load_crust_settings  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +35,7 @@ def main() -> None:
     chain = Devchain(_free_port(), Path(tempfile.mkdtemp()) / "chopsticks.log")
     chain.start()
     try:
-        settings = load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": chain.url}, REPO)
+        settings = chain.settings()
         clients = [crust_client.CrustClient(settings) for _ in range(2)]
         deadline = time.monotonic() + args.seconds
         connects = [0, 0]

@@ -100,15 +100,20 @@ class Devchain:
         return reply["result"]
 
     # state set-up with raw SCALE encoded by the runtime's own types ---------------------------------
+    def settings(self, **env: str) -> Any:
+        """Crust settings for ordering as Alice straight on this chain (``env``: more W3GATE_CRUST_* values)."""
+        from w3gate.crust.settings import load_crust_settings
+
+        return load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": self.url, **env}, REPO)
+
     @contextmanager
     def connected(self) -> Iterator[Any]:
         """A CrustClient on this chain, used under SCALE_LOCK: the service under test may be decoding in
         another thread of this process, and scalecodec's decoder classes are shared."""
         from w3gate.crust.client import SCALE_LOCK, CrustClient
-        from w3gate.crust.settings import load_crust_settings
 
         with SCALE_LOCK:
-            c = CrustClient(load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": self.url}, REPO))
+            c = CrustClient(self.settings())
             c.connect()
             try:
                 yield c

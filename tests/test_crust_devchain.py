@@ -209,7 +209,7 @@ def test_clients_take_turns_with_scalecodec(devchain):
     decodes only while no other holds SCALE_LOCK."""
     from w3gate.crust.client import CrustClient
 
-    other = CrustClient(load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": devchain.url}, REPO))
+    other = CrustClient(devchain.settings())
     with devchain.connected():  # holds SCALE_LOCK in this thread
         connecting = threading.Thread(target=other.connect)
         connecting.start()
