@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from helpers import Server, new_postgres_database, start_server_process, substrate_token
+from w3gate.store.db import Database
 
 try:  # the Crust devchain fixtures (session-scoped chain process)
     from devchain_fixtures import *  # noqa: F401,F403
@@ -23,6 +24,13 @@ POSTGRES = os.environ.get("W3GATE_TEST_POSTGRES_URL")
 def database_url_for_test() -> str | None:
     """A fresh PostgreSQL database when testing on PostgreSQL, else None (SQLite in the data dir)."""
     return new_postgres_database(POSTGRES) if POSTGRES else None
+
+
+async def open_store(tmp_path: Path) -> Database:
+    """The store, open, on the database under test: a fresh PostgreSQL database, or SQLite in ``tmp_path``."""
+    db = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
+    await db.open()
+    return db
 
 
 @pytest.fixture

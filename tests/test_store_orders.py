@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conftest import database_url_for_test
+from conftest import open_store
 from w3gate.store import orders
 from w3gate.store import pins as store
 from w3gate.store.db import Database
@@ -26,8 +26,7 @@ MAX_ATTEMPTS, DELAYS = 3, {1: 60_000}
 
 @pytest.fixture
 async def db(tmp_path) -> AsyncIterator[Database]:
-    database = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
-    await database.open()
+    database = await open_store(tmp_path)
     try:
         yield database
     finally:

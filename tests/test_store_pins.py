@@ -6,7 +6,7 @@ import pytest
 import trio
 from tortoise.transactions import in_transaction
 
-from conftest import POSTGRES, database_url_for_test
+from conftest import POSTGRES, open_store
 from w3gate.store import pins as store
 from w3gate.store.db import Database
 from w3gate.store.models import Order, Pin
@@ -16,14 +16,8 @@ from w3gate.store.sqlite_inline import checkpoint
 CIDS = ["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "bafkqaaa", "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"]
 
 
-async def open_db(tmp_path) -> Database:
-    db = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
-    await db.open()
-    return db
-
-
 async def test_counts_match_a_full_count_through_every_change(tmp_path) -> None:
-    db = await open_db(tmp_path)
+    db = await open_store(tmp_path)
     try:
         async def scenario() -> list[tuple[int, int]]:
             ms = 1_000
@@ -55,7 +49,7 @@ async def test_counts_match_a_full_count_through_every_change(tmp_path) -> None:
 
 
 async def test_one_order_per_cid_and_failed_order_requeued(tmp_path) -> None:
-    db = await open_db(tmp_path)
+    db = await open_store(tmp_path)
     try:
         async def scenario() -> tuple[int, str, str]:
             await store.create_pin("a", NewPin(cid=CIDS[0]), 1)
@@ -74,7 +68,7 @@ async def test_one_order_per_cid_and_failed_order_requeued(tmp_path) -> None:
 
 
 async def test_created_collision_moves_on(tmp_path) -> None:
-    db = await open_db(tmp_path)
+    db = await open_store(tmp_path)
     try:
         async def scenario() -> tuple[int, int]:
             _, first = await store.create_pin("a", NewPin(cid=CIDS[0]), 5000)
@@ -90,7 +84,7 @@ async def test_cancelled_trio_task_leaves_no_transaction_open(tmp_path) -> None:
     """A trio cancellation while the ORM works must neither abandon nor half-apply a transaction."""
     import asyncio
 
-    db = await open_db(tmp_path)
+    db = await open_store(tmp_path)
     try:
         async def slow_transaction() -> None:
             async with in_transaction() as conn:
