@@ -35,10 +35,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Devchain:
-    """A chopsticks process running the Crust mainnet genesis runtime on 127.0.0.1."""
+# the runtimes ../shared/crust-devchain/run can start (CRUST_RUNTIME) -> the chain name it answers with
+RUNTIMES = {"mainnet": "crust", "rocky": "crust_rocky"}
 
-    def __init__(self, port: int, log_path: Path) -> None:
+
+def runtimes_under_test() -> list[str]:
+    """W3GATE_TEST_CRUST_RUNTIMES (comma-separated), default every runtime: the devchain suite runs on each."""
+    names = [n.strip() for n in os.environ.get("W3GATE_TEST_CRUST_RUNTIMES", ",".join(RUNTIMES)).split(",") if n.strip()]
+    unknown = set(names) - set(RUNTIMES)
+    if unknown:
+        raise ValueError(f"W3GATE_TEST_CRUST_RUNTIMES: unknown runtime(s) {sorted(unknown)}; known: {sorted(RUNTIMES)}")
+    return names
+
+
+class Devchain:
+    """A chopsticks process running one of Crust's genesis runtimes (``runtime``: mainnet or rocky) on 127.0.0.1."""
+
+    def __init__(self, port: int, log_path: Path, runtime: str = "mainnet") -> None:
+        self.runtime = runtime
+        self.chain_name = RUNTIMES[runtime]
         self.port = port
         self.url = f"ws://127.0.0.1:{port}"
         self.log_path = log_path
@@ -52,13 +67,14 @@ class Devchain:
         self.proc = subprocess.Popen(
             [str(RUN), str(self.port), "Manual", "--runtime-log-level", "1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "CRUST_RUNTIME": self.runtime},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"devchain exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if self.rpc("system_chain", []) == "crust":
+                if self.rpc("system_chain", []) == self.chain_name:
                     return
             except OSError:
                 pass
@@ -137,9 +153,16 @@ class Devchain:
             value = s.runtime_config.create_scale_object("AccountInfo").encode(current).to_hex()
             self.set_storage([(s.create_storage_key("System", "Account", [address]).to_hex(), value)])
 
-    def market_on(self) -> None:
+    def market_switch(self) -> str:
+        """The storage item that switches the market on: ``MarketSwitch`` (spec 1) or ``EnableMarket`` (later)."""
         with self.connected() as c:
-            self.set_storage([(c.substrate.create_storage_key("Market", "MarketSwitch").to_hex(), "0x01")])
+            names = {f.name for f in c.substrate.metadata.get_metadata_pallet("Market").storage}
+        return "MarketSwitch" if "MarketSwitch" in names else "EnableMarket"
+
+    def market_on(self, on: bool = True) -> None:
+        with self.connected() as c:
+            key = c.substrate.create_storage_key("Market", self.market_switch()).to_hex()
+        self.set_storage([(key, "0x01" if on else "0x00")])
 
     def set_replicas(self, cid: str, replicas: int, expires_at: int = 0) -> None:
         """Write a file record as storage nodes' reports would leave it (there are none locally)."""
@@ -184,7 +207,11 @@ class Devchain:
 
 class Relay:
     """Loopback JSON-RPC websocket: everything passes through to the devchain except
-    ``author_submitExtrinsic``, which becomes ``dev_newBlock`` (or is held while ``hold`` is set)."""
+    ``author_submitExtrinsic``, which becomes ``dev_newBlock`` (or is held while ``hold`` is set).
+
+    Faults are injected at the wire, as a node would answer: :meth:`fail_next` queues an answer for the next
+    call of a method (a JSON-RPC ``error`` object, a ``result`` of nonsense, or ``"drop"`` to close the
+    socket), so the services' handling of each is tested through their real client, unpatched."""
 
     def __init__(self, chain: Devchain) -> None:
         from websockets.sync.server import serve
@@ -196,6 +223,8 @@ class Relay:
         self.held: list[str] = []
         self.submitted: list[str] = []
         self.down = False
+        self.faults: dict[str, list[Any]] = {}
+        self.calls: dict[str, int] = {}
         self._server = serve(self._handle, "127.0.0.1", self.port, max_size=None)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -214,7 +243,17 @@ class Relay:
         try:
             for message in conn:
                 req = json.loads(message)
-                if req.get("method") == "author_submitExtrinsic":
+                method = req.get("method", "")
+                self.calls[method] = self.calls.get(method, 0) + 1
+                fault = self.faults.get(method, [None]).pop(0) if self.faults.get(method) else None
+                if fault == "drop":
+                    break
+                if fault is not None:
+                    if method == "author_submitExtrinsic":
+                        self.submitted.append(req["params"][0])
+                    conn.send(json.dumps({"jsonrpc": "2.0", "id": req.get("id"), **fault}))
+                    continue
+                if method == "author_submitExtrinsic":
                     conn.send(json.dumps(self._submit(req)))
                     continue
                 upstream.send(message)
@@ -242,6 +281,11 @@ class Relay:
                 return {"jsonrpc": "2.0", "id": req["id"], "error": {"code": 1010, "message": str(exc)}}
         return {"jsonrpc": "2.0", "id": req["id"], "result": tx_hash}
 
+    def fail_next(self, method: str, *answers: Any) -> None:
+        """Answer the next calls of ``method`` with ``answers`` in turn: ``{"error": {...}}``,
+        ``{"result": ...}``, or ``"drop"`` (close the connection)."""
+        self.faults.setdefault(method, []).extend(answers)
+
     def release(self) -> None:
         held, self.held = self.held, []
         if held:
@@ -251,11 +295,13 @@ class Relay:
         self._server.shutdown()
 
 
-@pytest.fixture(scope="session")
-def devchain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devchain]:
+@pytest.fixture(scope="session", params=runtimes_under_test())
+def devchain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devchain]:
+    """Each devchain test runs once per Crust runtime (mainnet spec 1, rocky spec 4)."""
     if not RUN.exists():
-        pytest.skip(f"no Crust devchain at {RUN} (set W3GATE_SHARED_DIR)")
-    chain = Devchain(_free_port(), tmp_path_factory.mktemp("devchain") / "chopsticks.log")
+        pytest.skip(f"no Crust devchain at {RUN}: these tests need ../shared/crust-devchain (set W3GATE_SHARED_DIR)")
+    runtime = request.param
+    chain = Devchain(_free_port(), tmp_path_factory.mktemp(f"devchain-{runtime}") / "chopsticks.log", runtime)
     chain.start()
     try:
         yield chain
@@ -283,6 +329,66 @@ def ordering_account(devchain: Devchain) -> str:
     devchain.fund(address, 10**18)
     devchain.market_on()
     return address
+
+
+@pytest.fixture
+async def crust_db(tmp_path: Path) -> Any:
+    """A SQLite store for the service-level chain tests (import it as ``db``)."""
+    from w3gate.store.db import Database
+
+    database = Database(f"sqlite://{tmp_path / 'w3gate.sqlite3'}")
+    await database.open()
+    yield database
+    await database.close()
+
+
+def settings_for(relay: Relay, **extra: str) -> Any:
+    from w3gate.crust.settings import load_crust_settings
+
+    return load_crust_settings({}, crust_env(relay, **extra), REPO)
+
+
+async def add_pin(db: Any, owner: str, cid: str) -> str:
+    from w3gate.store import pins
+
+    rec, _ = await db.run(pins.create_pin, owner, pins.NewPin(cid=cid), time.time_ns() // 1000)
+    return rec.requestid
+
+
+async def order_of(db: Any, cid: str) -> Any:
+    from w3gate.store.models import Order
+
+    async def get() -> Any:
+        return await Order.get(cid=cid)
+
+    return await db.run(get)
+
+
+async def wait_status(db: Any, cids: list[str], status: str, timeout: float = 60) -> None:
+    import trio
+
+    with trio.fail_after(timeout):
+        while True:
+            got = [(await order_of(db, c)).status for c in cids]
+            if all(s == status for s in got):
+                return
+            await trio.sleep(0.2)
+
+
+async def run_tasks(nursery: Any, db: Any, settings: Any) -> Any:
+    """Start the submitter and poller in ``nursery``; returns their CrustStatus."""
+    from w3gate.services.crust import CrustStatus, crust_tasks
+
+    status = CrustStatus()
+    tasks = crust_tasks(db, settings, status)
+    assert len(tasks) == 2
+    for task in tasks:
+        nursery.start_soon(task)
+    return status
+
+
+def uniq(prefix: str) -> str:
+    return f"bafy{prefix}{time.time_ns()}"
 
 
 def crust_env(relay: Relay, **extra: str) -> dict[str, str]:

@@ -4,67 +4,22 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
+from devchain_fixtures import ALICE, REPO, add_pin, order_of, run_tasks, settings_for, uniq, wait_status
 
-from devchain_fixtures import ALICE, REPO, crust_env
 from w3gate.crust.settings import load_crust_settings
 from w3gate.crust.typedefs import UnsupportedRuntime
 from w3gate.services.crust import CrustStatus, crust_tasks
-from w3gate.store import orders, pins
-from w3gate.store.db import Database
-from w3gate.store.models import Order
+from w3gate.store import orders
 
 pytestmark = pytest.mark.devchain
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> Any:
-    database = Database(f"sqlite://{tmp_path / 'w3gate.sqlite3'}")
-    await database.open()
-    yield database
-    await database.close()
-
-
-def settings_for(relay: Any, **extra: str) -> Any:
-    return load_crust_settings({}, crust_env(relay, **extra), REPO)
-
-
-async def add_pin(db: Database, owner: str, cid: str) -> str:
-    rec, _ = await db.run(pins.create_pin, owner, pins.NewPin(cid=cid), time.time_ns() // 1000)
-    return rec.requestid
-
-
-async def order_of(db: Database, cid: str) -> Order:
-    async def get() -> Order:
-        return await Order.get(cid=cid)
-
-    return await db.run(get)
-
-
-async def wait_status(db: Database, cids: list[str], status: str, timeout: float = 60) -> None:
-    with trio.fail_after(timeout):
-        while True:
-            got = [(await order_of(db, c)).status for c in cids]
-            if all(s == status for s in got):
-                return
-            await trio.sleep(0.2)
-
-
-async def run_tasks(nursery: trio.Nursery, db: Database, settings: Any) -> CrustStatus:
-    status = CrustStatus()
-    tasks = crust_tasks(db, settings, status)
-    assert len(tasks) == 2
-    for task in tasks:
-        nursery.start_soon(task)
-    return status
-
-
-def uniq(prefix: str) -> str:
-    return f"bafy{prefix}{time.time_ns()}"
+def db(crust_db):
+    return crust_db
 
 
 async def test_orders_once_per_cid_then_pinned_with_info(db, devchain, relay, ordering_account):
@@ -141,7 +96,7 @@ async def test_recorded_but_unsent_batch_is_sent_once_after_restart(db, devchain
     token = orders.CLAIM_PREFIX + "dead"
     claimed = await db.run(orders.claim, token, 10, int(time.time() * 1000))
     assert {c.cid for c in claimed} == {c1, c2}
-    nonce, _free = await trio.to_thread.run_sync(client.account)
+    nonce = (await trio.to_thread.run_sync(client.account)).nonce
     signed = await trio.to_thread.run_sync(client.sign_batch, [(c1, 10), (c2, 10)], nonce, client.finalized_head())
     tx = {"hash": signed.tx_hash, "nonce": nonce, "extrinsic": signed.extrinsic,
           "start_block": signed.start_block, "era_end": signed.era_end}
@@ -193,14 +148,20 @@ async def test_ordering_off_without_secret(db, caplog):
     assert sum("ordering is OFF" in r.getMessage() for r in caplog.records) == 1
 
 
+# per runtime: the smallest record (every number 0, no replicas) and the call and map chosen from metadata
+SMALLEST_RECORD = {"mainnet": 66, "rocky": 31}  # (FileInfo, UsedInfo) at spec 1; FileInfo with spower at rocky 4
+ORDER_SHAPE = {"mainnet": ("place_storage_order", 3, "Files"), "rocky": ("place_storage_order", 4, "Files")}
+
+
 def test_record_that_does_not_fit_fails_loudly(devchain):
+    size = SMALLEST_RECORD[devchain.runtime]
     with devchain.connected() as client:
         with pytest.raises(UnsupportedRuntime):
-            client.decode_record("0x" + "00" * 40)  # too short for (FileInfo, UsedInfo) at spec 1
+            client.decode_record("0x" + "00" * (size - 1))  # too short
         with pytest.raises(UnsupportedRuntime):
-            client.decode_record("0x" + "00" * 66 + "00")  # one byte left over
-        assert client.decode_record("0x" + "00" * 66).replicas == 0
-        assert (client.order_call, client.order_arity, client.files_map) == ("place_storage_order", 3, "Files")
+            client.decode_record("0x" + "00" * size + "00")  # one byte left over
+        assert client.decode_record("0x" + "00" * size).replicas == 0
+        assert (client.order_call, client.order_arity, client.files_map) == ORDER_SHAPE[devchain.runtime]
 
 
 def test_clients_take_turns_with_scalecodec(devchain):
@@ -219,7 +180,8 @@ def test_clients_take_turns_with_scalecodec(devchain):
     try:
         assert other.connected
         with devchain.connected():
-            decoding = threading.Thread(target=other.decode_record, args=("0x" + "00" * 66,))
+            decoding = threading.Thread(target=other.decode_record,
+                                        args=("0x" + "00" * SMALLEST_RECORD[devchain.runtime],))
             decoding.start()
             decoding.join(0.5)
             assert decoding.is_alive()

@@ -145,3 +145,39 @@ def test_healthz_reports_version_schema_and_ordering(server) -> None:
     assert body["version"] == __version__ and body["schema"] == LATEST
     assert "ordering" in body
     assert platform.python_version()  # same interpreter family as the service
+
+
+def test_sigterm_exits_0_in_time_with_a_chain_endpoint_that_never_answers(start_server) -> None:
+    """A node that accepts connections and then says nothing (a hung load balancer): the Crust tasks sit in a
+    chain call, and SIGTERM must still end the process within shutdown_timeout (before: 28 s against 8)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                return
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool.submit(accept)
+    try:
+        env = {"W3GATE_CRUST_SEED": "//Alice", "W3GATE_CRUST_URL": f"ws://127.0.0.1:{silent.getsockname()[1]}",
+               "W3GATE_SHUTDOWN_TIMEOUT": "4"}
+        server = start_server(env=env)
+        deadline = time.monotonic() + 10
+        while not accepted and time.monotonic() < deadline:  # a task is waiting on the silent socket
+            time.sleep(0.1)
+        assert accepted
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert server.stop(timeout=30) == 0, server.log_text()[-2000:]
+        assert time.monotonic() - started < 4 + 2
+    finally:
+        silent.close()
+        for s in accepted:
+            s.close()
+        pool.shutdown(wait=False)

@@ -69,36 +69,40 @@ async def state(db: Database, cids: list[str], *fields: str) -> list[tuple]:
 
 
 async def test_one_batch_every_verdict(db) -> None:
-    cids = [f"bafkqa{i:08d}" for i in range(6)]
+    cids = [f"bafkqa{i:08d}" for i in range(7)]
     await sent_batch(db, cids, renewal=False)
     verdicts = {
         cids[0]: ("ok", None), cids[1]: ("ok", None),
         cids[2]: ("requeue", None), cids[3]: ("requeue", None),
-        cids[4]: ("fail", "rejected"), cids[5]: ("fail", "rejected again"),
+        cids[4]: ("fail", "rejected"), cids[6]: ("fail", "rejected again"),
+        cids[5]: ("pause", "market off"),
     }
-    assert await resolve(db, verdicts, NOW + 1) == {"ok": 2, "fail": 2, "failed": 1, "requeue": 2}
+    await db.run(lambda: Order.filter(cid=cids[5]).update(attempts=1))
+    assert await resolve(db, verdicts, NOW + 1) == {"ok": 2, "fail": 2, "failed": 1, "requeue": 2, "pause": 1}
     found = await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error")
     assert found[0] == ("pinning", 42, 0, 0, None, {"pinning"})
     assert found[1] == ("pinning", 42, 0, 0, None, {"pinning"})
     assert found[2][0] == "queued" and found[2][5] == {"queued"}
     assert found[3][0] == "queued" and found[3][5] == {"queued"}
     assert found[4] == ("queued", None, 1, NOW + 1 + 60_000, "rejected", {"queued"})
-    assert found[5] == ("failed", None, 3, found[5][3], "rejected again", {"failed"})
+    # a chain-wide refusal is not the CID's fault: queued again at once, its attempts untouched
+    assert found[5] == ("queued", None, 1, 0, "market off", {"queued"})
+    assert found[6] == ("failed", None, 3, found[6][3], "rejected again", {"failed"})
     # resolving the same transaction again changes nothing
-    assert await resolve(db, verdicts, NOW + 2) == {"ok": 0, "fail": 0, "failed": 0, "requeue": 0}
+    assert await resolve(db, verdicts, NOW + 2) == {"ok": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
     assert await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error") == found
     # what /healthz shows: every order counted once, by status
-    assert await orders.counts(db) == {"pinning": 2, "queued": 3, "failed": 1}
+    assert await orders.counts(db) == {"pinning": 2, "queued": 4, "failed": 1, "renewal_stopped": 0}
 
 
 async def test_one_batch_every_verdict_for_renewals(db) -> None:
-    cids = [f"bafkqr{i:08d}" for i in range(5)]
+    cids = [f"bafkqr{i:08d}" for i in range(6)]
     await sent_batch(db, cids, renewal=True)
     verdicts = {
         cids[0]: ("ok", None), cids[1]: ("ok", None), cids[2]: ("requeue", None),
-        cids[3]: ("fail", "rejected"), cids[4]: ("fail", "rejected again"),
+        cids[3]: ("fail", "rejected"), cids[5]: ("fail", "rejected again"), cids[4]: ("pause", "market off"),
     }
-    assert await resolve(db, verdicts, NOW + 1) == {"ok": 2, "fail": 2, "failed": 1, "requeue": 1}
+    assert await resolve(db, verdicts, NOW + 1) == {"ok": 2, "fail": 2, "failed": 1, "requeue": 1, "pause": 1}
     found = await state(db, cids, "status", "renew_due", "renewals", "attempts", "next_try_ms", "error")
     # a renewal never changes what the user sees: the file stays pinned whatever the verdict
     assert found == [
@@ -106,8 +110,11 @@ async def test_one_batch_every_verdict_for_renewals(db) -> None:
         ("pinned", 0, 2, 0, 0, None, {"pinned"}),
         ("pinned", 1, 1, 0, 0, None, {"pinned"}),
         ("pinned", 1, 1, 1, NOW + 1 + 60_000, "rejected", {"pinned"}),
-        ("pinned", 0, 1, 3, 0, "renewal failed: rejected again", {"pinned"}),
+        ("pinned", 1, 1, 0, 0, "market off", {"pinned"}),
+        # the last attempt stops renewal (renew_due 3): the poller does not mark it due again
+        ("pinned", 3, 1, 3, 0, "renewal stopped after 3 failed attempts: rejected again", {"pinned"}),
     ]
+    assert (await orders.counts(db))["renewal_stopped"] == 1
 
 
 async def test_sqlite_scans_run_on_a_read_only_connection_of_their_own(tmp_path) -> None:
@@ -120,6 +127,6 @@ async def test_sqlite_scans_run_on_a_read_only_connection_of_their_own(tmp_path)
         assert await db.read_aside("SELECT status, COUNT(*) FROM orders GROUP BY status") == [("queued", 1)]
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             await db.read_aside("DELETE FROM orders")
-        assert await orders.counts(db) == {"queued": 1}
+        assert await orders.counts(db) == {"queued": 1, "renewal_stopped": 0}
     finally:
         await db.close()

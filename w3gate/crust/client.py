@@ -32,8 +32,10 @@ from substrateinterface.exceptions import SubstrateRequestException
 from websocket import WebSocketException
 
 from w3gate.crust.account import keypair_from_secret
-from w3gate.crust.settings import CrustSettings
-from w3gate.crust.typedefs import UnsupportedRuntime, covered, type_registry
+from w3gate.crust.errors import ChainUnavailable, DispatchFailure, TxRejected, classify_rejection
+from w3gate.crust.records import FileRecord, decode_record
+from w3gate.crust.settings import CrustSettings, era_period_for
+from w3gate.crust.typedefs import UnsupportedRuntime, chain_key, checked_range, covered, type_registry
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +59,14 @@ def _scale_locked(fn: _F) -> _F:
     return locked  # type: ignore[return-value]
 
 
-class ChainUnavailable(Exception):
-    """The endpoint cannot be reached or dropped the connection: reconnect with back-off."""
-
-
-class TxRejected(Exception):
-    """The node refused the extrinsic (it is not in its pool)."""
-
-    def __init__(self, message: str, *, known: bool = False, stale: bool = False) -> None:
-        super().__init__(message)
-        self.known = known  # already in the pool: keep waiting
-        self.stale = stale  # nonce already used
+__all__ = ["SCALE_LOCK", "ChainUnavailable", "CrustClient", "FileRecord", "Inclusion", "SignedBatch", "TxRejected"]
 
 
 @dataclass(frozen=True)
-class FileRecord:
-    file_size: int
-    expires_at: int
-    replicas: int
+class AccountState:
+    nonce: int
+    free: int
+    usable: int  # free minus what is frozen (locks): what fees and orders can actually spend
 
 
 @dataclass(frozen=True)
@@ -93,8 +85,10 @@ class Inclusion:
     index: int
 
 
-# a closed socket shows up as an empty frame that json cannot parse
-_CONNECTION_ERRORS = (WebSocketException, ConnectionError, OSError, TimeoutError, json.JSONDecodeError)
+# a closed socket shows up as an empty frame that json cannot parse; a JSON-RPC error on a read means the
+# node is not serving what it should (pruned state, overloaded): both are the endpoint's trouble
+_CONNECTION_ERRORS = (WebSocketException, ConnectionError, OSError, TimeoutError, json.JSONDecodeError,
+                      SubstrateRequestException)
 
 
 def _compact_len(n: int) -> bytes:
@@ -145,8 +139,16 @@ class CrustClient:
         self.order_call: str = ""
         self.order_arity: int = 0
         self.files_map: str = ""
-        self._files_prefix = b""
-        self._files_hasher = ""
+        self.chain: str = ""
+        self.prepaid_call: str | None = None
+        self.storage_items: frozenset[str] = frozenset()
+        self.market_switch: str | None = None
+        self.max_file_size: int = 2**64 - 1
+        self.file_duration: int = 0
+        self.block_hash_count: int = 2400
+        self.era_period: int = settings.era_period
+        self._probe: Any = None
+        self._maps: dict[str, tuple[bytes, str, str]] = {}  # map name -> (storage prefix, key hasher, value type)
         self._files_value_type = ""
 
     # connection -------------------------------------------------------------------------------
@@ -154,14 +156,16 @@ class CrustClient:
     def connect(self) -> None:
         self.close()
         try:
+            chain = self._chain_name()
             self.substrate = SubstrateInterface(
                 url=self.settings.url,
                 ss58_format=self.settings.ss58_format,
                 type_registry_preset="crust",
-                type_registry=type_registry(self.settings.typedefs),
+                type_registry=type_registry(chain, self.settings.typedefs),
                 auto_reconnect=False,
-                ws_options={"timeout": 30},
+                ws_options={"timeout": self.settings.rpc_timeout},
             )
+            self.chain = chain
             self._select()
         except _CONNECTION_ERRORS as exc:
             self.close()
@@ -170,6 +174,22 @@ class CrustClient:
             self.close()
             raise
 
+    def _chain_name(self) -> str:
+        """The chain's name (``system_chain``), read before the type registry is chosen for it."""
+        import websocket
+
+        ws = websocket.create_connection(self.settings.url, timeout=self.settings.rpc_timeout)
+        self._probe = ws
+        try:
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system_chain", "params": []}))
+            reply = json.loads(ws.recv())
+        finally:
+            self._probe = None
+            ws.close()
+        if not isinstance(reply, dict) or not isinstance(reply.get("result"), str):
+            raise ChainUnavailable(f"system_chain: unexpected answer {str(reply)[:200]}")
+        return chain_key(reply["result"])
+
     def close(self) -> None:
         if self.substrate is not None:
             try:
@@ -177,6 +197,18 @@ class CrustClient:
             except Exception:  # noqa: BLE001 - closing a dead socket
                 pass
             self.substrate = None
+
+    def abort(self) -> None:
+        """Unblock a call waiting on the socket (from another thread, at shutdown): it then fails at once."""
+        import socket
+
+        for ws in (self._probe, getattr(self.substrate, "websocket", None)):
+            sock = getattr(ws, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     @property
     def connected(self) -> bool:
@@ -193,6 +225,9 @@ class CrustClient:
         except _CONNECTION_ERRORS as exc:
             self.close()
             raise ChainUnavailable(f"{method}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(reply, dict):
+            self.close()
+            raise ChainUnavailable(f"{method}: unexpected answer {str(reply)[:200]}")
         return reply.get("result")
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -209,10 +244,11 @@ class CrustClient:
         self.spec_version = int(s.runtime_version)
         self.metadata_version = str(s.metadata[1].value_object[0])
         scale_info = s.implements_scaleinfo()
-        if not scale_info and not covered(self.spec_version, self.settings.typedefs):
+        if not scale_info and not covered(self.spec_version, self.chain, self.settings.typedefs):
             raise UnsupportedRuntime(
-                f"crust runtime spec {self.spec_version} has {self.metadata_version} metadata and no verified "
-                "type definitions ship for it: add them with the crust.typedefs setting"
+                f"crust runtime spec {self.spec_version} of chain {self.chain!r} has {self.metadata_version} "
+                "metadata and no verified type definitions ship for it: add them with the crust.typedefs setting "
+                "(README: 'A runtime w3gate does not know yet')"
             )
         market = s.metadata.get_metadata_pallet("Market")
         if market is None:
@@ -227,27 +263,57 @@ class CrustClient:
             raise UnsupportedRuntime("Market has no place_storage_order call with 3 or 4 arguments")
         self.order_call, self.order_arity = chosen
         self._order_args = [a.name for a in calls[self.order_call].args]
+        self.prepaid_call = "add_prepaid" if "add_prepaid" in calls and len(calls["add_prepaid"].args) == 2 else None
         storage = {f.name: f for f in (market.storage or [])}
-        name = "FilesV2" if "FilesV2" in storage else "Files" if "Files" in storage else None
-        if name is None:
+        self.storage_items = frozenset(storage)
+        names = [n for n in ("FilesV2", "Files") if n in storage]
+        if not names:
             raise UnsupportedRuntime("Market has neither FilesV2 nor Files")
-        fn = storage[name]
-        hashers = fn.get_param_hashers()
-        params = fn.get_params_type_string()
-        if len(hashers) != 1 or len(params) != 1:
-            raise UnsupportedRuntime(f"Market.{name} is not a single-key map")
-        probe = s.runtime_config.create_scale_object(params[0])
-        if probe.encode("0x6162").data != b"\x08ab":
-            raise UnsupportedRuntime(f"Market.{name} key type {params[0]} is not a byte vector")
-        self.files_map = name
-        self._files_hasher = hashers[0]
-        self._files_value_type = fn.get_value_type_string()
-        self._files_prefix = _twox128((market.value.get("storage") or {}).get("prefix") or "Market")
-        self._files_prefix += _twox128(name)
+        checked = None if scale_info else checked_range(self.spec_version, self.chain)
+        prefix = _twox128((market.value.get("storage") or {}).get("prefix") or "Market")
+        self._maps = {}
+        for name in names:
+            fn = storage[name]
+            hashers = fn.get_param_hashers()
+            params = fn.get_params_type_string()
+            if len(hashers) != 1 or len(params) != 1:
+                raise UnsupportedRuntime(f"Market.{name} is not a single-key map")
+            probe = s.runtime_config.create_scale_object(params[0])
+            if probe.encode("0x6162").data != b"\x08ab":
+                raise UnsupportedRuntime(f"Market.{name} key type {params[0]} is not a byte vector")
+            value_type = fn.get_value_type_string()
+            if checked is not None and checked["maps"].get(name) != value_type:
+                raise UnsupportedRuntime(
+                    f"Market.{name} holds {value_type} at spec {self.spec_version}, but the definitions checked for "
+                    f"specs {checked['spec_min']}..{checked['spec_max']} expect {checked['maps'].get(name)}: another "
+                    "build under this spec number; add its types with the crust.typedefs setting"
+                )
+            self._maps[name] = (prefix + _twox128(name), hashers[0], value_type)
+        if checked is not None and set(checked["maps"]) != set(self._maps):
+            raise UnsupportedRuntime(f"Market has maps {sorted(self._maps)} at spec {self.spec_version}, the checked "
+                                     f"definitions expect {sorted(checked['maps'])}")
+        self.files_map = names[0]
+        self._files_value_type = self._maps[self.files_map][2]
+        self.market_switch = next((n for n in ("MarketSwitch", "EnableMarket") if n in storage), None)
+        self.max_file_size = int(self._constant("Market", "MaximumFileSize", 2**64 - 1))
+        self.file_duration = int(self._constant("Market", "FileDuration", 0))
+        self.block_hash_count = int(self._constant("System", "BlockHashCount", 2400))
+        self.era_period = era_period_for(self.settings.era_period, self.block_hash_count)
         log.info(
-            "crust runtime spec %s (%s metadata): ordering with Market.%s(%d args), records in Market.%s",
-            self.spec_version, self.metadata_version, self.order_call, self.order_arity, self.files_map,
+            "crust runtime spec %s of %s (%s metadata): ordering with Market.%s(%d args), records in Market.%s; "
+            "orders of at most %d bytes, files live %d blocks, extrinsics mortal for %d blocks",
+            self.spec_version, self.chain, self.metadata_version, self.order_call, self.order_arity, self.files_map,
+            self.max_file_size, self.file_duration, self.era_period,
         )
+
+    def _constant(self, pallet: str, name: str, default: int) -> Any:
+        try:
+            value = self._s().get_constant(pallet, name)
+        except Exception:  # noqa: BLE001 - an absent constant: the runtime does not bound it
+            return default
+        if value is None:
+            return default
+        return value.value if hasattr(value, "value") else value
 
     def check_runtime(self) -> None:
         """Re-read the metadata if the runtime was upgraded since the last look (one RPC)."""
@@ -265,43 +331,88 @@ class CrustClient:
         return int(self._rpc("chain_getHeader", [block_hash])["number"], 16)
 
     @_scale_locked
-    def account(self) -> tuple[int, int]:
-        """(nonce, free balance) of the ordering account."""
+    def account(self) -> AccountState:
+        """Nonce and balance of the ordering account; ``usable`` leaves out frozen funds (locks, staking)."""
         info = self._call(self._s().query, "System", "Account", [self.address]).value
-        return int(info["nonce"]), int(info["data"]["free"])
-
-    def file_key(self, cid: str) -> str:
-        data = cid.encode()
-        return "0x" + (self._files_prefix + _hash_key(self._files_hasher, _compact_len(len(data)) + data)).hex()
+        data = info["data"]
+        free = int(data["free"])
+        frozen = max(int(data.get("misc_frozen", 0) or 0), int(data.get("fee_frozen", 0) or 0),
+                     int(data.get("frozen", 0) or 0))
+        return AccountState(int(info["nonce"]), free, max(0, free - frozen))
 
     @_scale_locked
-    def decode_record(self, data_hex: str) -> FileRecord:
-        obj = self._s().runtime_config.create_scale_object(self._files_value_type, data=ScaleBytes(data_hex))
+    def market_enabled(self) -> bool:
+        """Whether the market takes orders now (``MarketSwitch`` at spec 1, ``EnableMarket`` later): an order
+        placed while it is off fails with PlaceOrderNotAvailable and still pays the extrinsic's fee."""
+        if self.market_switch is None:
+            return True
+        return bool(self._call(self._s().query, "Market", self.market_switch).value)
+
+    @_scale_locked
+    def storage_values(self, names: Sequence[str]) -> dict[str, int]:
+        """Plain numeric ``Market`` storage values that this runtime has (fee parameters)."""
+        out: dict[str, int] = {}
+        for name in names:
+            if name in self.storage_items:
+                value = self._call(self._s().query, "Market", name).value
+                out[name] = int(value or 0)
+        return out
+
+    @_scale_locked
+    def extrinsic_fee(self, extrinsic_hex: str) -> int:
+        """The fee the chain will charge for this signed extrinsic: the runtime's own
+        ``TransactionPaymentApi_query_info`` (what ``payment_queryInfo`` calls), through ``state_call``."""
+        data = bytes.fromhex(extrinsic_hex[2:])
+        result = self._rpc("state_call", ["TransactionPaymentApi_query_info",
+                                          "0x" + (data + len(data).to_bytes(4, "little")).hex()])
+        obj = self._s().runtime_config.create_scale_object("RuntimeDispatchInfo", data=ScaleBytes(result))
         try:
-            value = obj.decode(check_remaining=True)
+            return int(obj.decode(check_remaining=True)["partial_fee"])
         except Exception as exc:
             raise UnsupportedRuntime(
-                f"Market.{self.files_map} record does not decode as {self._files_value_type} at spec "
-                f"{self.spec_version}: {exc}"
+                f"RuntimeDispatchInfo does not decode at spec {self.spec_version}: {exc}"
             ) from None
-        info = value[0] if isinstance(value, (list, tuple)) else value
-        try:
-            expiry = info["expired_at"] if "expired_at" in info else info["expired_on"]
-            return FileRecord(int(info["file_size"]), int(expiry), int(info["reported_replica_count"]))
-        except (KeyError, TypeError) as exc:
-            raise UnsupportedRuntime(f"Market.{self.files_map} record lacks field {exc}") from None
+
+    @_scale_locked
+    def batch_cost(self, sizes: Sequence[int], extrinsic_hex: str) -> int:
+        """What sending this batch takes from the account: each order's price from the market's own fee
+        storage (:func:`order_price`), its tip, and the extrinsic's fee."""
+        fees = self.storage_values([*_BASE_FEE, *_BYTE_FEE, *_KEYS_FEE])
+        return sum(order_price(size, fees) + self.settings.tips for size in sizes) + self.extrinsic_fee(extrinsic_hex)
+
+    def file_key(self, cid: str, files_map: str | None = None) -> str:
+        prefix, hasher, _ = self._maps[files_map or self.files_map]
+        data = cid.encode()
+        return "0x" + (prefix + _hash_key(hasher, _compact_len(len(data)) + data)).hex()
+
+    @_scale_locked
+    def decode_record(self, data_hex: str, files_map: str | None = None) -> FileRecord:
+        """A record of ``files_map`` (default: the map new orders are written to)."""
+        name = files_map or self.files_map
+        return decode_record(self._s().runtime_config, self._maps[name][2], data_hex, name, self.spec_version)
 
     def files(self, cids: Sequence[str], at: str | None = None) -> dict[str, FileRecord | None]:
         """File records of ``cids``, read with ONE multi-key storage query."""
-        keys = {self.file_key(c): c for c in cids}
+        return self.files_sized(cids, at)[0]
+
+    def files_sized(self, cids: Sequence[str], at: str | None = None) -> tuple[dict[str, FileRecord | None], int]:
+        """:meth:`files` and the bytes of record data the node sent (the poller sizes its next query by it).
+        Where the runtime has two maps (spec 17: ``FilesV2`` and the legacy ``Files`` that
+        ``do_file_migration`` empties), both are read in the same query and ``FilesV2`` wins."""
+        keys = {self.file_key(c, m): (c, m) for m in self._maps for c in cids}
         params: list[Any] = [list(keys)] + ([at] if at else [])
         result = self._rpc("state_queryStorageAt", params) or []
         out: dict[str, FileRecord | None] = {c: None for c in cids}
+        size = 0
         for change_set in result:
             for key, value in change_set["changes"]:
                 if value is not None and key in keys:
-                    out[keys[key]] = self.decode_record(value)
-        return out
+                    cid, name = keys[key]
+                    size += len(value) // 2
+                    record = self.decode_record(value, name)
+                    if out[cid] is None or name == self.files_map:
+                        out[cid] = record
+        return out, size
 
     # orders -----------------------------------------------------------------------------------
     def order_call_args(self, cid: str, size: int) -> dict[str, Any]:
@@ -310,37 +421,37 @@ class CrustClient:
 
     @_scale_locked
     def sign_batch(self, cids: Sequence[tuple[str, int]], nonce: int, current_block: int) -> SignedBatch:
-        """A ``Utility.batch`` of one order per (cid, size), signed, mortal for ``era_period`` blocks."""
+        """A ``Utility.batch`` of one order per (cid, size), signed, mortal for :attr:`era_period` blocks."""
         s = self._s()
         calls = [s.compose_call("Market", self.order_call, self.order_call_args(cid, size)) for cid, size in cids]
         batch = self._call(s.compose_call, "Utility", "batch", {"calls": calls})
-        era = {"period": self.settings.era_period, "current": current_block}
+        era = {"period": self.era_period, "current": current_block}
         ext = self._call(s.create_signed_extrinsic, batch, self.keypair, era=era, nonce=nonce)
         data = bytes(ext.data.data)
+        birth, death = era_bounds(self.era_period, current_block)
         return SignedBatch(
             extrinsic="0x" + data.hex(),
             tx_hash="0x" + blake2b(data, digest_size=32).hexdigest(),
             nonce=nonce,
-            start_block=current_block,
-            era_end=current_block + self.settings.era_period,
+            start_block=birth,
+            era_end=death,
         )
 
     def submit(self, extrinsic_hex: str) -> str:
         """Hand the extrinsic to the node (``author_submitExtrinsic``); raises TxRejected if refused."""
         try:
             reply = self._s().rpc_request("author_submitExtrinsic", [extrinsic_hex])
+        except SubstrateRequestException as exc:
+            err = exc.args[0] if exc.args else {}
+            if not isinstance(err, dict):
+                err = {"message": str(exc)}
+            code = err.get("code") if isinstance(err.get("code"), int) else None
+            message, data = str(err.get("message", "")), str(err.get("data", "") or "")
+            text = f"{message} {data}".strip()
+            raise TxRejected(text[:300], classify_rejection(code, message, data), code) from None
         except _CONNECTION_ERRORS as exc:
             self.close()
             raise ChainUnavailable(f"author_submitExtrinsic: {type(exc).__name__}: {exc}") from None
-        except SubstrateRequestException as exc:
-            err = exc.args[0] if exc.args else {}
-            text = f"{err.get('message', '')} {err.get('data', '')}".strip() if isinstance(err, dict) else str(exc)
-            low = text.lower()
-            raise TxRejected(
-                text[:300],
-                known="already imported" in low or "temporarily banned" in low,
-                stale="outdated" in low or "stale" in low,
-            ) from None
         return str(reply.get("result"))
 
     def find_inclusion(self, tx_hash: str, first: int, last: int) -> Inclusion | None:
@@ -357,32 +468,68 @@ class CrustClient:
 
     @_scale_locked
     def batch_outcome(self, inclusion: Inclusion, count: int) -> list[tuple[str, str | None]]:
-        """Per item of the included batch: ("ok", None), ("fail", reason) or ("requeue", None)."""
+        """Per item of the included batch: ("ok", None), ("fail", reason): the order's own fault, counted
+        against the CID; ("pause", reason): the chain or account could not order (market off, too little
+        money): not the CID's fault, re-queued free; ("requeue", None): not reached by the batch."""
         events = self._call(self._s().get_events, inclusion.block_hash)
         mine = [e.value for e in events if e.value.get("extrinsic_idx") == inclusion.index]
         for ev in mine:
             name = f"{ev['module_id']}.{ev['event_id']}"
             if name == "System.ExtrinsicFailed":
-                reason = self._dispatch_error(_attr(ev["attributes"], 0, "dispatch_error"))
-                return [("fail", reason)] * count
+                failure = self._dispatch_error(_attr(ev["attributes"], 0, "dispatch_error"))
+                verdict = "pause" if failure.chain_wide else "fail"
+                return [(verdict, failure.text)] * count
             if name == "Utility.BatchInterrupted":
                 at = int(_attr(ev["attributes"], 0, "index"))
-                reason = self._dispatch_error(_attr(ev["attributes"], 1, "error"))
-                return [("ok", None) if i < at else ("fail", reason) if i == at else ("requeue", None)
+                failure = self._dispatch_error(_attr(ev["attributes"], 1, "error"))
+                if failure.chain_wide:
+                    return [("ok", None) if i < at else ("pause", failure.text) for i in range(count)]
+                return [("ok", None) if i < at else ("fail", failure.text) if i == at else ("requeue", None)
                         for i in range(count)]
         if any(f"{e['module_id']}.{e['event_id']}" == "System.ExtrinsicSuccess" for e in mine):
             return [("ok", None)] * count
         raise UnsupportedRuntime(f"no outcome event for extrinsic {inclusion.index} in block {inclusion.block}")
 
-    def _dispatch_error(self, err: Any) -> str:
+    def _dispatch_error(self, err: Any) -> DispatchFailure:
         if isinstance(err, dict) and "Module" in err:
             mod = err["Module"]
+            if isinstance(mod, (list, tuple)):  # (index, error) tuple form
+                mod = {"index": mod[0], "error": mod[1]}
             index, error = mod.get("index"), mod.get("error")
             if isinstance(error, str) and error.startswith("0x"):
                 error = bytes.fromhex(error[2:])[0]
+            pallet = next((p.name for p in self._s().metadata.pallets if p.value.get("index") == index), None)
             found = self._s().metadata.get_module_error(index, error)
             if found is not None:
                 value = found.value if hasattr(found, "value") else found
-                return f"chain error {value.get('name', found)}" if isinstance(value, dict) else f"chain error {value}"
-            return f"chain module error {index}/{error}"
-        return f"chain error {err}"
+                name = value.get("name") if isinstance(value, dict) else str(value)
+                text = f"chain error {pallet}.{name}" if pallet else f"chain error {name}"
+                return DispatchFailure(pallet, name, text)
+            return DispatchFailure(pallet, None, f"chain module error {index}/{error}")
+        return DispatchFailure(None, None, f"chain error {err}")
+
+
+_BASE_FEE = ("FileBaseFee",)
+_BYTE_FEE = ("FileByteFee", "FilePrice")  # per started MB of reported size (FilePrice until spec 2)
+_KEYS_FEE = ("FileKeysCountFee", "FilesCountPrice")  # per order, rising with the number of files stored
+MB = 1024 * 1024
+
+
+def order_price(size: int, fees: dict[str, int]) -> int:
+    """The price of one order of ``size`` bytes as the market pallet computes it (``get_file_amount`` and
+    the base and keys fees): base fee + byte fee x started MB + keys-count fee."""
+    def first(names: tuple[str, ...]) -> int:
+        return next((fees[n] for n in names if n in fees), 0)
+
+    size_mb = -(-size // MB)
+    return first(_BASE_FEE) + first(_BYTE_FEE) * size_mb + first(_KEYS_FEE)
+
+
+def era_bounds(period: int, current: int) -> tuple[int, int]:
+    """(birth, death) of a mortal era as the chain computes them (sp-runtime ``Era::mortal``): the period is a
+    power of two, the phase is quantised, and the extrinsic is valid in blocks ``birth <= n < death``."""
+    from scalecodec.types import Era
+
+    era = Era()
+    era.process_encode({"period": period, "current": current})
+    return era.birth(current), era.death(current)

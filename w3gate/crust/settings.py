@@ -15,15 +15,20 @@ seed_file              W3GATE_CRUST_SEED_FILE           (none)                  
 key_type               W3GATE_CRUST_KEY_TYPE            sr25519                 sr25519 or ed25519
 url                    W3GATE_CRUST_URL, WS_ENDPOINT    wss://rpc.crust.network chain websocket endpoint
 ss58_format            W3GATE_CRUST_SS58_FORMAT         66                      address format used in logs and /healthz
-tips                   W3GATE_CRUST_TIPS, CRUST_TIPS    0                       tip per order, in the chain's smallest unit
+tips                   W3GATE_CRUST_TIPS, CRUST_TIPS    0                       tip per order: ``tips`` and W3GATE_CRUST_TIPS in the
+                                                                                chain's smallest unit; CRUST_TIPS in whole CRU
+                                                                                (10**12 units), as the Crust pinner reads it
 default_file_size      W3GATE_CRUST_DEFAULT_FILE_SIZE,  2147483648              reported file size (bytes) of an order whose size
-                       DEFAULT_FILE_SIZE                                        is unknown
+                       DEFAULT_FILE_SIZE                                        is unknown (capped at the runtime's MaximumFileSize)
 replicas               W3GATE_CRUST_REPLICAS,           3                       reported replicas at which a pin becomes ``pinned``
                        VALID_FILE_REPLICAS
 batch_size             W3GATE_CRUST_BATCH_SIZE          200                     orders per Utility.batch extrinsic (1..500)
 order_interval         W3GATE_CRUST_ORDER_INTERVAL      2.0                     seconds between looks at the queue when idle
 poll_interval          W3GATE_CRUST_POLL_INTERVAL       30.0                    seconds between status polls
-poll_batch_size        W3GATE_CRUST_POLL_BATCH_SIZE     2000                    file records read per multi-key storage query
+poll_batch_size        W3GATE_CRUST_POLL_BATCH_SIZE     2000                    most file records read per multi-key storage query
+poll_bytes             W3GATE_CRUST_POLL_BYTES          4194304                 record bytes aimed at per storage query: the key
+                                                                                count follows the records' measured size (a
+                                                                                record with 200 replicas is tens of KB)
 max_attempts           W3GATE_CRUST_MAX_ATTEMPTS        5                       failed order attempts before a pin is ``failed``
 retry_base             W3GATE_CRUST_RETRY_BASE          30.0                    first retry delay (s), doubled per attempt
 retry_max              W3GATE_CRUST_RETRY_MAX           3600.0                  longest retry delay (s)
@@ -33,9 +38,13 @@ renewal_window         W3GATE_CRUST_RENEWAL_WINDOW      432000                  
 order_timeout          W3GATE_CRUST_ORDER_TIMEOUT       3600.0                  seconds a placed order's file record may take to
                                                                                 appear before the pin is ``failed``
 era_period             W3GATE_CRUST_ERA_PERIOD          64                      extrinsic mortality (blocks): an unincluded order
-                                                                                is known dead after this and safely re-sent
+                                                                                is known dead after this and safely re-sent; a
+                                                                                power of two (others are refused), at most the
+                                                                                runtime's BlockHashCount (lowered to fit)
 block_poll             W3GATE_CRUST_BLOCK_POLL          1.0                     seconds between looks for a sent extrinsic
 reconnect_max          W3GATE_CRUST_RECONNECT_MAX       60.0                    longest reconnect back-off (s)
+rpc_timeout            W3GATE_CRUST_RPC_TIMEOUT         20.0                    seconds one chain call may take before the
+                                                                                connection counts as lost
 webhook                W3GATE_CRUST_WEBHOOK             (none)                  URL POSTed JSON when ordering pauses/resumes for
                                                                                 low balance
 typedefs               W3GATE_CRUST_TYPEDEFS            (none)                  extra JSON type registry for a pre-v14 runtime the
@@ -103,6 +112,8 @@ class CrustSettings:
     era_period: int = 64
     block_poll: float = 1.0
     reconnect_max: float = 60.0
+    rpc_timeout: float = 20.0
+    poll_bytes: int = 4 * 1024 * 1024
     webhook: str | None = None
     typedefs: Path | None = None
 
@@ -120,13 +131,14 @@ _KEYS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = {
     "key_type": ("str", None, None),
     "url": ("url", "WS_ENDPOINT", None),
     "ss58_format": ("int", None, (0, 16383)),
-    "tips": ("int", "CRUST_TIPS", (0, 2**127)),
+    "tips": ("int", None, (0, 2**127)),
     "default_file_size": ("int", "DEFAULT_FILE_SIZE", (1, 2**64 - 1)),
     "replicas": ("int", "VALID_FILE_REPLICAS", (1, 10_000)),
     "batch_size": ("int", None, (1, 500)),
     "order_interval": ("float", None, (0.01, 3600)),
     "poll_interval": ("float", None, (0.01, 86400)),
     "poll_batch_size": ("int", None, (1, 10_000)),
+    "poll_bytes": ("int", None, (1024, 256 * 1024 * 1024)),
     "max_attempts": ("int", None, (1, 1000)),
     "retry_base": ("float", None, (0, 86400)),
     "retry_max": ("float", None, (0, 7 * 86400)),
@@ -136,10 +148,33 @@ _KEYS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = {
     "era_period": ("int", None, (4, 65536)),
     "block_poll": ("float", None, (0.01, 600)),
     "reconnect_max": ("float", None, (0.1, 3600)),
+    "rpc_timeout": ("float", None, (0.5, 600)),
     "webhook": ("url?", None, None),
     "typedefs": ("path", None, None),
 }
 _ALL = set(_KEYS) | {"seed", "seed_file"}
+CRU = 10**12  # smallest units per CRU (the chain's tokenDecimals: 12)
+
+
+def era_period_for(period: int, block_hash_count: int) -> int:
+    """The era period the chain will use: a power of two no larger than ``BlockHashCount`` (an extrinsic
+    whose birth block's hash the chain no longer keeps is invalid, so a longer era would only look longer)."""
+    limit = 1 << max(2, block_hash_count.bit_length() - 1)  # the largest power of two <= BlockHashCount
+    return max(4, min(period, limit))
+
+
+def _cru(raw: Any) -> int:
+    """CRUST_TIPS as the Crust pinner reads it: a number of whole CRU (``0.01`` = 10**10 units)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise ValueError(f"CRUST_TIPS: expected a number of CRU, got {raw!r}") from None
+    units = value * CRU
+    if not value.is_finite() or units < 0 or units != units.to_integral_value() or units > 2**127:
+        raise ValueError(f"CRUST_TIPS: {raw!r} is not a whole number of smallest units (12 decimals) from 0")
+    return int(units)
 
 
 def _env_name(key: str) -> str:
@@ -183,6 +218,9 @@ def _parse(key: str, kind: str, raw: Any, bounds: tuple[float, float] | None, ba
             raise ValueError(f"crust.key_type: expected sr25519 or ed25519, got {value!r}")
     if bounds is not None and not bounds[0] <= value <= bounds[1]:
         raise ValueError(f"crust.{key}: {value} is outside {bounds[0]:g}..{bounds[1]:g}")
+    if key == "era_period" and value & (value - 1):
+        raise ValueError(f"crust.era_period: {value} is not a power of two (the chain rounds an era up to one: "
+                         f"use {1 << (value - 1).bit_length()} or {1 << (value.bit_length() - 1)})")
     return value
 
 
@@ -215,6 +253,8 @@ def load_crust_settings(table: Mapping[str, Any], env: Mapping[str, str], base_d
         else:
             if key in table:
                 values[key] = _parse(key, kind, table[key], bounds, base_dir)
+    if not str(env.get(_env_name("tips"), "")).strip() and str(env.get("CRUST_TIPS", "")).strip():
+        values["tips"] = _cru(env["CRUST_TIPS"])
     if "retry_max" in values or "retry_base" in values:
         base = values.get("retry_base", CrustSettings.retry_base)
         if values.get("retry_max", CrustSettings.retry_max) < base:

@@ -40,6 +40,14 @@ class CrustStatus:
     counts: dict[str, int] = field(default_factory=dict)
     orders_placed: int = 0
     last_poll_ms: int | None = None
+    usable_balance: int | None = None
+    paused: str | None = None  # why ordering waits (market off, balance short of a batch, node refusals)
+    paused_until_ms: int | None = None
+    max_file_size: int | None = None
+    era_period: int | None = None
+    renewal: str = "reorder"
+    last_batch_cost: int | None = None  # what the last batch sent was computed to cost (smallest unit)
+    record_bytes: float = 0.0  # the poller's moving average of a file record's size
 
     def error(self, text: str) -> None:
         self.last_error = text[:500]
@@ -63,6 +71,13 @@ class CrustStatus:
             "orders": dict(self.counts),
             "orders_placed": self.orders_placed,
             "last_poll_ms": self.last_poll_ms,
+            "usable_balance": None if self.usable_balance is None else str(self.usable_balance),
+            "paused": self.paused,
+            "paused_until_ms": self.paused_until_ms,
+            "max_file_size": self.max_file_size,
+            "era_period": self.era_period,
+            "renewal": self.renewal,
+            "last_batch_cost": None if self.last_batch_cost is None else str(self.last_batch_cost),
         }
 
 
@@ -88,7 +103,14 @@ class Connection:
         self._delay = 0.5
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=False)
+        """Run a blocking client method in a worker thread. Cancellation (shutdown) does not wait for it: the
+        socket is shut so the thread ends at once, and nothing is lost, since every extrinsic is recorded
+        before it is sent and every write to the store happens here in trio, not in the thread."""
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+        except trio.Cancelled:
+            self.client.abort()
+            raise
 
     async def ensure(self) -> CrustClient:
         """Connected client; waits (with back-off, forever) while the endpoint is down."""
@@ -109,6 +131,8 @@ class Connection:
             self.status.spec_version = self.client.spec_version
             self.status.order_call = f"Market.{self.client.order_call}"
             self.status.files_map = f"Market.{self.client.files_map}"
+            self.status.max_file_size = self.client.max_file_size
+            self.status.era_period = self.client.era_period
             log.info("crust %s connected to %s", self.name, self.settings.url)
         return self.client
 
@@ -119,6 +143,37 @@ class Connection:
         log.warning("crust %s: connection lost (%s); reconnecting in %.1f s", self.name, exc, self._delay)
         await trio.sleep(self._delay)
         self._delay = min(self.settings.reconnect_max, self._delay * 2)
+
+    async def keep_running(self, once: Callable[[], Awaitable[float]]) -> None:
+        """Run ``once`` (it returns the seconds to wait before the next run) forever. Nothing the chain or the
+        store does stops the task: a lost connection reconnects, an unsupported runtime waits for a change,
+        any other error (a JSON-RPC error, a record that does not decode, a database hiccup) is logged,
+        shown in /healthz, and retried after a back-off."""
+        from w3gate.crust.client import ChainUnavailable
+        from w3gate.crust.typedefs import UnsupportedRuntime
+
+        while True:
+            try:
+                await self.ensure()
+                idle = await once()
+            except ChainUnavailable as exc:
+                await self.lost(exc)
+                continue
+            except UnsupportedRuntime as exc:
+                log.error("crust %s stopped until the runtime changes: %s", self.name, exc)
+                self.status.error(f"unsupported runtime: {exc}")
+                await self.call(self.client.close)
+                self.status.chain_connected = False
+                await trio.sleep(self.settings.reconnect_max)
+                continue
+            except Exception as exc:  # noqa: BLE001 - see above: the service keeps serving
+                log.exception("crust %s: unexpected %s; retrying in %.1f s", self.name, type(exc).__name__, self._delay)
+                self.status.error(f"{self.name}: {type(exc).__name__}: {exc}")
+                await self.call(self.client.close)
+                await trio.sleep(self._delay)
+                self._delay = min(self.settings.reconnect_max, self._delay * 2)
+                continue
+            await trio.sleep(idle)
 
 
 async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:

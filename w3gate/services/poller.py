@@ -1,7 +1,9 @@
 """The Crust status poller: file records of placed orders -> pinned / info / renewal / failed.
 
-Cost per round: one header read plus one multi-key ``state_queryStorageAt`` per ``poll_batch_size``
-CIDs (never one RPC per CID).
+Cost per round: one header read plus one multi-key ``state_queryStorageAt`` per page of CIDs (never one
+RPC per CID). A page is bounded by bytes, not by a key count: a record carries its replica map (200
+replicas are tens of KB), so the next page's key count follows the record size measured so far, aiming
+at ``poll_bytes`` of answer (and at most ``poll_batch_size`` keys).
 """
 
 from __future__ import annotations
@@ -9,11 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import trio
-
-from w3gate.crust.client import ChainUnavailable
 from w3gate.crust.settings import CrustSettings
-from w3gate.crust.typedefs import UnsupportedRuntime
 from w3gate.services.crust import Connection, CrustStatus, now_ms
 from w3gate.store import orders
 from w3gate.store.db import Database
@@ -28,14 +26,20 @@ async def poll_once(db: Database, settings: CrustSettings, status: CrustStatus, 
     """One pass over every placed order; returns counters (rpc round trips, records, changes)."""
     client = conn.client
     head = await conn.call(client.head)
-    stats = {"rpc": 1, "orders": 0, "records": 0, "updated": 0}
+    stats = {"rpc": 1, "orders": 0, "records": 0, "updated": 0, "bytes": 0, "largest_answer": 0}
     after = ""
     while True:
-        page = await db.run(orders.watched_page, after, settings.poll_batch_size)
+        keys = page_keys(settings, status.record_bytes)
+        page = await db.run(orders.watched_page, after, keys)
         if not page:
             break
-        records = await conn.call(client.files, [p["cid"] for p in page])
+        records, size = await conn.call(client.files_sized, [p["cid"] for p in page])
+        found = sum(1 for r in records.values() if r is not None)
+        if found:  # a moving average of the record size, per record found
+            status.record_bytes = (status.record_bytes * 3 + size / found) / 4 if status.record_bytes else size / found
         stats["rpc"] += 1
+        stats["bytes"] += size
+        stats["largest_answer"] = max(stats["largest_answer"], size)
         now = now_ms()
         updates: list[dict[str, Any]] = []
         for p in page:
@@ -56,7 +60,7 @@ async def poll_once(db: Database, settings: CrustSettings, status: CrustStatus, 
                              error=f"no file record on chain {settings.order_timeout:g} s after the order was placed")
             elif p["status"] == "pinned":
                 # the record is gone (expired and removed): order it again
-                u.update(status="queued", expect="pinned", attempts=0, next_try_ms=0,
+                u.update(status="queued", expect="pinned", attempts=0, next_try_ms=0, renew_due=0,
                          error="file record expired on chain; ordering again")
             if u:
                 u["cid"] = p["cid"]
@@ -66,27 +70,25 @@ async def poll_once(db: Database, settings: CrustSettings, status: CrustStatus, 
         stats["updated"] += len(updates)
         stats["orders"] += len(page)
         after = page[-1]["cid"]
-        if len(page) < settings.poll_batch_size:
+        if len(page) < keys:
             break
     status.last_poll_ms = now_ms()
     return stats
 
 
+def page_keys(settings: CrustSettings, record_bytes: float) -> int:
+    """Keys for the next storage query: ``poll_bytes`` of records at the measured size, within 1..poll_batch_size."""
+    if record_bytes <= 0:
+        return min(settings.poll_batch_size, 100)  # nothing measured yet: a modest first page
+    return max(1, min(settings.poll_batch_size, int(settings.poll_bytes // record_bytes)))
+
+
 async def run_poller(db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection) -> None:
-    while True:
-        try:
-            await conn.ensure()
-            stats = await poll_once(db, settings, status, conn)
-            if stats["updated"]:
-                log.info("crust poll: %d placed orders, %d records, %d updated (%d round trips)",
-                         stats["orders"], stats["records"], stats["updated"], stats["rpc"])
-        except ChainUnavailable as exc:
-            await conn.lost(exc)
-            continue
-        except UnsupportedRuntime as exc:
-            log.error("crust status polling stopped: %s", exc)
-            status.error(f"unsupported runtime: {exc}")
-            await conn.call(conn.client.close)
-            await trio.sleep(settings.reconnect_max)
-            continue
-        await trio.sleep(settings.poll_interval)
+    async def once() -> float:
+        stats = await poll_once(db, settings, status, conn)
+        if stats["updated"]:
+            log.info("crust poll: %d placed orders, %d records, %d updated (%d round trips, %d bytes)",
+                     stats["orders"], stats["records"], stats["updated"], stats["rpc"], stats["bytes"])
+        return settings.poll_interval
+
+    await conn.keep_running(once)

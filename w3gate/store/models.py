@@ -14,6 +14,8 @@ PIN_STATUSES = ("queued", "pinning", "pinned", "failed")
 # an order's status -> the status every pin of its CID shows
 PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "pinning",
                        "pinned": "pinned", "failed": "failed"}
+# orders.renew_due: 0 not due, 1 due, 2 claimed by a batch, 3 stopped (renewal failed max_attempts times)
+RENEW_STOPPED = 3
 
 
 class Pin(Model):

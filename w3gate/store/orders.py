@@ -6,7 +6,10 @@ never claim, and so never order, the same CID twice. The life of a batch:
 
 1. :func:`claim` queued CIDs (status ``submitting``, ``tx_hash`` = a claim token);
 2. sign, then :func:`record_tx`: the extrinsic's bytes and hash are stored before it is sent;
-3. send, find it on chain, then :func:`resolve_tx` per item (pinning / retry / failed).
+3. send, find it on chain, then :func:`resolve_tx` per item (pinning / retry / failed / paused).
+
+Only orders that a pin still wants are claimed, renewed or polled (``EXISTS`` a pin of the CID): deleting
+the last pin of a CID stops its spending at once, and pinning it again resumes it.
 
 A crash after 1 leaves claim tokens (:func:`release_stale_claims` frees them: nothing was sent); after 2
 leaves an open ``crust_txs`` row that the submitter reconciles with the chain before anything else.
@@ -20,10 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tortoise.expressions import F, Q
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from w3gate.store.models import PIN_STATUS_OF_ORDER, CrustTx, Order, Pin
+from w3gate.store.models import PIN_STATUS_OF_ORDER, RENEW_STOPPED, CrustTx, Order, Pin
+from w3gate.store.rawsql import Sql, dialect
 
 if TYPE_CHECKING:
     from w3gate.store.db import Database
@@ -49,18 +53,21 @@ async def _set_status(conn: Any, cids: Sequence[str], status: str, now_ms: int, 
     await Pin.filter(cid__in=list(cids)).using_db(conn).update(status=PIN_STATUS_OF_ORDER[status])
 
 
+_WANTED = "EXISTS (SELECT 1 FROM pins p WHERE p.cid = o.cid)"
+
+
 async def claim(token: str, limit: int, now_ms: int) -> list[Claimed]:
-    """Claim up to ``limit`` orders due now, oldest first: new orders, then renewals."""
+    """Claim up to ``limit`` wanted orders due now, oldest first: new orders, then renewals."""
     async with in_transaction() as conn:
-        due = (
-            await Order.filter(Q(status="queued") | Q(renew_due=1, status__in=["pinning", "pinned"]), next_try_ms__lte=now_ms)
-            .using_db(conn)
-            .order_by("created_ms", "cid")
-            .limit(limit)
-            .values_list("cid", "status")
+        sql = Sql(dialect(conn))
+        due = await conn.execute_query_dict(
+            "SELECT o.cid, o.status FROM orders o WHERE o.next_try_ms <= " + sql.arg(now_ms)
+            + " AND (o.status = 'queued' OR (o.renew_due = 1 AND o.status IN ('pinning', 'pinned')))"
+            + f" AND {_WANTED} ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit),
+            sql.args,
         )
-        new = [c for c, s in due if s == "queued"]
-        renew = [c for c, s in due if s != "queued"]
+        new = [r["cid"] for r in due if r["status"] == "queued"]
+        renew = [r["cid"] for r in due if r["status"] != "queued"]
         if new:
             await Order.filter(cid__in=new, status="queued").using_db(conn).update(
                 status="submitting", tx_hash=token, submitted_ms=now_ms, updated_ms=now_ms
@@ -132,6 +139,8 @@ async def _apply_verdict(
                               next_try_ms=0, error=None, submitted_ms=now_ms)
         case "new-requeue":
             await _set_status(conn, cids, "queued", now_ms)
+        case "new-pause":  # the chain could not order: not the CID's fault, no attempt charged
+            await _set_status(conn, cids, "queued", now_ms, error=reason)
         case "new-fail":
             await _set_status(conn, cids, "queued", now_ms, attempts=attempts, next_try_ms=retry_at, error=reason)
         case "new-failed":
@@ -141,11 +150,14 @@ async def _apply_verdict(
                                   updated_ms=now_ms)
         case "renew-requeue":
             await renewals.update(renew_due=1, updated_ms=now_ms)
+        case "renew-pause":
+            await renewals.update(renew_due=1, error=reason, updated_ms=now_ms)
         case "renew-fail":
             await renewals.update(renew_due=1, attempts=attempts, next_try_ms=retry_at, error=reason,
                                   updated_ms=now_ms)
-        case "renew-failed":
-            await renewals.update(renew_due=0, attempts=attempts, error=f"renewal failed: {reason}",
+        case "renew-failed":  # stopped until the file is gone or a user pins the CID again
+            await renewals.update(renew_due=RENEW_STOPPED, attempts=attempts,
+                                  error=f"renewal stopped after {attempts} failed attempts: {reason}",
                                   updated_ms=now_ms)
         case _:
             raise ValueError(f"unknown verdict {kind}")
@@ -159,8 +171,10 @@ async def resolve_tx(
     max_attempts: int,
     delays: dict[int, int],
 ) -> dict[str, int]:
-    """Apply the chain's verdict per CID: ("ok"|"fail"|"requeue", reason). ``delays``: attempts -> ms."""
-    counts = {"ok": 0, "fail": 0, "failed": 0, "requeue": 0}
+    """Apply the chain's verdict per CID: ("ok"|"fail"|"pause"|"requeue", reason). Only "fail" counts an
+    attempt against the CID; "pause" (the chain or account could not order) and "requeue" do not.
+    ``delays``: attempts -> ms."""
+    counts = {"ok": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
     async with in_transaction() as conn:
         tx = await CrustTx.filter(hash=tx_hash, status="sent").using_db(conn).select_for_update().first()
         if tx is None:
@@ -174,7 +188,7 @@ async def resolve_tx(
             if row is None:
                 continue
             counts[verdict] += 1
-            attempts = row.attempts + 1 if verdict == "fail" else 0
+            attempts = row.attempts + 1 if verdict == "fail" else row.attempts if verdict == "pause" else 0
             if verdict == "fail" and attempts >= max_attempts:
                 counts["failed"] += 1
                 verdict = "failed"
@@ -192,13 +206,15 @@ async def resolve_tx(
 
 
 async def watched_page(after_cid: str, limit: int) -> list[dict[str, Any]]:
-    """Orders whose file record the poller reads (placed ones), by cid, for keyset paging."""
-    return (
-        await Order.filter(status__in=["pinning", "pinned"], cid__gt=after_cid)
-        .order_by("cid")
-        .limit(limit)
-        .values("cid", "status", "submitted_ms", "renew_due", "file_size", "expires_at", "replicas")
-    )
+    """Placed orders that a pin still wants (the poller reads their file records), by cid, for keyset paging."""
+    conn = Order._meta.db
+    sql = Sql(dialect(conn))
+    return list(await conn.execute_query_dict(
+        "SELECT o.cid, o.status, o.submitted_ms, o.renew_due, o.file_size, o.expires_at, o.replicas FROM orders o"
+        " WHERE o.status IN ('pinning', 'pinned') AND o.cid > " + sql.arg(after_cid)
+        + f" AND {_WANTED} ORDER BY o.cid LIMIT " + sql.arg(limit),
+        sql.args,
+    ))
 
 
 async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
@@ -219,5 +235,8 @@ async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
 
 async def counts(db: Database) -> dict[str, int]:
     """Orders by status (for /healthz): a scan of the status index, so it runs beside the API."""
-    rows = await db.read_aside("SELECT status, COUNT(*) FROM orders GROUP BY status")
+    rows = await db.read_aside(
+        f"SELECT status, COUNT(*) FROM orders GROUP BY status UNION ALL "
+        f"SELECT 'renewal_stopped', COUNT(*) FROM orders WHERE renew_due = {RENEW_STOPPED}"
+    )
     return {str(s): int(n) for s, n in rows}

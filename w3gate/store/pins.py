@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-
-from w3gate.store.models import PIN_STATUS_OF_ORDER, PIN_STATUSES, Order, Pin, PinMeta
+from w3gate.store.models import PIN_STATUS_OF_ORDER, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
+from w3gate.store.rawsql import Sql as _Sql
+from w3gate.store.rawsql import conn as _conn
+from w3gate.store.rawsql import dialect as _dialect
 
 INFO_FIELDS = ("file_size", "expires_at", "replicas")
 CREATED_RETRIES = 50
@@ -65,9 +67,15 @@ async def _ensure_order(conn: Any, sql_dialect: str, cid: str, now_ms: int) -> d
     )
     sql = _Sql(sql_dialect)
     rows = await conn.execute_query_dict(
-        f"SELECT status, error, file_size, expires_at, replicas FROM orders WHERE cid = {sql.arg(cid)}", sql.args
+        f"SELECT status, error, file_size, expires_at, replicas, renew_due FROM orders WHERE cid = {sql.arg(cid)}",
+        sql.args,
     )
     order = rows[0]
+    if order.get("renew_due") == RENEW_STOPPED:
+        # a user pins it again: renewal gets a fresh set of attempts
+        await Order.filter(cid=cid, renew_due=RENEW_STOPPED).using_db(conn).update(
+            renew_due=0, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
+        )
     if order["status"] == "failed":
         await Order.filter(cid=cid, status="failed").using_db(conn).update(
             status="queued", attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
@@ -132,10 +140,15 @@ async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int) 
     """Delete ``requestid`` and insert ``pin`` atomically; (None, ms) when ``requestid`` is not the owner's."""
 
     async def work(conn: Any, ms: int) -> PinRecord | None:
-        deleted = await Pin.filter(owner=owner, requestid=requestid).using_db(conn).delete()
-        if not deleted:
+        mine = Pin.filter(owner=owner, requestid=requestid).using_db(conn)
+        old_cid = await mine.first().values_list("cid", flat=True)
+        if old_cid is None:
             return None
-        return await _insert(conn, owner, pin, ms)
+        await mine.delete()
+        record = await _insert(conn, owner, pin, ms)
+        if old_cid != pin.cid:
+            await _release_order(conn, str(old_cid))
+        return record
 
     return await _with_unique_created(work, created_ms)
 
@@ -148,9 +161,23 @@ async def get_pin(owner: str, requestid: str) -> PinRecord | None:
     return _from_row(rows[0]) if rows else None
 
 
+async def _release_order(conn: Any, cid: str) -> None:
+    """The CID's last pin is gone: an order not yet sent is dropped (nothing is paid for it); one placed
+    keeps its row (what the chain holds) but is neither renewed nor polled while no pin wants it."""
+    if await Pin.filter(cid=cid).using_db(conn).exists():
+        return
+    await Order.filter(cid=cid, status__in=["queued", "failed"]).using_db(conn).delete()
+
+
 async def delete_pin(owner: str, requestid: str) -> bool:
     async with in_transaction() as conn:
-        return bool(await Pin.filter(owner=owner, requestid=requestid).using_db(conn).delete())
+        mine = Pin.filter(owner=owner, requestid=requestid).using_db(conn)
+        cid = await mine.first().values_list("cid", flat=True)
+        if cid is None:
+            return False
+        await mine.delete()
+        await _release_order(conn, str(cid))
+        return True
 
 
 # The read paths are one hand-written statement each (the page, its orders' info and the total
@@ -161,29 +188,6 @@ _COLUMNS = (
     "o.error AS o_error, o.file_size AS o_file_size, o.expires_at AS o_expires_at, o.replicas AS o_replicas"
 )
 _JOIN = "LEFT JOIN orders o ON o.cid = p.cid"
-
-
-class _Sql:
-    """Collects arguments and hands out the dialect's placeholders (``?`` or ``$n``)."""
-
-    def __init__(self, dialect: str) -> None:
-        self.args: list[Any] = []
-        self.numbered = dialect != "sqlite"
-
-    def arg(self, value: Any) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}" if self.numbered else "?"
-
-    def args_in(self, values: Sequence[Any]) -> str:
-        return "(" + ", ".join(self.arg(v) for v in values) + ")"
-
-
-def _conn() -> Any:
-    return Pin._meta.db  # the app's connection (or the transaction in progress), whatever its name
-
-
-def _dialect(conn: Any) -> str:
-    return "sqlite" if conn.capabilities.dialect == "sqlite" else "postgres"
 
 
 def _like(text: str) -> str:

@@ -1,0 +1,173 @@
+"""The operator's CRU is spent only where it must be: on the real Crust runtimes (both), faults at the wire.
+
+Each test here failed on the code before this change (see the issue note): a switched-off market, an
+account short of a batch, a node refusing the extrinsic and a deleted pin each cost orders or attempts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from devchain_fixtures import add_pin, order_of, run_tasks, settings_for, uniq, wait_status
+
+from w3gate.store import pins
+from w3gate.store.models import Order
+
+pytestmark = pytest.mark.devchain
+FAST_RETRY = {"W3GATE_CRUST_RETRY_BASE": "0.5", "W3GATE_CRUST_RETRY_MAX": "1"}
+
+
+@pytest.fixture
+def db(crust_db):
+    return crust_db
+
+
+async def wait_for(predicate: Any, timeout: float = 60) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.1)
+
+
+async def test_market_switched_off_pauses_without_sending_or_charging(db, devchain, relay, ordering_account):
+    """Before: every try sent a batch that failed with PlaceOrderNotAvailable (a fee each) and charged each CID
+    an attempt, until the queue was failed."""
+    await trio.to_thread.run_sync(devchain.market_on, False)
+    cids = [uniq("off1"), uniq("off2")]
+    for cid in cids:
+        await add_pin(db, "u1", cid)
+    async with trio.open_nursery() as nursery:
+        status = await run_tasks(nursery, db, settings_for(relay, **FAST_RETRY))
+        await wait_for(lambda: status.paused is not None)
+        await trio.sleep(2)  # several order intervals and pause periods
+        assert relay.submitted == []
+        for cid in cids:
+            order = await order_of(db, cid)
+            assert (order.status, order.attempts) == ("queued", 0)
+        assert "switched off" in status.as_dict()["paused"]
+        await trio.to_thread.run_sync(devchain.market_on)
+        await wait_status(db, cids, "pinning")
+        assert status.paused is None
+        nursery.cancel_scope.cancel()
+    assert len(relay.submitted) == 1
+    assert await trio.to_thread.run_sync(devchain.orders_of, set(cids)) == {c: 1 for c in cids}
+
+
+async def test_batch_the_account_cannot_pay_is_not_sent(db, devchain, relay, ordering_account):
+    """The batch's cost (market fees + the extrinsic's fee) is checked against what the account can spend."""
+    await trio.to_thread.run_sync(devchain.fund, ordering_account, 10**6)  # far below one extrinsic's fee
+    cid = uniq("short")
+    await add_pin(db, "u1", cid)
+    async with trio.open_nursery() as nursery:
+        status = await run_tasks(nursery, db, settings_for(relay, W3GATE_CRUST_MIN_BALANCE="0", **FAST_RETRY))
+        await wait_for(lambda: status.paused is not None)
+        assert "costs" in status.paused and status.last_batch_cost is None
+        await trio.sleep(1.5)
+        assert relay.submitted == []
+        assert ((await order_of(db, cid)).status, (await order_of(db, cid)).attempts) == ("queued", 0)
+        await trio.to_thread.run_sync(devchain.fund, ordering_account, 10**18)
+        await wait_status(db, [cid], "pinning")
+        assert status.last_batch_cost is not None and status.last_batch_cost > 0
+        nursery.cancel_scope.cancel()
+
+
+# author_submitExtrinsic errors as a Substrate node sends them (code, message, data) -> the kind w3gate reads
+REFUSALS = {
+    "payment": (1010, "Invalid Transaction", "Inability to pay some fees (e.g. account balance too low)", "payment"),
+    "bad_proof": (1010, "Invalid Transaction", "Transaction has a bad signature", "bad_proof"),
+    "ancient": (1010, "Invalid Transaction", "Transaction has an ancient birth block", "ancient"),
+    "exhausts": (1010, "Invalid Transaction", "Transaction would exhaust the block limits", "exhausts"),
+    "priority": (1014, "Priority is too low: (0 vs 0)", "The transaction has too low priority to replace another",
+                 "priority"),
+    "dropped": (1016, "Immediately Dropped", "The transaction couldn't enter the pool because of the limit", "refused"),
+    "unknown": (1011, "Unknown Transaction Validity", "Could not lookup information required to validate", "refused"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSALS))
+async def test_node_refusal_requeues_the_batch_without_charging_it(db, devchain, relay, ordering_account, kind):
+    """Before: a refused batch charged every CID an attempt (and failed them at max_attempts)."""
+    code, message, data, read_as = REFUSALS[kind]
+    relay.fail_next("author_submitExtrinsic", {"error": {"code": code, "message": message, "data": data}})
+    cids = [uniq(f"{kind}1"), uniq(f"{kind}2")]
+    for cid in cids:
+        await add_pin(db, "u1", cid)
+    async with trio.open_nursery() as nursery:
+        status = await run_tasks(nursery, db, settings_for(relay, W3GATE_CRUST_MAX_ATTEMPTS="1", **FAST_RETRY))
+        await wait_status(db, cids, "pinning")  # with max_attempts 1, one charged attempt would have failed them
+        nursery.cancel_scope.cancel()
+    # the refused one, then the re-signed one (too big for a block: two of half the size)
+    assert len(relay.submitted) == (3 if kind == "exhausts" else 2)
+    assert relay.submitted[0] not in relay.submitted[1:]
+    assert await trio.to_thread.run_sync(devchain.orders_of, set(cids)) == {c: 1 for c in cids}
+    for cid in cids:
+        assert (await order_of(db, cid)).attempts == 0
+    assert f"({read_as}, code {code})" in (status.last_error or "")
+
+
+async def test_already_imported_waits_for_the_same_extrinsic(db, devchain, relay, ordering_account):
+    """'already imported' means a pool holds it: nothing is re-signed; it is included as it was."""
+    relay.hold = True
+    cid = uniq("known")
+    await add_pin(db, "u1", cid)
+    async with trio.open_nursery() as nursery:
+        await run_tasks(nursery, db, settings_for(relay))
+        await wait_for(lambda: relay.held)
+        relay.fail_next("author_submitExtrinsic",
+                        {"error": {"code": 1013, "message": "Transaction Already Imported", "data": ""}})
+        await trio.sleep(1)
+        relay.hold = False
+        relay.release()
+        await wait_status(db, [cid], "pinning")
+        nursery.cancel_scope.cancel()
+    assert set(relay.submitted) == {relay.submitted[0]}
+    assert await trio.to_thread.run_sync(devchain.orders_of, {cid}) == {cid: 1}
+
+
+async def test_deleting_the_last_pin_stops_ordering_and_renewal(db, devchain, relay, ordering_account):
+    """Before: a deleted pin's CID was still ordered (if queued) and renewed (if placed), paid for nobody."""
+    shared, alone, placed = uniq("shared"), uniq("alone"), uniq("placed")
+    keep = await add_pin(db, "u1", shared)
+    drop_shared = await add_pin(db, "u2", shared)
+    drop_alone = await add_pin(db, "u1", alone)
+    drop_placed = await add_pin(db, "u1", placed)
+    assert await db.run(pins.delete_pin, "u2", drop_shared)
+    assert await db.run(pins.delete_pin, "u1", drop_alone)
+    assert not await db.run(lambda: Order.filter(cid=alone).exists())  # never sent: nothing to keep
+    settings = settings_for(relay, W3GATE_CRUST_RENEWAL_WINDOW="1000")
+    async with trio.open_nursery() as nursery:
+        await run_tasks(nursery, db, settings)
+        await wait_status(db, [shared, placed], "pinning")
+        assert await db.run(pins.delete_pin, "u1", drop_placed)
+        head = await trio.to_thread.run_sync(devchain.head)
+        for cid in (shared, placed):  # both near expiry: only the one still pinned is renewed
+            await trio.to_thread.run_sync(devchain.set_replicas, cid, 3, head + 10)
+        with trio.fail_after(60):
+            while (await order_of(db, shared)).renewals < 1:
+                await trio.sleep(0.2)
+        await trio.sleep(2)  # more polls: the unwanted one stays unrenewed
+        nursery.cancel_scope.cancel()
+    assert (await order_of(db, placed)).renewals == 0
+    counts = await trio.to_thread.run_sync(devchain.orders_of, {shared, alone, placed})
+    assert counts == {shared: 2, alone: 0, placed: 1}
+    assert keep
+
+
+async def test_json_rpc_errors_and_dropped_sockets_never_stop_the_tasks(db, devchain, relay, ordering_account):
+    """A node answering with errors, nonsense or a closed socket: the tasks back off, say why, and recover."""
+    error = {"error": {"code": -32603, "message": "Internal error"}}
+    for method in ("state_queryStorageAt", "chain_getHeader", "state_getStorage", "state_call"):
+        relay.fail_next(method, error, {"result": "nonsense"}, "drop")
+    # (no nonsense block hash: chopsticks, asked for the header of an unknown hash, takes it for its genesis)
+    relay.fail_next("chain_getFinalizedHead", error, "drop")
+    cid = uniq("faults")
+    await add_pin(db, "u1", cid)
+    async with trio.open_nursery() as nursery:
+        status = await run_tasks(nursery, db, settings_for(relay))
+        await wait_status(db, [cid], "pinning", timeout=90)
+        await trio.to_thread.run_sync(devchain.set_replicas, cid, 2, 9_000_000)
+        await wait_status(db, [cid], "pinned", timeout=90)
+        assert status.last_error is not None
+        nursery.cancel_scope.cancel()
+    assert await trio.to_thread.run_sync(devchain.orders_of, {cid}) == {cid: 1}
