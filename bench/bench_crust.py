@@ -1,7 +1,7 @@
 """Benchmark on the real Crust runtime (not a test): orders per block, batched vs one extrinsic each,
-and the status poller's cost for N pinning CIDs.
+and the status poller's cost (round trips, bytes) for N pinning CIDs whose records carry replica maps.
 
-    /tmp/venv/bin/python bench/bench_crust.py [--poll-cids 10000] [--batch 300]
+    .venv/bin/python bench/bench_crust.py [--runtime mainnet|rocky] [--poll-cids 10000] [--replicas 30]
 
 Starts ../shared/crust-devchain/run on a free port (W3GATE_SHARED_DIR overrides ../shared).
 """
@@ -34,9 +34,11 @@ def main() -> None:
     ap.add_argument("--singles", type=int, default=300)
     ap.add_argument("--poll-cids", type=int, default=10_000)
     ap.add_argument("--poll-batch", type=int, default=2000)
+    ap.add_argument("--replicas", type=int, default=30, help="mean replicas per record (0..2x, uniform)")
+    ap.add_argument("--runtime", default="mainnet", choices=["mainnet", "rocky"])
     args = ap.parse_args()
 
-    chain = Devchain(_free_port(), Path(tempfile.mkdtemp()) / "chopsticks.log")
+    chain = Devchain(_free_port(), Path(tempfile.mkdtemp()) / "chopsticks.log", args.runtime)
     chain.start()
     try:
         settings = chain.settings(W3GATE_CRUST_POLL_BATCH_SIZE=str(args.poll_batch), W3GATE_CRUST_ERA_PERIOD="4096")
@@ -46,7 +48,7 @@ def main() -> None:
         chain.market_on()
 
         # batched: one Utility.batch of N orders
-        nonce, _ = client.account()
+        nonce = client.account().nonce
         items = [(f"bafybatch{i:06d}", 1024) for i in range(args.batch)]
         t = time.perf_counter()
         signed = client.sign_batch(items, nonce, client.finalized_head())
@@ -59,7 +61,7 @@ def main() -> None:
               f"sign {sign_s:.2f} s, block build {build_s:.2f} s)")
 
         # one at a time: N single-order extrinsics offered to one block
-        nonce, _ = client.account()
+        nonce = client.account().nonce
         head = client.finalized_head()
         t = time.perf_counter()
         singles = [client.sign_batch([(f"bafysingle{i:06d}", 1024)], nonce + i, head).extrinsic
@@ -77,20 +79,55 @@ def main() -> None:
         cids = [f"bafypoll{i:06d}" for i in range(n)]
         step = args.batch  # what fits one block (a 1000-order batch exceeds the block weight)
         for start in range(0, n, step):
-            nonce, _ = client.account()
+            nonce = client.account().nonce
             signed = client.sign_batch([(c, 1024) for c in cids[start:start + step]], nonce, client.finalized_head())
             chain.new_block([signed.extrinsic])
+        t = time.perf_counter()
+        written = write_replicas(chain, client, cids, args.replicas)
+        print(f"records: {n} with 0..{2 * args.replicas} replicas (mean {args.replicas}), {written / 1e6:.1f} MB "
+              f"written with dev_setStorage in {time.perf_counter() - t:.0f} s")
         client.close()
         trio.run(poll_bench, settings, cids)
     finally:
         chain.stop()
 
 
+def write_replicas(chain: Devchain, client: CrustClient, cids: list[str], mean: int) -> int:
+    """Give each placed record a replica map as storage nodes' reports leave it (there are none locally)."""
+    import random
+
+    from scalecodec.base import ScaleBytes
+
+    rng = random.Random(7)
+    s = client.substrate
+    total = 0
+    for start in range(0, len(cids), 500):
+        chunk = cids[start:start + 500]
+        keys = [client.file_key(c) for c in chunk]
+        raw = chain.rpc("state_queryStorageAt", [keys])[0]["changes"]
+        pairs = []
+        for key, value in raw:
+            obj = s.runtime_config.create_scale_object(client._files_value_type)
+            decoded = obj.decode(ScaleBytes(value))
+            info = decoded[0] if isinstance(decoded, (list, tuple)) else decoded
+            count = rng.randint(0, 2 * mean)
+            template = {"who": client.address, "valid_at": 1, "anchor": "0x" + "ab" * 64, "is_reported": True}
+            if "spower" in info:
+                template["created_at"] = 1
+            info["replicas"] = [dict(template) for _ in range(count)]
+            info["reported_replica_count"] = count
+            encoded = s.runtime_config.create_scale_object(client._files_value_type).encode(decoded).to_hex()
+            total += len(encoded) // 2
+            pairs.append((key, encoded))
+        chain.set_storage(pairs)
+    return total
+
+
 async def poll_bench(settings, cids) -> None:
     from w3gate.services.crust import Connection, CrustStatus
     from w3gate.services.poller import poll_once
     from w3gate.store.db import Database
-    from w3gate.store.models import Order
+    from w3gate.store.models import Order, Pin
 
     tmp = Path(tempfile.mkdtemp())
     db = Database(f"sqlite://{tmp / 'bench.sqlite3'}")
@@ -99,6 +136,8 @@ async def poll_bench(settings, cids) -> None:
     async def fill() -> None:
         await Order.bulk_create([Order(cid=c, status="pinning", submitted_ms=int(time.time() * 1000),
                                        created_ms=i, updated_ms=i) for i, c in enumerate(cids)], batch_size=1000)
+        await Pin.bulk_create([Pin(requestid=f"{i:036d}", owner="bench", cid=c, status="pinning", created_ms=i)
+                               for i, c in enumerate(cids)], batch_size=1000)  # only wanted orders are polled
 
     await db.run(fill)
     status = CrustStatus()
@@ -112,11 +151,15 @@ async def poll_bench(settings, cids) -> None:
         return original(method, params, *a, **kw)
 
     conn.client.substrate.rpc_request = counting
-    t = time.perf_counter()
-    stats = await poll_once(db, settings, status, conn)
-    took = time.perf_counter() - t
-    print(f"poll: {stats['orders']} pinning CIDs, {stats['records']} records read, {calls['n']} RPC round trips "
-          f"({settings.poll_batch_size} keys per state_queryStorageAt), {took:.2f} s, {stats['updated']} orders updated")
+    for round_ in (1, 2):  # the first pass learns the record size; the second is the steady state
+        calls["n"] = 0
+        t = time.perf_counter()
+        stats = await poll_once(db, settings, status, conn)
+        took = time.perf_counter() - t
+        print(f"poll {round_}: {stats['orders']} pinning CIDs, {stats['records']} records read, {calls['n']} RPC round "
+              f"trips, {stats['bytes'] / 1e6:.1f} MB of records (largest answer {stats['largest_answer'] / 1e6:.2f} MB; "
+              f"poll_bytes {settings.poll_bytes / 1e6:.1f} MB, record mean {status.record_bytes:.0f} B), {took:.2f} s, "
+              f"{stats['updated']} orders updated")
     await conn.call(conn.client.close)
     await db.close()
 

@@ -34,7 +34,10 @@ retry_base             W3GATE_CRUST_RETRY_BASE          30.0                    
 retry_max              W3GATE_CRUST_RETRY_MAX           3600.0                  longest retry delay (s)
 min_balance            W3GATE_CRUST_MIN_BALANCE         1000000000000           free balance (smallest unit) below which ordering
                                                                                 pauses (pins stay queued)
-renewal_window         W3GATE_CRUST_RENEWAL_WINDOW      432000                  blocks before expiry at which a pin is re-ordered
+renewal_window         W3GATE_CRUST_RENEWAL_WINDOW      14400                   blocks before expiry at which a pin is re-ordered
+                                                                                (a day): a renewal runs FileDuration from the
+                                                                                current block, so every block renewed early is
+                                                                                paid twice (30 days early: a sixth of an order)
 order_timeout          W3GATE_CRUST_ORDER_TIMEOUT       3600.0                  seconds a placed order's file record may take to
                                                                                 appear before the pin is ``failed``
 era_period             W3GATE_CRUST_ERA_PERIOD          64                      extrinsic mortality (blocks): an unincluded order
@@ -107,7 +110,7 @@ class CrustSettings:
     retry_base: float = 30.0
     retry_max: float = 3600.0
     min_balance: int = 10**12
-    renewal_window: int = 432000
+    renewal_window: int = 14400
     order_timeout: float = 3600.0
     era_period: int = 64
     block_poll: float = 1.0
