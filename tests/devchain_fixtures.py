@@ -41,7 +41,8 @@ RUNTIMES = {"mainnet": "crust", "rocky": "crust_rocky"}
 
 def runtimes_under_test() -> list[str]:
     """W3GATE_TEST_CRUST_RUNTIMES (comma-separated), default every runtime: the devchain suite runs on each."""
-    names = [n.strip() for n in os.environ.get("W3GATE_TEST_CRUST_RUNTIMES", ",".join(RUNTIMES)).split(",") if n.strip()]
+    chosen = os.environ.get("W3GATE_TEST_CRUST_RUNTIMES", ",".join(RUNTIMES))
+    names = [n.strip() for n in chosen.split(",") if n.strip()]
     unknown = set(names) - set(RUNTIMES)
     if unknown:
         raise ValueError(f"W3GATE_TEST_CRUST_RUNTIMES: unknown runtime(s) {sorted(unknown)}; known: {sorted(RUNTIMES)}")

@@ -171,3 +171,24 @@ async def test_json_rpc_errors_and_dropped_sockets_never_stop_the_tasks(db, devc
         assert status.last_error is not None
         nursery.cancel_scope.cancel()
     assert await trio.to_thread.run_sync(devchain.orders_of, {cid}) == {cid: 1}
+
+
+def test_dispatch_errors_are_sorted_by_whose_fault_they_are(devchain, ordering_account):
+    """The runtime's own verdicts on an included batch: an order too large is that CID's fault (counted); the
+    market switched off is nobody's (paused, free). Before: both were 'fail', charged to every CID."""
+    with devchain.connected() as client:
+        nonce = client.account().nonce
+        items = [("bafysortok", 1024), ("bafysorttoolarge", client.max_file_size + 1), ("bafysortafter", 1024)]
+        signed = client.sign_batch(items, nonce, client.finalized_head())
+        devchain.new_block([signed.extrinsic])
+        found = client.find_inclusion(signed.tx_hash, signed.start_block, client.head())
+        assert client.batch_outcome(found, 3) == [
+            ("ok", None), ("fail", "chain error Market.FileTooLarge"), ("requeue", None)]
+        devchain.market_on(False)
+        try:
+            signed = client.sign_batch([("bafysortoff", 1024)], nonce + 1, client.finalized_head())
+            devchain.new_block([signed.extrinsic])
+            found = client.find_inclusion(signed.tx_hash, signed.start_block, client.head())
+            assert client.batch_outcome(found, 1) == [("pause", "chain error Market.PlaceOrderNotAvailable")]
+        finally:
+            devchain.market_on()

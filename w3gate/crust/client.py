@@ -140,7 +140,6 @@ class CrustClient:
         self.order_arity: int = 0
         self.files_map: str = ""
         self.chain: str = ""
-        self.prepaid_call: str | None = None
         self.storage_items: frozenset[str] = frozenset()
         self.market_switch: str | None = None
         self.max_file_size: int = 2**64 - 1
@@ -248,7 +247,7 @@ class CrustClient:
             raise UnsupportedRuntime(
                 f"crust runtime spec {self.spec_version} of chain {self.chain!r} has {self.metadata_version} "
                 "metadata and no verified type definitions ship for it: add them with the crust.typedefs setting "
-                "(README: 'A runtime w3gate does not know yet')"
+                "(README: 'Crust: runtimes and money')"
             )
         market = s.metadata.get_metadata_pallet("Market")
         if market is None:
@@ -263,7 +262,6 @@ class CrustClient:
             raise UnsupportedRuntime("Market has no place_storage_order call with 3 or 4 arguments")
         self.order_call, self.order_arity = chosen
         self._order_args = [a.name for a in calls[self.order_call].args]
-        self.prepaid_call = "add_prepaid" if "add_prepaid" in calls and len(calls["add_prepaid"].args) == 2 else None
         storage = {f.name: f for f in (market.storage or [])}
         self.storage_items = frozenset(storage)
         names = [n for n in ("FilesV2", "Files") if n in storage]

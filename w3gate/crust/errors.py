@@ -75,9 +75,8 @@ def classify_rejection(code: int | None, message: str, data: str) -> str:
     return REFUSED
 
 
-# Market dispatch errors that say nothing about the CID: the market or the account cannot order now
-CHAIN_WIDE_ERRORS = frozenset({"PlaceOrderNotAvailable", "InsufficientCurrency", "NotInRewardPeriod"})
-# Market dispatch errors that name the order itself
+# Market dispatch errors that name the order itself; every other dispatch error (PlaceOrderNotAvailable,
+# InsufficientCurrency, a Balances or System error) says the market or the account cannot order now
 ORDER_ERRORS = frozenset({"FileSizeNotCorrect", "FileTooLarge"})
 
 

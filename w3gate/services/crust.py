@@ -123,8 +123,7 @@ class Connection:
                 self.status.chain_connected = False
                 self.status.error(str(exc))
                 log.warning("crust %s: %s; retrying in %.1f s", self.name, exc, self._delay)
-                await trio.sleep(self._delay)
-                self._delay = min(self.settings.reconnect_max, self._delay * 2)
+                await self._back_off()
                 continue
             self._delay = 0.5
             self.status.chain_connected = True
@@ -141,6 +140,10 @@ class Connection:
         self.status.error(str(exc))
         await self.call(self.client.close)
         log.warning("crust %s: connection lost (%s); reconnecting in %.1f s", self.name, exc, self._delay)
+        await self._back_off()
+
+    async def _back_off(self) -> None:
+        """Wait the current delay, then double it (up to reconnect_max) for the next failure in a row."""
         await trio.sleep(self._delay)
         self._delay = min(self.settings.reconnect_max, self._delay * 2)
 
@@ -170,8 +173,7 @@ class Connection:
                 log.exception("crust %s: unexpected %s; retrying in %.1f s", self.name, type(exc).__name__, self._delay)
                 self.status.error(f"{self.name}: {type(exc).__name__}: {exc}")
                 await self.call(self.client.close)
-                await trio.sleep(self._delay)
-                self._delay = min(self.settings.reconnect_max, self._delay * 2)
+                await self._back_off()
                 continue
             await trio.sleep(idle)
 

@@ -57,9 +57,8 @@ class Submitter:
     # pausing ------------------------------------------------------------------------------------
     def pause(self, reason: str) -> None:
         """Stop ordering for a while (doubling per consecutive pause, from retry_base up to retry_max)."""
-        delay = min(self.settings.retry_max,
-                    max(self.settings.order_interval, self.settings.retry_base * 2**self.pauses))
         self.pauses += 1
+        delay = max(self.settings.order_interval, self.settings.retry_delay(self.pauses))
         self.paused_until = trio.current_time() + delay
         self.status.paused = reason[:500]
         self.status.paused_until_ms = now_ms() + int(delay * 1000)
