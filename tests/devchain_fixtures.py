@@ -63,10 +63,13 @@ class Devchain:
         self._lock = threading.Lock()
         self._id = 0
 
+    def command(self) -> list[str]:
+        return [str(RUN), str(self.port), "Manual", "--runtime-log-level", "1"]
+
     def start(self, timeout: float = 120) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(RUN), str(self.port), "Manual", "--runtime-log-level", "1"],
+            self.command(),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "CRUST_RUNTIME": self.runtime},
         )

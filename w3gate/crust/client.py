@@ -76,6 +76,7 @@ class SignedBatch:
     nonce: int
     start_block: int
     era_end: int
+    spec_version: int  # the runtime it was signed for: the spec version is part of the signed payload
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,13 @@ class CrustClient:
             log.warning("crust runtime upgraded from spec %s to %s", self.spec_version, version["specVersion"])
             self.connect()
 
+    def spec_at(self, block: int) -> int | None:
+        """The runtime spec version in the state after ``block`` (the runtime that executes the next block),
+        ``state_getRuntimeVersion`` at its hash; None if the node does not know the block."""
+        block_hash = self._rpc("chain_getBlockHash", [block])
+        version = self._rpc("state_getRuntimeVersion", [block_hash]) if block_hash else None
+        return int(version["specVersion"]) if version else None
+
     # reads ------------------------------------------------------------------------------------
     def head(self) -> int:
         return int(self._rpc("chain_getHeader", [])["number"], 16)
@@ -419,8 +427,14 @@ class CrustClient:
 
     @_scale_locked
     def sign_batch(self, cids: Sequence[tuple[str, int]], nonce: int, current_block: int) -> SignedBatch:
-        """A ``Utility.batch`` of one order per (cid, size), signed, mortal for :attr:`era_period` blocks."""
+        """A ``Utility.batch`` of one order per (cid, size), signed, mortal for :attr:`era_period` blocks.
+        substrate-interface follows the chain's runtime by itself on every call; the order call and its
+        arguments are read again here if it moved since :meth:`check_runtime` (an upgrade in between)."""
         s = self._s()
+        self._call(s.init_runtime)
+        if int(s.runtime_version) != self.spec_version:
+            log.warning("crust runtime upgraded from spec %s to %s", self.spec_version, s.runtime_version)
+            self._call(self._select)
         calls = [s.compose_call("Market", self.order_call, self.order_call_args(cid, size)) for cid, size in cids]
         batch = self._call(s.compose_call, "Utility", "batch", {"calls": calls})
         era = {"period": self.era_period, "current": current_block}
@@ -433,6 +447,7 @@ class CrustClient:
             nonce=nonce,
             start_block=birth,
             era_end=death,
+            spec_version=int(s.runtime_version),
         )
 
     def submit(self, extrinsic_hex: str) -> str:

@@ -112,7 +112,7 @@ class Submitter:
                     "usable_balance": str(account.usable), "batch_cost": str(cost)})
                 return False
             tx = {"hash": signed.tx_hash, "nonce": nonce, "extrinsic": signed.extrinsic,
-                  "start_block": signed.start_block, "era_end": signed.era_end}
+                  "start_block": signed.start_block, "era_end": signed.era_end, "spec_version": signed.spec_version}
             await self.db.run(orders.record_tx, token, tx, [c.cid for c in claimed], now_ms())
         except orders.ClaimLost as exc:
             log.warning("crust batch abandoned before sending: %s", exc)
@@ -172,6 +172,8 @@ class Submitter:
                     self.resume()
                 return
             scanned = final
+            if await self.outdated(tx, final):
+                return
             if final >= int(tx["era_end"]):
                 # mortal and dead in a finalized block: it can never be included, so its orders are queued again
                 await self._resolve(tx, {c: ("requeue", None) for c in cids}, None)
@@ -189,6 +191,22 @@ class Submitter:
                                     "for its era to end at block %s", tx["hash"], exc, tx["era_end"])
                 sent = True
             await trio.sleep(self.settings.block_poll)
+
+    async def outdated(self, tx: dict[str, Any], final: int) -> bool:
+        """Re-queue (no attempt charged) a batch signed for a runtime that a finalized block replaced: the spec
+        version is part of the signed payload (CheckSpecVersion), so once the runtime is newer it can never be
+        included, and it was in no block up to ``final`` (scanned): no need to wait for its era to end."""
+        signed = tx.get("spec_version")
+        if signed is None:  # recorded before spec versions were: its era decides
+            return False
+        now = await self.conn.call(self.client.spec_at, final)
+        if now is None or now <= int(signed):
+            return False
+        reason = f"signed for runtime spec {signed}, replaced by spec {now} before it was included: re-signed"
+        await self._resolve(tx, {c: ("pause", reason) for c in tx["cids"]}, None)
+        log.warning("crust batch %s: %s; %d orders re-queued without an attempt charged",
+                    tx["hash"], reason, len(tx["cids"]))
+        return True
 
     async def refused(self, tx: dict[str, Any], exc: TxRejected) -> None:
         """The node refused a batch no pool holds: re-queue it free, and pause (or fix what the kind says)."""

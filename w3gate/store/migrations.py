@@ -147,6 +147,15 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             },
         ],
     ),
+    (
+        "crust extrinsics: the runtime spec version they were signed under",
+        [
+            # the spec version is part of the signed payload (CheckSpecVersion): once a finalized block runs a
+            # newer runtime, an extrinsic signed under an older one that is not in a block by then never will be,
+            # so its orders are re-signed at once instead of after its era (NULL: recorded before this step)
+            "ALTER TABLE crust_txs ADD COLUMN spec_version INTEGER",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -89,6 +89,7 @@ class CrustTx(Model):
     included_block = fields.BigIntField(null=True)
     created_ms = fields.BigIntField()
     updated_ms = fields.BigIntField()
+    spec_version = fields.IntField(null=True)  # the runtime spec version it was signed under (NULL: not recorded)
 
     class Meta:
         table = "crust_txs"

@@ -172,7 +172,8 @@ async def resolve_tx(
     delays: dict[int, int],
 ) -> dict[str, int]:
     """Apply the chain's verdict per CID: ("ok"|"fail"|"pause"|"requeue", reason). Only "fail" counts an
-    attempt against the CID; "pause" (the chain or account could not order) and "requeue" do not.
+    attempt against the CID; "pause" (not the CID's doing: the chain or account could not order, or a runtime
+    upgrade outdated the signed batch; the reason is kept) and "requeue" do not.
     ``delays``: attempts -> ms."""
     counts = {"ok": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
     async with in_transaction() as conn:
