@@ -6,7 +6,7 @@ import pytest
 from tortoise import connections
 
 from conftest import database_url_for_test
-from w3gate.store import migrations
+from w3gate.store import migrations, orders
 from w3gate.store.db import Database
 
 
@@ -66,3 +66,27 @@ async def test_database_from_a_newer_release_is_refused(tmp_path) -> None:
     await db.close()
     with pytest.raises(migrations.SchemaTooNew):
         await Database(url).open()
+
+
+async def test_extrinsics_recorded_before_spec_versions_stay_open_with_none(tmp_path) -> None:
+    """An extrinsic recorded before the spec version was (NULL after the upgrade) is still settled by its era;
+    one recorded after carries the spec version it was signed under (the submitter's upgrade verdict reads it)."""
+    step = next(i for i, (title, _) in enumerate(migrations.MIGRATIONS, 1) if "spec version they were signed" in title)
+    url = _url(tmp_path)
+    old = Database(url)
+    assert await old.open(upgrade_to=step - 1) == (0, step - 1)
+
+    async def insert_open_tx() -> None:
+        await connections.get(old.connection_name).execute_script(
+            "INSERT INTO crust_txs (hash, nonce, extrinsic, cids, start_block, era_end, status, created_ms, updated_ms)"
+            " VALUES ('0xold', 3, '0x00', '[\"bafkqaaa\"]', 1, 65, 'sent', 1000, 1000)"
+        )
+
+    await old.run(insert_open_tx)
+    await old.close()
+    new = Database(url)
+    assert await new.open() == (step - 1, migrations.LATEST)
+    tx = {"hash": "0xnew", "nonce": 4, "extrinsic": "0x01", "start_block": 2, "era_end": 66, "spec_version": 4}
+    await new.run(orders.record_tx, "token", tx, [], 2000)
+    assert [(t["hash"], t["spec_version"]) for t in await new.run(orders.open_txs)] == [("0xold", None), ("0xnew", 4)]
+    await new.close()
