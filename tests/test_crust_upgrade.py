@@ -33,6 +33,7 @@ from devchain_fixtures import (
     add_pin,
     order_of,
     run_tasks,
+    runtimes_under_test,
     settings_for,
     uniq,
     wait_status,
@@ -111,6 +112,8 @@ class UpgradableMainnet(Devchain):
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpgradableMainnet]:
+    if "mainnet" not in runtimes_under_test():
+        pytest.skip("upgrades the mainnet runtime (spec 1 -> 4): W3GATE_TEST_CRUST_RUNTIMES does not choose mainnet")
     if not RUN.exists():
         pytest.skip(f"no Crust devchain at {RUN}: these tests need ../shared/crust-devchain (set W3GATE_SHARED_DIR)")
     if not CHOPSTICKS.exists():  # `run` installs chopsticks on first use; --help then makes it exit at once
