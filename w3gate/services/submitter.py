@@ -9,7 +9,9 @@ Money: nothing is signed while the market is switched off or the account cannot 
 from the chain's own fee storage plus the extrinsic's fee, against the balance that is not frozen), and
 a refusal that is not the CIDs' fault (the node refusing the extrinsic, the market or the account saying
 no) pauses ordering with a back-off and re-queues the batch without charging its CIDs an attempt.
-Inclusion and death are decided on finalized blocks, so a re-organisation cannot undo a verdict.
+Inclusion and death are decided on finalized blocks, so a re-organisation cannot undo a verdict. A batch is
+dead when its era ended, or as soon as a finalized block runs a newer runtime than the one it was signed
+for (a runtime upgrade): then it is re-signed at once, without an attempt charged.
 """
 
 from __future__ import annotations
