@@ -39,6 +39,7 @@ from devchain_fixtures import (
     wait_status,
 )
 
+from w3gate.crust.client import CrustClient
 from w3gate.store.models import CrustTx
 
 pytestmark = pytest.mark.devchain
@@ -186,6 +187,9 @@ async def test_upgrade_while_running_resigns_the_held_batch_at_once_without_char
             assert set(json.loads(sent[0]["cids"])) <= set(held)
             era_end = sent[0]["era_end"]
 
+            early = CrustClient(chain.settings())  # reads the runtime now, before the upgrade
+            await trio.to_thread.run_sync(early.connect)
+            assert (early.spec_version, early.order_arity) == (1, 3)
             upgrade = await trio.to_thread.run_sync(chain.upgrade, code)
             assert chain.spec_at(upgrade) == 4 and chain.spec_at() == 4
             assert "System.CodeUpdated" in await trio.to_thread.run_sync(chain.events_of, upgrade)
@@ -197,6 +201,11 @@ async def test_upgrade_while_running_resigns_the_held_batch_at_once_without_char
 
             await wait_status(db, held, "pinning")
             assert status.spec_version == 4
+            # signing follows the runtime even without check_runtime: substrate-interface moves to the new runtime
+            # by itself on every call, and the order call is read again with it (never signed against old metadata)
+            signed = await trio.to_thread.run_sync(early.sign_batch, [(uniq("upg-x"), 1024)], 0, chain.head())
+            assert (signed.spec_version, early.spec_version, early.order_arity) == (4, 4, 4)
+            early.close()
             nursery.cancel_scope.cancel()
     finally:
         relay.stop()
