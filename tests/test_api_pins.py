@@ -304,7 +304,7 @@ def test_cors_preflight_needs_no_token(server: Server, token: str) -> None:
 def test_basic_scheme_and_healthz(server: Server, token: str) -> None:
     basic = token.replace("Bearer ", "Basic ")
     assert httpx.get(server.psa_url + "/pins", headers={"Authorization": basic}).status_code == 200
-    h = httpx.get(server.base_url + "/healthz")
+    h = server.health()
     assert h.status_code == 200
     body = h.json()
     assert body["status"] == "ok" and body["database"] == "ok"

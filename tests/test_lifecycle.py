@@ -139,7 +139,7 @@ def test_pins_survive_restart(start_server, token) -> None:
 
 
 def test_healthz_reports_version_schema_and_ordering(server) -> None:
-    body = httpx.get(server.base_url + "/healthz").json()
+    body = server.health().json()
     from w3gate import __version__
     from w3gate.store.migrations import LATEST
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from w3gate.crust.settings import CrustSettings
+from w3gate.redact import redact_url
 from w3gate.store.db import Database
 
 if TYPE_CHECKING:  # the chain client (substrate-interface) is imported only when ordering is on
@@ -132,7 +133,7 @@ class Connection:
             self.status.files_map = f"Market.{self.client.files_map}"
             self.status.max_file_size = self.client.max_file_size
             self.status.era_period = self.client.era_period
-            log.info("crust %s connected to %s", self.name, self.settings.url)
+            log.info("crust %s connected to %s", self.name, redact_url(self.settings.url))
         return self.client
 
     async def lost(self, exc: Exception) -> None:
@@ -201,7 +202,7 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> l
     from w3gate.services.poller import run_poller
     from w3gate.services.submitter import run_submitter
 
-    status.chain_url = settings.url
+    status.chain_url = redact_url(settings.url)
     status.min_balance = settings.min_balance
     status.ordering_enabled = settings.ordering_enabled
     if not settings.ordering_enabled:
