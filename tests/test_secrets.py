@@ -10,13 +10,14 @@ import httpx
 
 from helpers import free_port
 from test_lifecycle import w3gate
-from w3gate.redact import redact_url
 
 SECRETS = ("chainuser", "chainpass", "apikeyvalue", "pgpass", "hookpass")
 CHAIN_URL = "ws://chainuser:chainpass@127.0.0.1:{port}/rpc?apikey=apikeyvalue"
 
 
 def test_redact_url_hides_userinfo_and_query_values() -> None:
+    from w3gate.redact import redact_url
+
     assert redact_url("wss://u:p@host:9944/ws?apikey=k&x=1") == "wss://***@host:9944/ws?apikey=***&x=***"
     assert redact_url("wss://key@host/?bare-secret") == "wss://***@host/?***"
     assert redact_url("postgres://w3gate:pw@db:5432/w3gate") == "postgres://***@db:5432/w3gate"
