@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -73,10 +75,25 @@ def test_requestid_new_for_every_request(api: httpx.Client) -> None:
     assert a["created"] != b["created"]
 
 
-def test_created_unique_and_immutable_under_burst(api: httpx.Client) -> None:
-    created = [add(api, CIDS[i % 3])["created"] for i in range(30)]
-    assert len(set(created)) == 30
-    assert created == sorted(created)
+def test_created_unique_and_immutable_under_burst(server: Server, token: str) -> None:
+    """A real burst: 30 POSTs on 10 connections, released together by a barrier, so that several reach
+    the service within one millisecond; each gets its own ``created``, which a GET then returns unchanged."""
+    clients = [server.client(token) for _ in range(10)]
+    barrier = threading.Barrier(len(clients))
+
+    def burst(c: httpx.Client) -> list[dict]:
+        c.get("/pins")  # connected and authenticated before the barrier
+        barrier.wait()
+        return [add(c, CIDS[i % 3]) for i in range(3)]
+
+    with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
+        made = [st for batch in pool.map(burst, clients) for st in batch]
+    created = [st["created"] for st in made]
+    assert len(made) == 30 and len(set(created)) == 30
+    for st in made:
+        assert clients[0].get(f"/pins/{st['requestid']}").json()["created"] == st["created"]
+    for c in clients:
+        c.close()
 
 
 def test_replace_is_atomic_delete_and_create(api: httpx.Client) -> None:
