@@ -104,14 +104,21 @@ class Connection:
         self._delay = 0.5
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking client method in a worker thread. Cancellation (shutdown) does not wait for it: the
-        socket is shut so the thread ends at once, and nothing is lost, since every extrinsic is recorded
-        before it is sent and every write to the store happens here in trio, not in the thread."""
-        try:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)
-        except trio.Cancelled:
-            self.client.abort()
-            raise
+        """Run a blocking client method in a worker thread, within ``call_timeout``. Cancellation (shutdown or
+        the deadline) does not wait for it: the socket is shut so the thread ends at once, and nothing is
+        lost, since every extrinsic is recorded before it is sent and every write to the store happens here
+        in trio, not in the thread. ``rpc_timeout`` bounds each socket read; only this deadline bounds a
+        node that keeps sending without ever answering."""
+        from w3gate.crust.client import ChainUnavailable
+
+        with trio.move_on_after(self.settings.call_timeout):
+            try:
+                return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+            except trio.Cancelled:
+                self.client.abort()
+                raise
+        name = getattr(fn, "__name__", "chain call")
+        raise ChainUnavailable(f"{name} took longer than call_timeout ({self.settings.call_timeout:g} s)")
 
     async def ensure(self) -> CrustClient:
         """Connected client; waits (with back-off, forever) while the endpoint is down."""
