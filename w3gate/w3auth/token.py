@@ -63,7 +63,7 @@ def extract_token(header: str | None) -> str:
     value has no second space-separated word. Only the second word counts, whatever the first one is.
     """
     folded = (header or "").lower()
-    if "basic " not in folded and "bearer " not in folded:
+    if not header or ("basic " not in folded and "bearer " not in folded):
         raise AuthError(EMPTY_SIGNATURE)
     words = js_trim(header).split(" ")
     if len(words) < 2:  # "Bearer" alone: the handler's token is undefined and Buffer.from throws
