@@ -14,14 +14,14 @@ HIDDEN = "***"
 
 def redact_url(url: str) -> str:
     """``url`` with its userinfo and each query value replaced by ``***`` (scheme, host, path and keys kept)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2]
-    except ValueError:  # not a URL we can take apart: show none of it
-        return HIDDEN
-    netloc = f"{HIDDEN}@{host}" if "@" in parts.netloc else host
     if "://" not in url:  # a plain path: nothing to hide
         return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL we can take apart: show none of it
+        return HIDDEN
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{HIDDEN}@{host}" if "@" in parts.netloc else host
     # a key is kept (it says what was there), its value hidden; an item with no '=' may be a bare secret
     items = (item.partition("=") for item in parts.query.split("&") if item)
     query = "&".join(f"{key}={HIDDEN}" if eq else HIDDEN for key, eq, _ in items)

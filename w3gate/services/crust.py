@@ -201,7 +201,7 @@ async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:
     try:
         await trio.to_thread.run_sync(post, abandon_on_cancel=True)
     except Exception as exc:  # noqa: BLE001 - a webhook must not stop ordering
-        log.warning("crust webhook %s failed: %s", url.split("?", 1)[0], type(exc).__name__)
+        log.warning("crust webhook %s failed: %s", redact_url(url), type(exc).__name__)
 
 
 def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> list[Callable[[], Awaitable[None]]]:
