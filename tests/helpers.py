@@ -18,6 +18,7 @@ import httpx
 
 from w3gate.testing import bearer
 
+HEALTH_TOKEN = "operator-health-token-for-tests"  # every test server's W3GATE_HEALTH_TOKEN
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("W3GATE_SHARED_DIR", REPO.parent / "shared"))
 
@@ -92,6 +93,11 @@ class Server:
     def kill(self) -> int:
         return self.stop(signal.SIGKILL)
 
+    def health(self, timeout: float = 10) -> httpx.Response:
+        """``GET /healthz`` as the operator (with the health token): the detailed answer."""
+        return httpx.get(self.base_url + "/healthz", headers={"Authorization": f"Bearer {HEALTH_TOKEN}"},
+                         timeout=timeout)
+
     def client(self, token: str | None = None, **kw: object) -> httpx.Client:
         headers = {"Authorization": token} if token else {}
         return httpx.Client(base_url=self.psa_url, headers=headers, timeout=30, **kw)
@@ -109,7 +115,7 @@ def start_server_process(
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="w3gate-test-"))
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))}
-    full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1"})
+    full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1", "W3GATE_HEALTH_TOKEN": HEALTH_TOKEN})
     if database_url:
         full_env["W3GATE_DATABASE_URL"] = database_url
     if os.environ.get("W3GATE_TEST_PLUGIN_DIR"):  # a binary under test finds the plugins there

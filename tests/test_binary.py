@@ -134,7 +134,7 @@ def test_release_files_next_to_the_binary() -> None:
 
 def test_starts_on_embedded_defaults_and_serves_pins(tmp_path: Path) -> None:
     server = start(tmp_path)
-    health = httpx.get(server.base_url + "/healthz", timeout=10)
+    health = server.health()
     assert health.status_code == 200
     body = health.json()
     assert body["status"] == "ok" and body["database"] == "ok"
@@ -431,7 +431,7 @@ def test_pin_is_ordered_on_the_devchain(tmp_path: Path, devchain, relay, orderin
             time.sleep(0.3)
             status = client.get(f"/pins/{requestid}").json()["status"]
         assert status == "pinning", server.log_text()[-4000:]
-    health = httpx.get(server.base_url + "/healthz", timeout=10).json()
+    health = server.health().json()
     assert health["ordering"]["chain_connected"] is True
     assert health["ordering"]["account"] == ordering_account
     assert len(relay.submitted) >= 1

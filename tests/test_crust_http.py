@@ -37,7 +37,7 @@ def status_of(server: Any, token: str, requestid: str) -> dict[str, Any]:
 
 
 def health(server: Any) -> dict[str, Any]:
-    return httpx.get(f"{server.base_url}/healthz").json()
+    return server.health().json()
 
 
 def cid_for(tag: str) -> str:

@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"w3gate: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     _setup_logging(settings.log_level)
+    from w3gate.store.db import configure_sql_log
+
+    configure_sql_log(settings.log_sql)
     if command == "plugins":
         from w3gate.plugins import PluginError, format_plugins, load_chains
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from w3gate.crust.settings import CrustSettings, load_crust_settings
+from w3gate.redact import HIDDEN, redact_url
 
 DEFAULT_DELEGATES = (
     # A public libp2p bootstrap peer: valid for clients to dial; operators set their own IPFS node here.
@@ -33,7 +34,22 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of the service. See config/w3gate.example.toml for what each one means."""
+    """Every setting of the service. See config/w3gate.example.toml for what each one means.
+
+    Settings about secrets and logs (the rest are described in the example file):
+
+    ============  ===================  =======  ==========================================================
+    key           environment          default  meaning
+    ============  ===================  =======  ==========================================================
+    health_token  W3GATE_HEALTH_TOKEN  (none)   the operator's token: ``GET /healthz`` with
+                                                ``Authorization: Bearer <it>`` shows the details (database,
+                                                chains, ordering account and balance); anyone else gets
+                                                only ``{"status": ...}``. Unset: details to nobody
+    log_sql       W3GATE_LOG_SQL       false    at log_level debug, also log each SQL statement with its
+                                                parameters (owners, names, meta: user data); off, the ORM's
+                                                statement log is silenced whatever the level
+    ============  ===================  =======  ==========================================================
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -50,6 +66,8 @@ class Settings:
     allowed_chains: tuple[str, ...] | None = None
     chains: Mapping[str, Any] = field(default_factory=dict)
     crust: CrustSettings = field(default_factory=lambda: load_crust_settings({}, {}, Path(".")))
+    health_token: str = field(default="", repr=False)
+    log_sql: bool = False
 
     @property
     def db_url(self) -> str:
@@ -94,6 +112,8 @@ SCALARS: dict[str, Any] = {
     "plugin_dir": lambda v: Path(str(v)).expanduser() if str(v) else None,
     "plugins_strict": lambda v: v if isinstance(v, bool) else _parse_bool(v),
     "allowed_chains": lambda v: _parse_list(v) or None,
+    "health_token": str,
+    "log_sql": lambda v: v if isinstance(v, bool) else _parse_bool(v),
 }
 TABLES = ("chains", "crust")
 
@@ -186,19 +206,38 @@ def validate(s: Settings) -> None:
 
 
 def describe(s: Settings) -> dict[str, Any]:
-    """The settings as JSON-safe data, without secrets (for logs and --print-config)."""
-    from w3gate.store.db import redact_url
-
+    """The settings as JSON-safe data, without secrets (for logs and --print-config): URLs redacted
+    (userinfo and query values), the Crust secret and the health token shown only as set or not."""
     out: dict[str, Any] = {}
     for f in fields(s):
         v = getattr(s, f.name)
         if f.name == "database_url":
             v = redact_url(s.db_url)
+        elif f.name == "health_token":
+            v = HIDDEN if v else ""
         elif f.name == "crust":
-            v = repr(v)
-        elif isinstance(v, Path):
-            v = str(v)
-        elif isinstance(v, tuple):
-            v = list(v)
+            v = _describe_crust(v)
+        else:
+            v = _plain(v)
         out[f.name] = v
     return out
+
+
+def _describe_crust(c: CrustSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(c):
+        v = getattr(c, f.name)
+        if f.name == "seed":
+            v = None if v is None else HIDDEN
+        elif f.name in ("url", "webhook") and v:
+            v = redact_url(v)
+        out[f.name] = _plain(v)
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, tuple):
+        return list(v)
+    return v

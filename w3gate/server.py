@@ -23,9 +23,9 @@ from w3gate.api.app import Services, create_app
 from w3gate.config import Settings
 from w3gate.plugins import load_chains
 from w3gate.services.crust import CrustStatus, crust_tasks
+from w3gate.services.health import Health
 from w3gate.services.pins import PinService
 from w3gate.store.db import Database, redact_url
-from w3gate.store.migrations import LATEST
 from w3gate.w3auth.authenticator import Authenticator
 
 log = logging.getLogger("w3gate")
@@ -65,29 +65,14 @@ async def run(settings: Settings) -> None:
     stop = trio.Event()
     try:
         pins = PinService(db, settings.delegates)
-
-        async def health() -> tuple[int, dict[str, Any]]:
-            body: dict[str, Any] = {"version": __version__, "schema": LATEST}
-            try:
-                with trio.fail_after(5):
-                    await db.ping()
-                body["database"] = "ok"
-                code = 200
-            except Exception as exc:  # a health check reports, it does not raise
-                body["database"] = f"unavailable: {type(exc).__name__}"
-                code = 503
-            body["status"] = "ok" if code == 200 else "degraded"
-            body["chains"] = registry.chain_names
-            body["ordering"] = crust_status.as_dict()
-            return code, body
-
         app = create_app(
             Services(
                 pins=pins,
                 authenticator=authenticator,
-                health=health,
+                health=Health(db, registry.chain_names, crust_status),
                 cors_origins=settings.cors_origins,
                 max_body_bytes=settings.max_body_bytes,
+                health_token=settings.health_token or None,
             )
         )
         tasks = crust_tasks(db, settings.crust, crust_status)  # builds the chain client: imports done here

@@ -7,6 +7,7 @@ ever reaches a client.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from w3gate.w3auth.authenticator import Authenticator, AuthError
 
 log = logging.getLogger(__name__)
 PREFIX = "/psa"
+REALM = "w3gate"
 REASONS = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -34,7 +36,7 @@ REASONS = {
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
 CORS_HEADERS = {
-    "Access-Control-Allow-Methods": "GET,HEAD,PUT,PATCH,POST,DELETE",
+    "Access-Control-Allow-Methods": "GET,HEAD,POST,DELETE",  # the API's methods, no others
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "86400",
 }
@@ -44,9 +46,10 @@ CORS_HEADERS = {
 class Services:
     pins: PinService
     authenticator: Authenticator
-    health: Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+    health: Callable[[bool], Awaitable[tuple[int, dict[str, Any]]]]  # (detailed) -> (status, body)
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 256 * 1024
+    health_token: str | None = None  # the operator's token for /healthz details; None: details to nobody
 
 
 def _json(data: Any, status: int) -> Response:
@@ -55,7 +58,18 @@ def _json(data: Any, status: int) -> Response:
 
 
 def failure(err: ApiError) -> Response:
-    return _json(err.body(), err.status)
+    response = _json(err.body(), err.status)
+    if err.status == 401:  # RFC 9110 section 11.6.1: a 401 names the scheme it wants
+        response.headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
+    return response
+
+
+def one_authorization() -> str | None:
+    """The request's one ``Authorization`` header; several are refused rather than one picked."""
+    values = request.headers.getlist("Authorization")
+    if len(values) > 1:
+        raise unauthorized(f"{len(values)} Authorization headers were sent; send exactly one")
+    return values[0] if values else None
 
 
 def create_app(services: Services) -> QuartTrio:
@@ -65,11 +79,13 @@ def create_app(services: Services) -> QuartTrio:
     app.url_map.strict_slashes = False
 
     async def _cors(response: Response) -> Response:  # async: Quart runs sync hooks in threads
+        if not services.cors_origins:
+            return response
+        # always, whether this origin matched or not: a cache must not serve one origin's answer to another
+        response.vary.add("Origin")
         origin = request.headers.get("Origin")
         if origin and ("*" in services.cors_origins or origin in services.cors_origins):
             response.headers["Access-Control-Allow-Origin"] = "*" if "*" in services.cors_origins else origin
-            if "*" not in services.cors_origins:
-                response.headers["Vary"] = "Origin"
             if request.method == "OPTIONS":
                 response.headers.update(CORS_HEADERS)
         return response
@@ -80,7 +96,7 @@ def create_app(services: Services) -> QuartTrio:
             return Response("", status=204)
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
             try:
-                identity = await services.authenticator.authenticate(request.headers.get("Authorization"))
+                identity = await services.authenticator.authenticate(one_authorization())
             except AuthError as exc:
                 return failure(unauthorized(exc.details))
             g.owner = identity.user_key
@@ -121,7 +137,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        status, body = await services.health()
+        status, body = await services.health(_is_operator(services.health_token))
         return _json(body, status)
 
     @app.errorhandler(ApiError)
@@ -150,3 +166,14 @@ def create_app(services: Services) -> QuartTrio:
         return failure(ApiError(500, "INTERNAL_SERVER_ERROR", "an unexpected error occurred; it was logged"))
 
     return app
+
+
+def _is_operator(health_token: str | None) -> bool:
+    """Whether the request carries the operator's health token (``Authorization: Bearer <token>``)."""
+    if not health_token:
+        return False
+    values = request.headers.getlist("Authorization")
+    if len(values) != 1:
+        return False
+    scheme, _, credential = values[0].strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), health_token.encode())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from typing import Any
 
+import orjson
 from werkzeug.datastructures import MultiDict
 
 from w3gate.errors import bad_request
@@ -15,6 +15,9 @@ from w3gate.services.pins import MAX_NAME, PIN_STATUSES, PinQuery, check_cid, ch
 MATCHES = ("exact", "iexact", "partial", "ipartial")
 MAX_CIDS = 10
 MAX_LIMIT = 1000
+# A meta filter is one SQL condition (two bound values) per key: more keys than this is no real query,
+# and at 495 keys SQLite's limit of bound values was reached (a 500)
+MAX_META_FILTER = 64
 # RFC 3339 section 5.6 date-time, nothing looser
 RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
@@ -61,7 +64,7 @@ def parse_time_us(text: str, name: str) -> int:
 def parse_limit(text: str | None) -> int:
     if text is None:
         return 10
-    if not re.fullmatch(r"\+?\d{1,7}", text.strip()):
+    if not re.fullmatch(r"[0-9]{1,7}", text):  # ASCII digits only: no sign, spaces or other scripts' digits
         raise bad_request(f"limit must be an integer from 1 to {MAX_LIMIT}")
     value = int(text)
     if not 1 <= value <= MAX_LIMIT:
@@ -73,15 +76,17 @@ def _meta(args: MultiDict) -> dict[str, str]:
     meta: dict[str, Any] = {}
     text = _one(args, "meta")
     if text is not None:
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise bad_request(f"meta must be a JSON object string: {exc.msg}") from None
+        try:  # orjson: bounded nesting and number sizes, where json raised RecursionError / ValueError
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"meta must be a JSON object string: {str(exc)[:200]}") from None
         meta.update(check_meta(parsed))
     for key in args:
         m = META_BRACKET.match(key)
         if m:  # the generated JS client sends meta[key]=value
             meta[m.group(1)] = _one(args, key)
+    if len(meta) > MAX_META_FILTER:
+        raise bad_request(f"meta filter has {len(meta)} keys, at most {MAX_META_FILTER} are allowed")
     return check_meta(meta)
 
 
@@ -96,7 +101,8 @@ def parse_list_query(args: MultiDict) -> PinQuery:
     name = _one(args, "name")
     if name is not None and len(name) > MAX_NAME:
         raise bad_request(f"name is longer than {MAX_NAME} characters")
-    match = _one(args, "match") or "exact"
+    match = _one(args, "match")
+    match = "exact" if match is None else match
     if match not in MATCHES:
         raise bad_request(f"match must be one of {', '.join(MATCHES)}")
     status_text = _one(args, "status")

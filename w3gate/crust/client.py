@@ -36,6 +36,7 @@ from w3gate.crust.errors import ChainUnavailable, DispatchFailure, TxRejected, c
 from w3gate.crust.records import FileRecord, decode_record
 from w3gate.crust.settings import CrustSettings, era_period_for
 from w3gate.crust.typedefs import UnsupportedRuntime, chain_key, checked_range, covered, type_registry
+from w3gate.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,10 @@ class CrustClient:
             self._select()
         except _CONNECTION_ERRORS as exc:
             self.close()
-            raise ChainUnavailable(f"cannot reach {self.settings.url}: {type(exc).__name__}: {exc}") from None
+            reason = redact_text(str(exc), self.settings.url)
+            raise ChainUnavailable(
+                f"cannot reach {redact_url(self.settings.url)}: {type(exc).__name__}: {reason}"
+            ) from None
         except BaseException:
             self.close()
             raise

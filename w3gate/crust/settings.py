@@ -48,6 +48,10 @@ block_poll             W3GATE_CRUST_BLOCK_POLL          1.0                     
 reconnect_max          W3GATE_CRUST_RECONNECT_MAX       60.0                    longest reconnect back-off (s)
 rpc_timeout            W3GATE_CRUST_RPC_TIMEOUT         20.0                    seconds one chain call may take before the
                                                                                 connection counts as lost
+call_timeout           W3GATE_CRUST_CALL_TIMEOUT        300.0                   seconds one client step (connect, sign a batch,
+                                                                                scan blocks: several RPCs) may take in all; a
+                                                                                node that keeps sending without ever answering
+                                                                                is cut off after it and reconnected
 webhook                W3GATE_CRUST_WEBHOOK             (none)                  URL POSTed JSON when ordering pauses/resumes for
                                                                                 low balance
 typedefs               W3GATE_CRUST_TYPEDEFS            (none)                  extra JSON type registry for a pre-v14 runtime the
@@ -116,6 +120,7 @@ class CrustSettings:
     block_poll: float = 1.0
     reconnect_max: float = 60.0
     rpc_timeout: float = 20.0
+    call_timeout: float = 300.0
     poll_bytes: int = 4 * 1024 * 1024
     webhook: str | None = None
     typedefs: Path | None = None
@@ -152,6 +157,7 @@ _KEYS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = {
     "block_poll": ("float", None, (0.01, 600)),
     "reconnect_max": ("float", None, (0.1, 3600)),
     "rpc_timeout": ("float", None, (0.5, 600)),
+    "call_timeout": ("float", None, (0.5, 86400)),
     "webhook": ("url?", None, None),
     "typedefs": ("path", None, None),
 }

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from w3gate.crust.settings import CrustSettings
+from w3gate.redact import redact_url
 from w3gate.store.db import Database
 
 if TYPE_CHECKING:  # the chain client (substrate-interface) is imported only when ordering is on
@@ -103,14 +104,21 @@ class Connection:
         self._delay = 0.5
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking client method in a worker thread. Cancellation (shutdown) does not wait for it: the
-        socket is shut so the thread ends at once, and nothing is lost, since every extrinsic is recorded
-        before it is sent and every write to the store happens here in trio, not in the thread."""
-        try:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)
-        except trio.Cancelled:
-            self.client.abort()
-            raise
+        """Run a blocking client method in a worker thread, within ``call_timeout``. Cancellation (shutdown or
+        the deadline) does not wait for it: the socket is shut so the thread ends at once, and nothing is
+        lost, since every extrinsic is recorded before it is sent and every write to the store happens here
+        in trio, not in the thread. ``rpc_timeout`` bounds each socket read; only this deadline bounds a
+        node that keeps sending without ever answering."""
+        from w3gate.crust.client import ChainUnavailable
+
+        with trio.move_on_after(self.settings.call_timeout):
+            try:
+                return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+            except trio.Cancelled:
+                self.client.abort()
+                raise
+        name = getattr(fn, "__name__", "chain call")
+        raise ChainUnavailable(f"{name} took longer than call_timeout ({self.settings.call_timeout:g} s)")
 
     async def ensure(self) -> CrustClient:
         """Connected client; waits (with back-off, forever) while the endpoint is down."""
@@ -132,7 +140,7 @@ class Connection:
             self.status.files_map = f"Market.{self.client.files_map}"
             self.status.max_file_size = self.client.max_file_size
             self.status.era_period = self.client.era_period
-            log.info("crust %s connected to %s", self.name, self.settings.url)
+            log.info("crust %s connected to %s", self.name, redact_url(self.settings.url))
         return self.client
 
     async def lost(self, exc: Exception) -> None:
@@ -193,7 +201,7 @@ async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:
     try:
         await trio.to_thread.run_sync(post, abandon_on_cancel=True)
     except Exception as exc:  # noqa: BLE001 - a webhook must not stop ordering
-        log.warning("crust webhook %s failed: %s", url.split("?", 1)[0], type(exc).__name__)
+        log.warning("crust webhook %s failed: %s", redact_url(url), type(exc).__name__)
 
 
 def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> list[Callable[[], Awaitable[None]]]:
@@ -201,7 +209,7 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> l
     from w3gate.services.poller import run_poller
     from w3gate.services.submitter import run_submitter
 
-    status.chain_url = settings.url
+    status.chain_url = redact_url(settings.url)
     status.min_balance = settings.min_balance
     status.ordering_enabled = settings.ordering_enabled
     if not settings.ordering_enabled:

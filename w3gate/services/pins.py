@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from multiformats import CID
 
-from w3gate.errors import bad_request, not_found
+from w3gate.errors import ApiError, bad_request, not_found
 from w3gate.multiaddrs import MultiaddrError, check_multiaddr
 from w3gate.services.clock import UniqueMillis, rfc3339_ms
 from w3gate.store import pins as store
@@ -23,6 +24,20 @@ MAX_ORIGINS = 20
 MAX_META = 1000
 MAX_META_KEY = 255
 MAX_META_VALUE = 4096
+# every requestid w3gate issues is str(uuid4()); anything else names no pin (and a longer one broke the
+# ORM's length check with a 500)
+REQUESTID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _no_such_pin(requestid: str) -> ApiError:
+    return not_found(f"no pin request {requestid[:80]!r} for this user")
+
+
+def check_requestid(requestid: str) -> str:
+    """``requestid`` if it has the form of one w3gate issues, else the spec's 404 (before any query)."""
+    if not REQUESTID.fullmatch(requestid):
+        raise _no_such_pin(requestid)
+    return requestid
 
 
 def check_cid(text: Any, what: str = "cid") -> str:
@@ -118,21 +133,22 @@ class PinService:
 
     async def replace(self, owner: str, requestid: str, body: Any) -> dict[str, Any]:
         pin = parse_pin(body)
+        check_requestid(requestid)
         record, used = await self.db.run(store.replace_pin, owner, requestid, pin, self.clock.next())
         self.clock.seen(used)
         if record is None:
-            raise not_found(f"no pin request {requestid[:80]!r} for this user")
+            raise _no_such_pin(requestid)
         return self.status_of(record)
 
     async def get(self, owner: str, requestid: str) -> dict[str, Any]:
-        record = await self.db.run(store.get_pin, owner, requestid)
+        record = await self.db.run(store.get_pin, owner, check_requestid(requestid))
         if record is None:
-            raise not_found(f"no pin request {requestid[:80]!r} for this user")
+            raise _no_such_pin(requestid)
         return self.status_of(record)
 
     async def delete(self, owner: str, requestid: str) -> None:
-        if not await self.db.run(store.delete_pin, owner, requestid):
-            raise not_found(f"no pin request {requestid[:80]!r} for this user")
+        if not await self.db.run(store.delete_pin, owner, check_requestid(requestid)):
+            raise _no_such_pin(requestid)
 
     async def list(self, owner: str, query: PinQuery) -> dict[str, Any]:
         count, records = await self.db.run(store.list_pins, owner, query)

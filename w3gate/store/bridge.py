@@ -51,16 +51,18 @@ class AsyncioThread:
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
-    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, shield: bool = True) -> T:
         """Run ``fn(*args)`` on the asyncio loop and return its result to the calling trio task.
 
-        The wait is shielded from trio cancellation: the asyncio side always runs to completion.
+        The wait is shielded from trio cancellation: the asyncio side always runs to completion. Only a
+        call that holds no transaction (a ping) may pass ``shield=False`` and be given up on; it still
+        runs to its end in asyncio.
         """
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
         future = asyncio.run_coroutine_threadsafe(_call(fn, args), self._loop)
         future.add_done_callback(lambda _f: token.run_sync_soon(done.set))
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=shield):
             await done.wait()
         return future.result()
 

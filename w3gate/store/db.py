@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -12,8 +13,11 @@ import trio
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 
+from w3gate.redact import redact_url
 from w3gate.store import migrations, sqlite_inline
 from w3gate.store.bridge import AsyncioThread, InlineLoop
+
+__all__ = ["Database", "configure_sql_log", "redact_url"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -22,14 +26,12 @@ CHECKPOINT_INTERVAL = 1.0  # seconds between SQLite WAL checkpoints
 MODELS = "w3gate.store.models"
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, for logs and /healthz."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+def configure_sql_log(with_parameters: bool) -> None:
+    """Keep user data out of debug logs: Tortoise logs every statement with its parameters (owners, pin
+    names, meta) at debug, and its start-up line the connection settings, password included. Its
+    statement log is on only when the operator asks (``log_sql``); the start-up line never."""
+    logging.getLogger("tortoise").setLevel(logging.INFO)
+    logging.getLogger("tortoise.db_client").setLevel(logging.DEBUG if with_parameters else logging.INFO)
 
 
 def _tortoise_config(url: str, name: str) -> dict[str, Any]:
@@ -156,12 +158,22 @@ class Database:
 
         return await self.run(_query)
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout: float | None = None) -> bool:
+        """``SELECT 1``; with ``timeout``, raises ``TimeoutError`` when no answer comes in time.
+
+        The deadline is kept on both sides: asyncio cancels the query (on PostgreSQL, a server that
+        stopped answering), and the trio side waits unshielded (a ping holds no transaction), so a hung
+        connection cannot hold the caller either.
+        """
         async def _ping() -> bool:
-            await connections.get(self.connection_name).execute_query("SELECT 1")
+            query = connections.get(self.connection_name).execute_query("SELECT 1")
+            await (query if timeout is None else asyncio.wait_for(query, timeout))
             return True
 
-        return await self.run(_ping)
+        if timeout is None or not isinstance(self._runner, AsyncioThread):
+            return await self.run(_ping)  # SQLite: a local statement in this thread, nothing to wait on
+        with trio.fail_after(timeout + 1):
+            return await self._runner.run(_ping, shield=False)
 
     async def close(self) -> None:
         if self._runner is None:

@@ -1,8 +1,9 @@
 """Reading the ``Authorization`` header exactly as Crust's W3Auth handler does (FORMAT.md section 2.1).
 
 Existing users' tokens were made for that handler, so its quirks are kept on purpose: the scheme test
-is a case-sensitive substring test, only the second space-separated word is the token, base64 and ASCII
-decoding follow Node, the credentials are cut at ``:`` and ``-`` keeping only the first pieces.
+is a substring test, only the second space-separated word is the token, base64 and ASCII decoding follow
+Node, the credentials are cut at ``:`` and ``-`` keeping only the first pieces. One deliberate difference:
+the scheme is matched without regard to case (RFC 9110 section 11.1), so ``bearer TOKEN`` works too.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def extract_token(header: str | None) -> str:
     """The token word of an ``Authorization`` header (handler steps 1-2), still base64.
 
     Raises ``AuthError("Empty Signature")`` when the header is missing or has neither ``"Basic "`` nor
-    ``"Bearer "`` in it (case-sensitive, anywhere), ``AuthError("Invalid Signature")`` when the trimmed
+    ``"Bearer "`` in it (in any case, anywhere), ``AuthError("Invalid Signature")`` when the trimmed
     value has no second space-separated word. Only the second word counts, whatever the first one is.
     """
-    if not header or ("Basic " not in header and "Bearer " not in header):
+    folded = (header or "").lower()
+    if not header or ("basic " not in folded and "bearer " not in folded):
         raise AuthError(EMPTY_SIGNATURE)
     words = js_trim(header).split(" ")
     if len(words) < 2:  # "Bearer" alone: the handler's token is undefined and Buffer.from throws
