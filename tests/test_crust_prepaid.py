@@ -14,10 +14,11 @@ import pytest
 import trio
 from devchain_fixtures import add_pin, order_of, run_tasks, settings_for, uniq, wait_status
 
-from w3gate.crust.client import CrustClient, renewal_strategy
+from w3gate.crust.client import CrustClient
 from w3gate.crust.settings import load_crust_settings
 from w3gate.store import pins
-from w3gate.store.models import RENEW_PREPAID
+
+RENEW_PREPAID = 4  # orders.renew_due: prepaid covers the renewal (w3gate.store.models)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,8 @@ def test_renewal_setting_parses_and_refuses_bad_values() -> None:
 @pytest.mark.devchain
 def test_a_runtime_without_the_prepaid_calls_falls_back_to_reorder(devchain) -> None:
     """The choice is made from the metadata at every connect: prepaid where the runtime has both calls."""
+    from w3gate.crust.client import renewal_strategy
+
     with devchain.connected() as c:
         calls = {x.name for x in c.substrate.metadata.get_metadata_pallet("Market").calls}
     assert renewal_strategy("prepaid", calls) == ("prepaid", None)

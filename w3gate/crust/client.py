@@ -393,10 +393,10 @@ class CrustClient:
             ) from None
 
     @_scale_locked
-    def batch_cost(self, sizes: Sequence[int], extrinsic_hex: str, prepaid: int = 0) -> int:
-        """What sending this batch takes from the account: each order's price from the market's own fee
-        storage (:func:`order_price`), its tip, the ``prepaid`` top-ups it carries, and the extrinsic's fee."""
-        return sum(self.order_costs(sizes)) + prepaid + self.extrinsic_fee(extrinsic_hex)
+    def batch_cost(self, sizes: Sequence[int], extrinsic_hex: str) -> int:
+        """What sending this batch of orders takes from the account: each order's price from the market's own
+        fee storage (:func:`order_price`), its tip, and the extrinsic's fee (the submitter adds prepaid top-ups)."""
+        return sum(self.order_costs(sizes)) + self.extrinsic_fee(extrinsic_hex)
 
     @_scale_locked
     def order_costs(self, sizes: Sequence[int]) -> list[int]:
