@@ -108,3 +108,41 @@ async def test_prepaid_top_up_once_then_the_chain_renews_from_it(db, devchain, r
     (pin,) = (await db.run(pins.list_pins, "u1", pins.PinQuery(cids=(kept,))))[1]
     assert pin.info["renewal"] == "prepaid" and int(pin.info["cost"]) > 0
     assert int(pin.info["expires_at"]) == renewed.expires_at and pin.info["replicas"] == str(renewed.replicas)
+
+
+@pytest.mark.devchain
+async def test_a_recorded_top_up_is_sent_once_after_a_restart(db, devchain, relay, ordering_account):
+    """Stopped after the top-up was recorded and sent, before a block held it: the next run settles that same
+    extrinsic (re-sent byte for byte) instead of signing another top-up."""
+    from w3gate.store import orders
+
+    cid = uniq("pprestart")
+    await add_pin(db, "u1", cid)
+    settings = settings_for(relay, W3GATE_CRUST_RENEWAL="prepaid", W3GATE_CRUST_RENEWAL_WINDOW="1000")
+    async with trio.open_nursery() as nursery:
+        await run_tasks(nursery, db, settings)
+        await wait_status(db, [cid], "pinning")
+        relay.hold = True
+        head = await trio.to_thread.run_sync(devchain.head)
+        await trio.to_thread.run_sync(lambda: devchain.set_replicas(cid, 3, head + 50, holders=1))
+        with trio.fail_after(60):
+            while not relay.held:
+                await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    (pending,) = await db.run(orders.open_txs)
+    assert pending["cids"] == [{"cid": cid, "call": "add_prepaid", "amount": pending["cids"][0]["amount"]}]
+    assert pending["extrinsic"] == relay.held[0]
+    async with trio.open_nursery() as nursery:
+        await run_tasks(nursery, db, settings)
+        await trio.sleep(1.5)
+        assert (await order_of(db, cid)).renew_due == 2  # still in that batch: nothing new signed
+        relay.hold = False
+        relay.release()
+        with trio.fail_after(60):
+            while (await order_of(db, cid)).renew_due != RENEW_PREPAID:
+                await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert await trio.to_thread.run_sync(devchain.orders_of, {cid}, "AddPrepaidSuccess") == {cid: 1}
+    assert set(relay.submitted) == {relay.submitted[0], pending["extrinsic"]}  # the order, then only that top-up
+    record = (await trio.to_thread.run_sync(devchain.records, [cid]))[cid]
+    assert record.prepaid == int(pending["cids"][0]["amount"])
