@@ -146,3 +146,13 @@ async def test_a_recorded_top_up_is_sent_once_after_a_restart(db, devchain, rela
     assert set(relay.submitted) == {relay.submitted[0], pending["extrinsic"]}  # the order, then only that top-up
     record = (await trio.to_thread.run_sync(devchain.records, [cid]))[cid]
     assert record.prepaid == int(pending["cids"][0]["amount"])
+
+
+def test_a_batch_cost_is_shared_out_per_cid_exactly() -> None:
+    from w3gate.crust.client import MarketCall
+    from w3gate.services.submitter import cost_per_cid
+
+    items = [("a", 10), ("b", 10), MarketCall("add_prepaid", "c", 500), MarketCall("calculate_reward", "c")]
+    costs = cost_per_cid(items, [100, 101], 1000)
+    assert costs == {"a": 100 + 334, "b": 101 + 333, "c": 500 + 333}
+    assert sum(costs.values()) == 100 + 101 + 500 + 1000

@@ -119,17 +119,9 @@ class Submitter:
                 if not items:
                     return True
             signed = await self.conn.call(self.client.sign_batch, items, nonce, head)
-            orders_of = [i for i in items if not isinstance(i, MarketCall)]
-            prices = await self.conn.call(self.client.order_costs, [size for _, size in orders_of])
-            costs: dict[str, int] = {}
-            for (cid, _), price in zip(orders_of, prices, strict=True):
-                costs[cid] = price
-            for call in items:
-                if isinstance(call, MarketCall):
-                    costs[call.cid] = costs.get(call.cid, 0) + call.amount
-            fee = await self.conn.call(self.client.extrinsic_fee, signed.extrinsic)
-            for i, cid in enumerate(costs):  # the extrinsic's fee shared out, so that the costs add up to the batch's
-                costs[cid] += fee // len(costs) + (1 if i < fee % len(costs) else 0)
+            sizes = [i[1] for i in items if not isinstance(i, MarketCall)]
+            costs = cost_per_cid(items, await self.conn.call(self.client.order_costs, sizes),
+                                 await self.conn.call(self.client.extrinsic_fee, signed.extrinsic))
             cost = sum(costs.values())
             if cost > account.usable:
                 await self.db.run(orders.release_claim, token, now_ms())
@@ -265,6 +257,19 @@ def plan_prepaid(client: CrustClient, cids: list[str], head: int) -> tuple[list[
         elif rec.prepaid >= target:
             idle.append(cid)
     return calls, idle
+
+
+def cost_per_cid(items: list[Any], prices: list[int], fee: int) -> dict[str, int]:
+    """What a batch spends per CID: its order's price and tip (``prices``, in order) or its prepaid top-ups, plus
+    a share of the extrinsic's ``fee``; the shares add up to the batch's cost exactly."""
+    costs: dict[str, int] = {}
+    price = iter(prices)
+    for item in items:
+        cid, spent = (item.cid, item.amount) if isinstance(item, MarketCall) else (item[0], next(price))
+        costs[cid] = costs.get(cid, 0) + spent
+    for i, cid in enumerate(costs):
+        costs[cid] += fee // len(costs) + (1 if i < fee % len(costs) else 0)
+    return costs
 
 
 _WORST = ("fail", "pause", "requeue", "ok")  # a CID with several calls takes the worst of their verdicts
