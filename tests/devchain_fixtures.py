@@ -168,8 +168,9 @@ class Devchain:
             key = c.substrate.create_storage_key("Market", self.market_switch()).to_hex()
         self.set_storage([(key, "0x01" if on else "0x00")])
 
-    def set_replicas(self, cid: str, replicas: int, expires_at: int = 0) -> None:
-        """Write a file record as storage nodes' reports would leave it (there are none locally)."""
+    def set_replicas(self, cid: str, replicas: int, expires_at: int = 0, holders: int = 0) -> None:
+        """Write a file record as storage nodes' reports would leave it (there are none locally); ``holders``:
+        entries in its replica list too (the chain renews a file with none as pending, without an expiry)."""
         from scalecodec.base import ScaleBytes
 
         with self.connected() as c:
@@ -181,6 +182,11 @@ class Devchain:
             info = value[0] if isinstance(value, (list, tuple)) else value
             info["reported_replica_count"] = replicas
             info["expired_on" if "expired_on" in info else "expired_at"] = expires_at
+            if holders:
+                fields = c.substrate.runtime_config.get_decoder_class("Replica").type_mapping
+                replica = {"who": c.address, "valid_at": self.head(), "anchor": "0x" + "ab" * 32, "is_reported": True,
+                           "created_at": None}
+                info["replicas"] = [{name: replica[name] for name, _ in fields}] * holders
             new = c.substrate.runtime_config.create_scale_object(c._files_value_type).encode(value).to_hex()
             self.set_storage([(key, new)])
 
@@ -193,8 +199,9 @@ class Devchain:
     def head(self) -> int:
         return int(self.rpc("chain_getHeader", [])["number"], 16)
 
-    def orders_of(self, cids: set[str]) -> dict[str, int]:
-        """How many Market.FileSuccess events each CID has in the whole chain."""
+    def orders_of(self, cids: set[str], event: str = "FileSuccess") -> dict[str, int]:
+        """How many Market.FileSuccess (or ``event``: AddPrepaidSuccess, RenewFileSuccess) events each CID has in
+        the whole chain."""
         with self.connected() as c:
             counts = {cid: 0 for cid in cids}
             wanted = {"0x" + cid.encode().hex(): cid for cid in cids}
@@ -202,7 +209,7 @@ class Devchain:
                 events = c.substrate.get_events(c.substrate.get_block_hash(n))
                 for e in events:
                     v = e.value
-                    if (v["module_id"], v["event_id"]) == ("Market", "FileSuccess"):
+                    if (v["module_id"], v["event_id"]) == ("Market", event):
                         cid = wanted.get(v["attributes"][1]["value"])
                         if cid:
                             counts[cid] += 1

@@ -8,7 +8,9 @@ live are read from the runtime's metadata at connect time (and again after a run
 
 * the order call: ``place_storage_order`` with 4 arguments (cid, size, tips, memo), or with 3 (cid, size,
   tips), or ``place_storage_order_with_memo``;
-* the file map: ``Market.FilesV2`` if the runtime has it, else ``Market.Files``.
+* the file map: ``Market.FilesV2`` if the runtime has it, else ``Market.Files``;
+* the renewal strategy: ``prepaid`` needs ``add_prepaid`` and ``calculate_reward`` (every checked spec has
+  them); without them the client falls back to ``reorder`` and says so (:func:`renewal_strategy`).
 
 Anything that does not match (argument count, key type, a record without the fields we read, bytes
 left over after decoding) raises :class:`UnsupportedRuntime`: nothing is signed or stored from a guess.
@@ -60,7 +62,8 @@ def _scale_locked(fn: _F) -> _F:
     return locked  # type: ignore[return-value]
 
 
-__all__ = ["SCALE_LOCK", "ChainUnavailable", "CrustClient", "FileRecord", "Inclusion", "SignedBatch", "TxRejected"]
+__all__ = ["SCALE_LOCK", "ChainUnavailable", "CrustClient", "FileRecord", "Inclusion", "MarketCall", "SignedBatch",
+           "TxRejected"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,16 @@ class SignedBatch:
     start_block: int
     era_end: int
     spec_version: int  # the runtime it was signed for: the spec version is part of the signed payload
+
+
+@dataclass(frozen=True)
+class MarketCall:
+    """One call of a batch other than an order: ``add_prepaid`` (``amount`` units into the file's prepaid pool)
+    or ``calculate_reward`` (after expiry: renews the file from its prepaid pool if that covers the price)."""
+
+    call: str
+    cid: str
+    amount: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,6 +161,8 @@ class CrustClient:
         self.file_duration: int = 0
         self.block_hash_count: int = 2400
         self.era_period: int = settings.era_period
+        self.renewal: str = settings.renewal  # the strategy in force: settings.renewal unless the runtime lacks it
+        self.renew_reward_ratio: int = 0  # parts per billion the liquidator takes on a prepaid renewal (specs 1..16)
         self._probe: Any = None
         self._maps: dict[str, tuple[bytes, str, str]] = {}  # map name -> (storage prefix, key hasher, value type)
         self._files_value_type = ""
@@ -298,15 +313,21 @@ class CrustClient:
         self.files_map = names[0]
         self._files_value_type = self._maps[self.files_map][2]
         self.market_switch = next((n for n in ("MarketSwitch", "EnableMarket") if n in storage), None)
+        self.renewal, why = renewal_strategy(self.settings.renewal, set(calls))
+        if why:
+            log.warning("crust renewal: %s", why)
+        # try_to_renew_file charges RenewRewardRatio on top of the price up to spec 16 (paid to whoever calls
+        # calculate_reward); from spec 17 (FilesV2) the liquidator gets the expired file's remaining amount instead
+        self.renew_reward_ratio = 0 if "FilesV2" in storage else int(self._constant("Market", "RenewRewardRatio", 0))
         self.max_file_size = int(self._constant("Market", "MaximumFileSize", 2**64 - 1))
         self.file_duration = int(self._constant("Market", "FileDuration", 0))
         self.block_hash_count = int(self._constant("System", "BlockHashCount", 2400))
         self.era_period = era_period_for(self.settings.era_period, self.block_hash_count)
         log.info(
             "crust runtime spec %s of %s (%s metadata): ordering with Market.%s(%d args), records in Market.%s; "
-            "orders of at most %d bytes, files live %d blocks, extrinsics mortal for %d blocks",
+            "orders of at most %d bytes, files live %d blocks, extrinsics mortal for %d blocks, renewal by %s",
             self.spec_version, self.chain, self.metadata_version, self.order_call, self.order_arity, self.files_map,
-            self.max_file_size, self.file_duration, self.era_period,
+            self.max_file_size, self.file_duration, self.era_period, self.renewal,
         )
 
     def _constant(self, pallet: str, name: str, default: int) -> Any:
@@ -385,10 +406,25 @@ class CrustClient:
 
     @_scale_locked
     def batch_cost(self, sizes: Sequence[int], extrinsic_hex: str) -> int:
-        """What sending this batch takes from the account: each order's price from the market's own fee
-        storage (:func:`order_price`), its tip, and the extrinsic's fee."""
-        fees = self.storage_values([*_BASE_FEE, *_BYTE_FEE, *_KEYS_FEE])
-        return sum(order_price(size, fees) + self.settings.tips for size in sizes) + self.extrinsic_fee(extrinsic_hex)
+        """What sending this batch of orders takes from the account: each order's price from the market's own
+        fee storage (:func:`order_price`), its tip, and the extrinsic's fee (the submitter adds prepaid top-ups)."""
+        return sum(self.order_costs(sizes)) + self.extrinsic_fee(extrinsic_hex)
+
+    @_scale_locked
+    def order_costs(self, sizes: Sequence[int]) -> list[int]:
+        """Each order's price (market fees + tip) at the fees stored now."""
+        fees = self.fees()
+        return [order_price(size, fees) + self.settings.tips for size in sizes]
+
+    def fees(self) -> dict[str, int]:
+        return self.storage_values([*_BASE_FEE, *_BYTE_FEE, *_KEYS_FEE])
+
+    def renewal_price(self, size: int, fees: dict[str, int]) -> int:
+        """What ``calculate_reward`` takes from a file's prepaid pool to renew it (``try_to_renew_file``):
+        base fee + byte fee x started MiB (+ the keys-count fee from spec 3), plus RenewRewardRatio of that
+        up to spec 16. Rounded up, so a pool topped up to it is never a unit short."""
+        price = order_price(size, {k: v for k, v in fees.items() if k != "FilesCountPrice"})  # spec 1-2: not charged
+        return price + -(-price * self.renew_reward_ratio // 10**9)
 
     def file_key(self, cid: str, files_map: str | None = None) -> str:
         prefix, hasher, _ = self._maps[files_map or self.files_map]
@@ -430,16 +466,21 @@ class CrustClient:
         return dict(zip(self._order_args, values, strict=True))
 
     @_scale_locked
-    def sign_batch(self, cids: Sequence[tuple[str, int]], nonce: int, current_block: int) -> SignedBatch:
-        """A ``Utility.batch`` of one order per (cid, size), signed, mortal for :attr:`era_period` blocks.
-        substrate-interface follows the chain's runtime by itself on every call; the order call and its
-        arguments are read again here if it moved since :meth:`check_runtime` (an upgrade in between)."""
+    def sign_batch(self, cids: Sequence[tuple[str, int] | MarketCall], nonce: int, current_block: int) -> SignedBatch:
+        """A ``Utility.batch`` of one call per item, in order: an order per (cid, size), or a
+        :class:`MarketCall`; signed, mortal for :attr:`era_period` blocks. substrate-interface follows the
+        chain's runtime by itself on every call; the order call and its arguments are read again here if it
+        moved since :meth:`check_runtime` (an upgrade in between)."""
         s = self._s()
         self._call(s.init_runtime)
         if int(s.runtime_version) != self.spec_version:
             log.warning("crust runtime upgraded from spec %s to %s", self.spec_version, s.runtime_version)
             self._call(self._select)
-        calls = [s.compose_call("Market", self.order_call, self.order_call_args(cid, size)) for cid, size in cids]
+        calls = [s.compose_call("Market", item.call, {"cid": "0x" + item.cid.encode().hex(), "amount": item.amount}
+                                if item.call == "add_prepaid" else {"cid": "0x" + item.cid.encode().hex()})
+                 if isinstance(item, MarketCall) else s.compose_call("Market", self.order_call,
+                                                                      self.order_call_args(*item))
+                 for item in cids]
         batch = self._call(s.compose_call, "Utility", "batch", {"calls": calls})
         era = {"period": self.era_period, "current": current_block}
         ext = self._call(s.create_signed_extrinsic, batch, self.keypair, era=era, nonce=nonce)
@@ -540,6 +581,17 @@ def order_price(size: int, fees: dict[str, int]) -> int:
 
     size_mb = -(-size // MB)
     return first(_BASE_FEE) + first(_BYTE_FEE) * size_mb + first(_KEYS_FEE)
+
+
+def renewal_strategy(wanted: str, calls: set[str]) -> tuple[str, str | None]:
+    """The renewal strategy a runtime with these Market ``calls`` allows, and why it differs from ``wanted``.
+    Falling back (rather than refusing the runtime) keeps new pins ordered and placed files alive; the
+    strategy is chosen again at every connect, so a runtime upgrade that adds the calls brings prepaid back."""
+    if wanted == "prepaid" and not {"add_prepaid", "calculate_reward"} <= calls:
+        missing = sorted({"add_prepaid", "calculate_reward"} - calls)
+        return "reorder", (f"renewal = prepaid needs Market.{' and Market.'.join(missing)}, which this runtime lacks: "
+                           "renewing by re-ordering instead")
+    return wanted, None
 
 
 def era_bounds(period: int, current: int) -> tuple[int, int]:

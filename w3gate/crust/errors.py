@@ -75,9 +75,11 @@ def classify_rejection(code: int | None, message: str, data: str) -> str:
     return REFUSED
 
 
-# Market dispatch errors that name the order itself; every other dispatch error (PlaceOrderNotAvailable,
-# InsufficientCurrency, a Balances or System error) says the market or the account cannot order now
-ORDER_ERRORS = frozenset({"FileSizeNotCorrect", "FileTooLarge"})
+# Market dispatch errors that name the order (or the file of a prepaid call: add_prepaid on a file the chain
+# no longer has, calculate_reward on a file still pending) itself; every other dispatch error
+# (PlaceOrderNotAvailable, InsufficientCurrency, a Balances or System error) says the market or the account
+# cannot order now
+ORDER_ERRORS = frozenset({"FileSizeNotCorrect", "FileTooLarge", "FileNotExist", "NotInRewardPeriod"})
 
 
 @dataclass(frozen=True)

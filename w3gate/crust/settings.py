@@ -38,6 +38,14 @@ renewal_window         W3GATE_CRUST_RENEWAL_WINDOW      14400                   
                                                                                 (a day): a renewal runs FileDuration from the
                                                                                 current block, so every block renewed early is
                                                                                 paid twice (30 days early: a sixth of an order)
+renewal                W3GATE_CRUST_RENEWAL             reorder                 how a pinned file is kept: ``reorder`` places a new
+                                                                                order ``renewal_window`` blocks before expiry;
+                                                                                ``prepaid`` tops up the file's prepaid pool
+                                                                                (Market.add_prepaid) ``renewal_window`` blocks
+                                                                                before expiry and has the chain renew it from there
+                                                                                at expiry (Market.calculate_reward): no block paid
+                                                                                twice, but prepaid CRU can never be withdrawn.
+                                                                                A runtime without both calls falls back to reorder
 order_timeout          W3GATE_CRUST_ORDER_TIMEOUT       3600.0                  seconds a placed order's file record may take to
                                                                                 appear before the pin is ``failed``
 era_period             W3GATE_CRUST_ERA_PERIOD          64                      extrinsic mortality (blocks): an unincluded order
@@ -115,6 +123,7 @@ class CrustSettings:
     retry_max: float = 3600.0
     min_balance: int = 10**12
     renewal_window: int = 14400
+    renewal: str = "reorder"
     order_timeout: float = 3600.0
     era_period: int = 64
     block_poll: float = 1.0
@@ -152,6 +161,7 @@ _KEYS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = {
     "retry_max": ("float", None, (0, 7 * 86400)),
     "min_balance": ("int", None, (0, 2**127)),
     "renewal_window": ("int", None, (0, 2**32 - 1)),
+    "renewal": ("str", None, None),
     "order_timeout": ("float", None, (1, 30 * 86400)),
     "era_period": ("int", None, (4, 65536)),
     "block_poll": ("float", None, (0.01, 600)),
@@ -163,6 +173,7 @@ _KEYS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = {
 }
 _ALL = set(_KEYS) | {"seed", "seed_file"}
 CRU = 10**12  # smallest units per CRU (the chain's tokenDecimals: 12)
+RENEWAL_STRATEGIES = ("reorder", "prepaid")
 
 
 def era_period_for(period: int, block_hash_count: int) -> int:
@@ -225,6 +236,8 @@ def _parse(key: str, kind: str, raw: Any, bounds: tuple[float, float] | None, ba
         value = str(raw).strip()
         if key == "key_type" and value not in ("sr25519", "ed25519"):
             raise ValueError(f"crust.key_type: expected sr25519 or ed25519, got {value!r}")
+        if key == "renewal" and value not in RENEWAL_STRATEGIES:
+            raise ValueError(f"crust.renewal: expected one of {', '.join(RENEWAL_STRATEGIES)}, got {value!r}")
     if bounds is not None and not bounds[0] <= value <= bounds[1]:
         raise ValueError(f"crust.{key}: {value} is outside {bounds[0]:g}..{bounds[1]:g}")
     if key == "era_period" and value & (value - 1):

@@ -140,6 +140,7 @@ class Connection:
             self.status.files_map = f"Market.{self.client.files_map}"
             self.status.max_file_size = self.client.max_file_size
             self.status.era_period = self.client.era_period
+            self.status.renewal = self.client.renewal
             log.info("crust %s connected to %s", self.name, redact_url(self.settings.url))
         return self.client
 

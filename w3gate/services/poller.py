@@ -15,6 +15,7 @@ from w3gate.crust.settings import CrustSettings
 from w3gate.services.crust import Connection, CrustStatus, now_ms
 from w3gate.store import orders
 from w3gate.store.db import Database
+from w3gate.store.models import RENEW_PREPAID
 
 log = logging.getLogger(__name__)
 # updates written per transaction: on SQLite the store runs in the service's own thread, and 1,900 changed
@@ -54,6 +55,11 @@ async def poll_once(db: Database, settings: CrustSettings, status: CrustStatus, 
                     u.update(status="pinned", expect="pinning", error=None)
                 if expires and expires - head <= settings.renewal_window and p["renew_due"] == 0:
                     u["renew_due"] = 1
+                elif expires and p["renew_due"] == RENEW_PREPAID:  # prepaid covers it: due at expiry, or renewed
+                    if expires <= head:
+                        u["renew_due"] = 1
+                    elif expires - head > settings.renewal_window:
+                        u["renew_due"] = 0
             elif p["status"] == "pinning":
                 if now - (p["submitted_ms"] or now) > settings.order_timeout * 1000:
                     u.update(status="failed", expect="pinning",

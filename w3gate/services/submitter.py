@@ -12,6 +12,10 @@ no) pauses ordering with a back-off and re-queues the batch without charging its
 Inclusion and death are decided on finalized blocks, so a re-organisation cannot undo a verdict. A batch is
 dead when its era ended, or as soon as a finalized block runs a newer runtime than the one it was signed
 for (a runtime upgrade): then it is re-signed at once, without an attempt charged.
+
+Renewal ``prepaid`` (:func:`plan_prepaid`): a renewal due before expiry is an ``add_prepaid`` top-up, so that
+whoever calls ``calculate_reward`` once the file has expired renews it from the pool; a renewal due after
+expiry is that ``calculate_reward`` (after a top-up if the fees rose), sent by w3gate if nobody did.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import trio
 
-from w3gate.crust.client import CrustClient, TxRejected
+from w3gate.crust.client import CrustClient, MarketCall, TxRejected
 from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT
 from w3gate.crust.settings import CrustSettings
 from w3gate.services.crust import Connection, CrustStatus, notify_webhook, now_ms
@@ -31,6 +35,10 @@ from w3gate.store.db import Database
 
 log = logging.getLogger(__name__)
 STALE_CLAIM_MS = 30_000
+# a prepaid top-up fills the pool to the renewal's price at today's fees plus this share (percent): the byte and
+# keys fees move with the market, and a pool short by one unit when calculate_reward runs closes the file and
+# keeps the pool (try_to_close_file)
+PREPAID_HEADROOM = 10
 COUNTS_EVERY_MS = 30_000  # the /healthz order counts scan the orders table: not on every idle step
 
 
@@ -102,9 +110,21 @@ class Submitter:
             nonce = account.nonce  # the account's nonce at the head: the previous batch is settled by now
             head = await self.conn.call(self.client.finalized_head)
             size_cap = self.client.max_file_size
-            items = [(c.cid, min(c.file_size or self.settings.default_file_size, size_cap)) for c in claimed]
+            by_prepaid = [c.cid for c in claimed if c.renewal and self.client.renewal == "prepaid"]
+            items: list[Any] = [(c.cid, min(c.file_size or self.settings.default_file_size, size_cap))
+                                for c in claimed if c.cid not in by_prepaid]
+            if by_prepaid:
+                calls, idle = await self.conn.call(plan_prepaid, self.client, by_prepaid, head)
+                await self.db.run(orders.prepaid_covers, token, idle, now_ms())
+                claimed = [c for c in claimed if c.cid not in idle]
+                items += calls
+                if not items:
+                    return True
             signed = await self.conn.call(self.client.sign_batch, items, nonce, head)
-            cost = await self.conn.call(self.client.batch_cost, [size for _, size in items], signed.extrinsic)
+            sizes = [i[1] for i in items if not isinstance(i, MarketCall)]
+            costs = cost_per_cid(items, await self.conn.call(self.client.order_costs, sizes),
+                                 await self.conn.call(self.client.extrinsic_fee, signed.extrinsic))
+            cost = sum(costs.values())
             if cost > account.usable:
                 await self.db.run(orders.release_claim, token, now_ms())
                 self.pause(f"a batch of {len(items)} orders costs {cost} and the account can spend {account.usable} "
@@ -115,7 +135,10 @@ class Submitter:
                 return False
             tx = {"hash": signed.tx_hash, "nonce": nonce, "extrinsic": signed.extrinsic,
                   "start_block": signed.start_block, "era_end": signed.era_end, "spec_version": signed.spec_version}
-            await self.db.run(orders.record_tx, token, tx, [c.cid for c in claimed], now_ms())
+            calls_json = [i[0] if not isinstance(i, MarketCall) else
+                          {"cid": i.cid, "call": i.call, "amount": str(i.amount)} for i in items]
+            await self.db.run(orders.record_tx, token, tx, [c.cid for c in claimed], now_ms(), costs,
+                              self.client.renewal, calls_json)
         except orders.ClaimLost as exc:
             log.warning("crust batch abandoned before sending: %s", exc)
             await self.db.run(orders.release_claim, token, now_ms())
@@ -125,8 +148,9 @@ class Submitter:
                 await self.db.run(orders.release_claim, token, now_ms())
             raise
         self.status.last_batch_cost = cost
-        log.info("crust batch of %d orders signed (nonce %d, cost %d, %s)", len(claimed), nonce, cost, signed.tx_hash)
-        tx["cids"] = [c.cid for c in claimed]
+        log.info("crust batch of %d calls for %d CIDs signed (nonce %d, cost %d, %s)", len(items), len(claimed),
+                 nonce, cost, signed.tx_hash)
+        tx["cids"] = calls_json
         await self.settle(tx, fresh=True)
         return True
 
@@ -152,25 +176,27 @@ class Submitter:
     async def settle(self, tx: dict[str, Any], *, fresh: bool) -> None:
         """Follow a recorded extrinsic until it is in a finalized block (apply per-item results) or provably
         dead. ``fresh``: signed in this process and never sent, so a refusal means no pool holds it."""
-        cids: list[str] = tx["cids"]
+        calls: list[Any] = tx["cids"]  # the batch's calls in order (see orders.record_tx)
+        cids = list(dict.fromkeys(orders.call_cid(c) for c in calls))
         scanned = int(tx["start_block"]) - 1
         sent = False
         while True:
             final = await self.conn.call(self.client.finalized_head)
             found = await self.conn.call(self.client.find_inclusion, tx["hash"], scanned + 1, final)
             if found is not None:
-                results = await self.conn.call(self.client.batch_outcome, found, len(cids))
-                outcome = dict(zip(cids, results, strict=True))
+                results = await self.conn.call(self.client.batch_outcome, found, len(calls))
+                outcome = per_cid(calls, results)
                 counts = await self._resolve(tx, outcome, found.block)
                 self.next_nonce = max(self.next_nonce, int(tx["nonce"]) + 1)
                 self.status.orders_placed += counts["ok"]
-                log.info("crust batch %s in block %d: %d placed, %d failed, %d paused, %d re-queued",
-                         tx["hash"], found.block, counts["ok"], counts["fail"], counts["pause"], counts["requeue"])
+                log.info("crust batch %s in block %d: %d placed or renewed, %d topped up, %d failed, %d paused, "
+                         "%d re-queued", tx["hash"], found.block, counts["ok"], counts["topped"], counts["fail"],
+                         counts["pause"], counts["requeue"])
                 if counts["pause"]:
                     reason = next(r for v, r in results if v == "pause")
                     self.pause(f"the chain refused orders for a reason not of the CIDs' making ({reason}); "
                                f"{counts['pause']} re-queued without an attempt charged")
-                elif counts["ok"]:
+                elif counts["ok"] or counts["topped"]:
                     self.resume()
                 return
             scanned = final
@@ -205,7 +231,7 @@ class Submitter:
         if now is None or now <= int(signed):
             return False
         reason = f"signed for runtime spec {signed}, replaced by spec {now} before it was included: re-signed"
-        await self._resolve(tx, {c: ("pause", reason) for c in tx["cids"]}, None)
+        await self._resolve(tx, {orders.call_cid(c): ("pause", reason) for c in tx["cids"]}, None)
         log.warning("crust batch %s: %s; %d orders re-queued without an attempt charged",
                     tx["hash"], reason, len(tx["cids"]))
         return True
@@ -213,7 +239,7 @@ class Submitter:
     async def refused(self, tx: dict[str, Any], exc: TxRejected) -> None:
         """The node refused a batch no pool holds: re-queue it free, and pause (or fix what the kind says)."""
         reason = f"the node refused the order batch ({exc.kind}, code {exc.code}): {exc}"
-        await self._resolve(tx, {c: ("pause", reason) for c in tx["cids"]}, None)
+        await self._resolve(tx, {orders.call_cid(c): ("pause", reason) for c in tx["cids"]}, None)
         self.status.error(reason)
         if exc.kind == EXHAUSTS:
             self.batch_cap = max(1, len(tx["cids"]) // 2)
@@ -223,6 +249,62 @@ class Submitter:
         if exc.kind == BAD_PROOF:  # signed for another runtime version: read the runtime again before re-signing
             await self.conn.call(self.client.close)
         self.pause(reason + ("; the account cannot pay the fee" if exc.kind == PAYMENT else ""))
+
+
+def plan_prepaid(client: CrustClient, cids: list[str], head: int) -> tuple[list[MarketCall], list[str]]:
+    """The calls that renew ``cids`` by prepaid (blocking: run in the client's thread), and the CIDs that need
+    none now. Before expiry: top the pool up to the renewal's price plus :data:`PREPAID_HEADROOM` if it holds
+    less. After expiry (nobody has called ``calculate_reward`` yet): top up if the pool no longer covers the
+    price, then ``calculate_reward``, which renews the file from the pool (and pays its caller, w3gate here,
+    the renewal reward or the expired file's remainder). A pending file (no expiry yet) or one gone needs
+    nothing: the poller re-orders a file that is gone."""
+    records = client.files(cids)
+    fees = client.fees()
+    calls: list[MarketCall] = []
+    idle: list[str] = []
+    for cid in cids:
+        rec = records.get(cid)
+        if rec is None or not rec.expires_at:
+            idle.append(cid)
+            continue
+        price = client.renewal_price(rec.file_size, fees)
+        target = price + price * PREPAID_HEADROOM // 100
+        expired = rec.expires_at <= head
+        if rec.prepaid < (price if expired else target):
+            calls.append(MarketCall("add_prepaid", cid, target - rec.prepaid))
+        if expired:
+            calls.append(MarketCall("calculate_reward", cid))
+        elif rec.prepaid >= target:
+            idle.append(cid)
+    return calls, idle
+
+
+def cost_per_cid(items: list[Any], prices: list[int], fee: int) -> dict[str, int]:
+    """What a batch spends per CID: its order's price and tip (``prices``, in order) or its prepaid top-ups, plus
+    a share of the extrinsic's ``fee``; the shares add up to the batch's cost exactly."""
+    costs: dict[str, int] = {}
+    price = iter(prices)
+    for item in items:
+        cid, spent = (item.cid, item.amount) if isinstance(item, MarketCall) else (item[0], next(price))
+        costs[cid] = costs.get(cid, 0) + spent
+    for i, cid in enumerate(costs):
+        costs[cid] += fee // len(costs) + (1 if i < fee % len(costs) else 0)
+    return costs
+
+
+_WORST = ("fail", "pause", "requeue", "ok")  # a CID with several calls takes the worst of their verdicts
+
+
+def per_cid(calls: list[Any], results: list[tuple[str, str | None]]) -> dict[str, tuple[str, str | None]]:
+    """Per-call verdicts -> one per CID. A renewal whose calls were only a prepaid top-up is "topped"."""
+    out: dict[str, tuple[str, str | None]] = {}
+    topped: dict[str, bool] = {}
+    for call, result in zip(calls, results, strict=True):
+        cid = orders.call_cid(call)
+        topped[cid] = topped.get(cid, True) and not isinstance(call, str) and call["call"] == "add_prepaid"
+        if cid not in out or _WORST.index(result[0]) < _WORST.index(out[cid][0]):
+            out[cid] = result
+    return {cid: ("topped", None) if v[0] == "ok" and topped[cid] else v for cid, v in out.items()}
 
 
 async def run_submitter(db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection) -> None:

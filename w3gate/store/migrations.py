@@ -156,6 +156,15 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             "ALTER TABLE crust_txs ADD COLUMN spec_version INTEGER",
         ],
     ),
+    (
+        "an order's cost and renewal strategy",
+        [
+            # what the last batch carrying the CID spent on it (its order price and tip or prepaid top-up, plus
+            # its share of the extrinsic's fee), as computed before sending; a decimal string: balances are u128
+            "ALTER TABLE orders ADD COLUMN cost VARCHAR(40)",
+            "ALTER TABLE orders ADD COLUMN renewal VARCHAR(8)",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

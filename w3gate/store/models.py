@@ -14,8 +14,10 @@ PIN_STATUSES = ("queued", "pinning", "pinned", "failed")
 # an order's status -> the status every pin of its CID shows
 PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "pinning",
                        "pinned": "pinned", "failed": "failed"}
-# orders.renew_due: 0 not due, 1 due, 2 claimed by a batch, 3 stopped (renewal failed max_attempts times)
+# orders.renew_due: 0 not due, 1 due, 2 claimed by a batch, 3 stopped (renewal failed max_attempts times),
+# 4 prepaid covers the renewal (renewal = prepaid): due again only once the file has expired
 RENEW_STOPPED = 3
+RENEW_PREPAID = 4
 
 
 class Pin(Model):
@@ -69,6 +71,8 @@ class Order(Model):
     replicas = fields.IntField(null=True)
     renewals = fields.IntField(default=0)
     renew_due = fields.IntField(default=0)
+    cost = fields.CharField(max_length=40, null=True)  # units the last batch spent on it, computed before sending
+    renewal = fields.CharField(max_length=8, null=True)  # the renewal strategy in force when it was last sent
     created_ms = fields.BigIntField()
     updated_ms = fields.BigIntField()
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from w3gate.store.models import PIN_STATUS_OF_ORDER, RENEW_STOPPED, CrustTx, Order, Pin
+from w3gate.store.models import PIN_STATUS_OF_ORDER, RENEW_PREPAID, RENEW_STOPPED, CrustTx, Order, Pin
 from w3gate.store.rawsql import Sql, dialect
 
 if TYPE_CHECKING:
@@ -80,17 +80,37 @@ async def claim(token: str, limit: int, now_ms: int) -> list[Claimed]:
         return [Claimed(r.cid, r.file_size, r.status != "submitting") for r in rows]
 
 
-async def record_tx(token: str, tx: dict[str, Any], cids: Sequence[str], now_ms: int) -> None:
-    """Store the signed extrinsic and point its orders at it, or raise ClaimLost (then do not send)."""
+async def record_tx(token: str, tx: dict[str, Any], cids: Sequence[str], now_ms: int,
+                    costs: dict[str, int] | None = None, renewal: str | None = None,
+                    calls: Sequence[Any] | None = None) -> None:
+    """Store the signed extrinsic and point its orders at it, or raise ClaimLost (then do not send).
+    ``calls``: the batch's calls in order when they are not one order per CID (a CID for an order, or
+    ``{"cid", "call", "amount"}`` for a prepaid call); ``costs``: what the batch spends per CID."""
     async with in_transaction() as conn:
         moved = await Order.filter(tx_hash=token, cid__in=list(cids)).using_db(conn).update(
             tx_hash=tx["hash"], tx_nonce=tx["nonce"], updated_ms=now_ms
         )
         if moved != len(cids):
             raise ClaimLost(f"{len(cids) - moved} of {len(cids)} claimed orders were taken over")
-        await CrustTx.create(
-            using_db=conn, status="sent", cids=json.dumps(list(cids)), created_ms=now_ms, updated_ms=now_ms, **tx
-        )
+        by_cost: dict[int, list[str]] = defaultdict(list)  # one statement per distinct cost, not per CID
+        for cid, cost in (costs or {}).items():
+            by_cost[cost].append(cid)
+        for cost, same in by_cost.items():
+            await Order.filter(cid__in=same).using_db(conn).update(cost=str(cost), renewal=renewal)
+        await CrustTx.create(using_db=conn, status="sent", cids=json.dumps(list(calls if calls is not None else cids)),
+                             created_ms=now_ms, updated_ms=now_ms, **tx)
+
+
+async def prepaid_covers(token: str, cids: Sequence[str], now_ms: int) -> None:
+    """Claimed renewals whose prepaid pool already covers the renewal: nothing to send until they expire."""
+    if cids:
+        await Order.filter(tx_hash=token, cid__in=list(cids), renew_due=2).update(
+            renew_due=RENEW_PREPAID, tx_hash=None, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms)
+
+
+def call_cid(call: Any) -> str:
+    """The CID a recorded batch call is for (an order is stored as its CID, a prepaid call as a dict)."""
+    return call if isinstance(call, str) else str(call["cid"])
 
 
 async def release_claim(token: str, now_ms: int) -> int:
@@ -145,6 +165,8 @@ async def _apply_verdict(
             await _set_status(conn, cids, "queued", now_ms, attempts=attempts, next_try_ms=retry_at, error=reason)
         case "new-failed":
             await _set_status(conn, cids, "failed", now_ms, attempts=attempts, error=reason)
+        case "renew-topped":  # prepaid now covers the renewal: the chain renews it at expiry
+            await renewals.update(renew_due=RENEW_PREPAID, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms)
         case "renew-ok":
             await renewals.update(renew_due=0, renewals=F("renewals") + 1, attempts=0, next_try_ms=0, error=None,
                                   updated_ms=now_ms)
@@ -171,11 +193,11 @@ async def resolve_tx(
     max_attempts: int,
     delays: dict[int, int],
 ) -> dict[str, int]:
-    """Apply the chain's verdict per CID: ("ok"|"fail"|"pause"|"requeue", reason). Only "fail" counts an
-    attempt against the CID; "pause" (not the CID's doing: the chain or account could not order, or a runtime
-    upgrade outdated the signed batch; the reason is kept) and "requeue" do not.
-    ``delays``: attempts -> ms."""
-    counts = {"ok": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
+    """Apply the chain's verdict per CID: ("ok"|"topped"|"fail"|"pause"|"requeue", reason). Only "fail" counts
+    an attempt against the CID; "pause" (not the CID's doing: the chain or account could not order, or a runtime
+    upgrade outdated the signed batch; the reason is kept) and "requeue" do not; "topped": a renewal's prepaid
+    top-up went through. ``delays``: attempts -> ms."""
+    counts = {"ok": 0, "topped": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
     async with in_transaction() as conn:
         tx = await CrustTx.filter(hash=tx_hash, status="sent").using_db(conn).select_for_update().first()
         if tx is None:

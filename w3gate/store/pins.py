@@ -21,7 +21,7 @@ from w3gate.store.rawsql import Sql as _Sql
 from w3gate.store.rawsql import conn as _conn
 from w3gate.store.rawsql import dialect as _dialect
 
-INFO_FIELDS = ("file_size", "expires_at", "replicas")
+INFO_FIELDS = ("file_size", "expires_at", "replicas", "cost", "renewal")
 CREATED_RETRIES = 50
 
 
@@ -67,7 +67,7 @@ async def _ensure_order(conn: Any, sql_dialect: str, cid: str, now_ms: int) -> d
     )
     sql = _Sql(sql_dialect)
     rows = await conn.execute_query_dict(
-        f"SELECT status, error, file_size, expires_at, replicas, renew_due FROM orders WHERE cid = {sql.arg(cid)}",
+        f"SELECT status, error, {', '.join(INFO_FIELDS)}, renew_due FROM orders WHERE cid = {sql.arg(cid)}",
         sql.args,
     )
     order = rows[0]
@@ -185,7 +185,7 @@ async def delete_pin(owner: str, requestid: str) -> bool:
 # database work itself. The same SQL runs on SQLite and PostgreSQL; only placeholders differ.
 _COLUMNS = (
     "p.requestid, p.cid, p.name, p.status, p.created_ms, p.origins, p.meta, "
-    "o.error AS o_error, o.file_size AS o_file_size, o.expires_at AS o_expires_at, o.replicas AS o_replicas"
+    "o.error AS o_error, " + ", ".join(f"o.{name} AS o_{name}" for name in INFO_FIELDS)
 )
 _JOIN = "LEFT JOIN orders o ON o.cid = p.cid"
 
