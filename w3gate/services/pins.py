@@ -7,11 +7,11 @@ from typing import Any
 
 from multiformats import CID
 
-from w3gate.errors import bad_request, not_found
+from w3gate.errors import ApiError, bad_request, not_found
 from w3gate.multiaddrs import MultiaddrError, check_multiaddr
 from w3gate.services.clock import UniqueMillis, rfc3339_ms
 from w3gate.store import pins as store
-from w3gate.store.db import Database
+from w3gate.store.db import Database, StatementTimeout
 from w3gate.store.models import PIN_STATUSES
 from w3gate.store.pins import NewPin, PinQuery, PinRecord
 
@@ -135,5 +135,11 @@ class PinService:
             raise not_found(f"no pin request {requestid[:80]!r} for this user")
 
     async def list(self, owner: str, query: PinQuery) -> dict[str, Any]:
-        count, records = await self.db.run(store.list_pins, owner, query)
+        try:
+            count, records = await store.list_pins_bounded(self.db, owner, query)
+        except StatementTimeout:
+            raise ApiError(503, "QUERY_TIMEOUT", (
+                f"this list took longer than the service allows ({self.db.statement_timeout:g} s) and was "
+                "stopped; narrow it (cid, status, before/after, an exact name) or try again later"
+            )) from None
         return {"count": count, "results": [self.status_of(r) for r in records]}
