@@ -93,6 +93,7 @@ class Database:
     def __init__(self, url: str, statement_timeout: float | None = None) -> None:
         self.url = url
         self.statement_timeout = statement_timeout
+        self.wal_truncate_bytes = WAL_TRUNCATE_BYTES
         self._runner: AsyncioThread | InlineLoop | None = None
         self._held: trio.Event | None = None  # set while maintain empties the SQLite log
 
@@ -139,14 +140,14 @@ class Database:
             raise RuntimeError("database is not open")
         return await self._runner.run(fn, *args)
 
-    async def maintain(self, interval: float = CHECKPOINT_INTERVAL, truncate_bytes: int = WAL_TRUNCATE_BYTES) -> None:
+    async def maintain(self, interval: float = CHECKPOINT_INTERVAL) -> None:
         """Background upkeep, run as a task of the service's nursery until it is cancelled.
 
         On SQLite: a passive WAL checkpoint every ``interval`` seconds in a worker thread, on a connection
         of its own, so that the store's connection (in the service's thread) never waits on a disk flush.
         Under steady writes a passive checkpoint never catches up with the last commit, and SQLite starts
         the log over only once it has (40 s of POSTs grew it to 727 MiB). So when the log is still over
-        ``truncate_bytes`` after one, the store's calls are held back in trio (no thread waits on a lock)
+        ``wal_truncate_bytes`` after one, the store's calls are held back in trio (no thread waits on a lock)
         while a TRUNCATE checkpoint copies the few pages written since and empties the log. Nothing to do
         on PostgreSQL.
         """
@@ -158,7 +159,7 @@ class Database:
             await trio.sleep(interval)
             try:
                 await trio.to_thread.run_sync(sqlite_inline.checkpoint, path)
-                if wal.exists() and wal.stat().st_size > truncate_bytes:
+                if wal.exists() and wal.stat().st_size > self.wal_truncate_bytes:
                     await self._truncate_log(path)
             except sqlite3.Error as exc:  # a full disk, say: the log keeps the data, try again later
                 log.warning("SQLite checkpoint of %s failed: %s", path, exc)
