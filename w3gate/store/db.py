@@ -242,7 +242,7 @@ class Database:
 async def _postgres_read(name: str, sql: str, args: Sequence[Any], by_name: bool,
                          timeout: float | None) -> list[Any]:
     """``sql`` on PostgreSQL, under ``SET LOCAL statement_timeout`` when bounded (one transaction)."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
     from tortoise.transactions import in_transaction
 
     try:

@@ -259,12 +259,12 @@ def _list_sql(dialect: str, owner: str, q: PinQuery) -> tuple[str, list[Any]]:
     where = _where(sql, owner, q)
     limit = sql.arg(q.limit)
     # the total rides along as a one-row side table, so that an empty page still reports it
-    return (
+    statement = (
         f"SELECT t.total, page.* FROM (SELECT ({total}) AS total) t LEFT JOIN ("
         f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where} ORDER BY p.created_ms DESC LIMIT {limit}"
-        ") page ON 1 = 1 ORDER BY page.created_ms DESC",
-        sql.args,
+        ") page ON 1 = 1 ORDER BY page.created_ms DESC"
     )
+    return statement, sql.args
 
 
 def _list_result(rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[PinRecord]]:
