@@ -22,6 +22,7 @@ T = TypeVar("T")
 CHECKPOINT_INTERVAL = 1.0  # seconds between SQLite WAL checkpoints
 # a log larger than this after a passive checkpoint is emptied (TRUNCATE) with the store's calls held back
 WAL_TRUNCATE_BYTES = 8 * 1024 * 1024
+WAL_CHECK_INTERVAL = 0.1  # seconds between looks at the log's size
 INTERRUPT_REPEAT = 0.005  # seconds between interrupts of a statement past its timeout
 TRUNCATE_BUSY_MS = 200  # how long that checkpoint waits for readers (a scan aside) to leave the log
 
@@ -155,11 +156,21 @@ class Database:
             return
         path = self._sqlite_path
         wal = Path(path + "-wal")
+
+        def log_is_large() -> bool:
+            return wal.exists() and wal.stat().st_size > self.wal_truncate_bytes
+
+        next_checkpoint = trio.current_time() + interval
         while True:
-            await trio.sleep(interval)
+            # the log's size is looked at more often than it is checkpointed: a burst of writes fills
+            # 20+ MiB a second
+            await trio.sleep(min(interval, WAL_CHECK_INTERVAL))
+            if trio.current_time() < next_checkpoint and not log_is_large():
+                continue
+            next_checkpoint = trio.current_time() + interval
             try:
                 await trio.to_thread.run_sync(sqlite_inline.checkpoint, path)
-                if wal.exists() and wal.stat().st_size > self.wal_truncate_bytes:
+                if log_is_large():
                     await self._truncate_log(path)
             except sqlite3.Error as exc:  # a full disk, say: the log keeps the data, try again later
                 log.warning("SQLite checkpoint of %s failed: %s", path, exc)
