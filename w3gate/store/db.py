@@ -24,6 +24,7 @@ CHECKPOINT_INTERVAL = 1.0  # seconds between SQLite WAL checkpoints
 WAL_TRUNCATE_BYTES = 8 * 1024 * 1024
 WAL_CHECK_INTERVAL = 0.1  # seconds between looks at the log's size
 INTERRUPT_REPEAT = 0.005  # seconds between interrupts of a statement past its timeout
+ASIDE_THREADS = 1  # reads aside at a time: the other core stays with the service's thread
 TRUNCATE_BUSY_MS = 200  # how long that checkpoint waits for readers (a scan aside) to leave the log
 
 MODELS = "w3gate.store.models"
@@ -97,6 +98,7 @@ class Database:
         self.wal_truncate_bytes = WAL_TRUNCATE_BYTES
         self._runner: AsyncioThread | InlineLoop | None = None
         self._held: trio.Event | None = None  # set while maintain empties the SQLite log
+        self._aside: trio.CapacityLimiter | None = None
 
     @property
     def connection_name(self) -> str:
@@ -121,6 +123,7 @@ class Database:
         if self.dialect == "sqlite":
             Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
         self._runner = InlineLoop() if self.dialect == "sqlite" else AsyncioThread()
+        self._aside = trio.CapacityLimiter(ASIDE_THREADS)
         try:
             return await self.run(self._open, upgrade_to)
         except BaseException:
@@ -198,7 +201,8 @@ class Database:
         On SQLite the store's connection runs in the service's thread, so a scan there stalls every
         request (counting a million orders took 220 ms, a ``name`` ``ipartial`` list over 300k pins
         190 ms): it runs in a worker thread on a read-only connection of its own, which the trio side
-        interrupts at the deadline. On PostgreSQL it runs like any other statement, under a
+        interrupts at the deadline. One such read at a time (``ASIDE_THREADS``), so that scans queue
+        for one core instead of taking both from the service. On PostgreSQL it runs like any other statement, under a
         ``statement_timeout``. Rows are tuples, or mappings by column name if ``by_name``.
         """
         if self.dialect == "sqlite":
@@ -208,9 +212,10 @@ class Database:
     async def _read_aside_sqlite(self, sql: str, args: Sequence[Any], by_name: bool,
                                  timeout: float | None) -> list[Any]:
         conn = sqlite_inline.open_read_only(self._sqlite_path)
-        fetch = partial(sqlite_inline.fetch_all, conn, sql, args, by_name)
+        fetch = partial(trio.to_thread.run_sync, partial(sqlite_inline.fetch_all, conn, sql, args, by_name),
+                        limiter=self._aside)
         if timeout is None:
-            return await trio.to_thread.run_sync(fetch)
+            return await fetch()
         interrupted = False
 
         async def interrupt_at_deadline() -> None:
@@ -225,7 +230,7 @@ class Database:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(interrupt_at_deadline)
-                rows = await trio.to_thread.run_sync(fetch)
+                rows = await fetch()  # time spent waiting for a thread counts towards the timeout
                 nursery.cancel_scope.cancel()
         except* sqlite3.OperationalError:
             if interrupted:
