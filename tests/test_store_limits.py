@@ -49,17 +49,20 @@ async def test_sqlite_log_stays_bounded_under_steady_writes(tmp_path: Path) -> N
 
 
 async def _fill(url: str, owner: str, n: int) -> None:
-    """n pins of ``owner`` named File-0.. File-(n-1), made by the database itself (one statement)."""
+    """n pins of ``owner`` named File-0.. File-(n-1), made by the database itself, 500 a statement
+    (PostgreSQL's count trigger slows down as one transaction updates the same row again and again)."""
     db = Database(url)
     await db.open()
 
     async def insert() -> None:
         conn = Pin._meta.db
-        await conn.execute_query(
-            f"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {n - 1}) "
-            "INSERT INTO pins (requestid, owner, cid, name, status, created_ms, origins, meta) "
-            f"SELECT 'r' || i, '{owner}', 'bafkqa' || i, 'File-' || i, 'pinned', 1000 + i, '[]', '{{}}' FROM n"
-        )
+        for start in range(0, n, 500):
+            await conn.execute_query(
+                f"WITH RECURSIVE n(i) AS (SELECT {start} UNION ALL SELECT i + 1 FROM n "
+                f"WHERE i < {min(n, start + 500) - 1}) "
+                "INSERT INTO pins (requestid, owner, cid, name, status, created_ms, origins, meta) "
+                f"SELECT 'r' || i, '{owner}', 'bafkqa' || i, 'File-' || i, 'pinned', 1000 + i, '[]', '{{}}' FROM n"
+            )
 
     try:
         await db.run(insert)

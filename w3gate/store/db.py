@@ -25,7 +25,7 @@ WAL_TRUNCATE_BYTES = 8 * 1024 * 1024
 WAL_CHECK_INTERVAL = 0.1  # seconds between looks at the log's size
 INTERRUPT_REPEAT = 0.005  # seconds between interrupts of a statement past its timeout
 ASIDE_THREADS = 1  # reads aside at a time: the other core stays with the service's thread
-TRUNCATE_BUSY_MS = 200  # how long that checkpoint waits for readers (a scan aside) to leave the log
+TRUNCATE_BUSY_MS = 200  # how long that checkpoint waits for a reader outside w3gate (sqlite3 shell) to leave
 
 MODELS = "w3gate.store.models"
 
@@ -98,7 +98,7 @@ class Database:
         self.wal_truncate_bytes = WAL_TRUNCATE_BYTES
         self._runner: AsyncioThread | InlineLoop | None = None
         self._held: trio.Event | None = None  # set while maintain empties the SQLite log
-        self._aside: trio.CapacityLimiter | None = None
+        self._aside = trio.CapacityLimiter(ASIDE_THREADS)
 
     @property
     def connection_name(self) -> str:
@@ -123,7 +123,6 @@ class Database:
         if self.dialect == "sqlite":
             Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
         self._runner = InlineLoop() if self.dialect == "sqlite" else AsyncioThread()
-        self._aside = trio.CapacityLimiter(ASIDE_THREADS)
         try:
             return await self.run(self._open, upgrade_to)
         except BaseException:
@@ -174,7 +173,8 @@ class Database:
             try:
                 await trio.to_thread.run_sync(sqlite_inline.checkpoint, path)
                 if log_is_large():
-                    await self._truncate_log(path)
+                    async with self._aside:  # no scan aside holds the log meanwhile (each ends at its timeout)
+                        await self._truncate_log(path)
             except sqlite3.Error as exc:  # a full disk, say: the log keeps the data, try again later
                 log.warning("SQLite checkpoint of %s failed: %s", path, exc)
 

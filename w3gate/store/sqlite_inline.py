@@ -123,7 +123,9 @@ def open_read_only(path: str) -> sqlite3.Connection:
     WAL readers neither block the store's connection nor wait for it.
     """
     uri = f"file:{quote(path)}?mode=ro"  # any '?#%' in the path
-    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA case_sensitive_like=ON").close()  # as on the store's connection: "partial" is case-sensitive
+    return conn
 
 
 def fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any] = (), by_name: bool = False) -> list[Any]:
