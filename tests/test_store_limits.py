@@ -9,15 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from conftest import POSTGRES, database_url_for_test
 
+from conftest import POSTGRES, database_url_for_test
 from w3gate.store import pins as store
 from w3gate.store.db import Database
 from w3gate.store.models import Pin
 from w3gate.store.pins import NewPin, PinQuery
 
 MiB = 1024 * 1024
-WAL_BOUND = 16 * MiB  # the service empties its log past 8 MiB (64 MiB bound); this test past 1 MiB
+WAL_BOUND = 24 * MiB  # the service empties its log past 8 MiB (aiming under 64 MiB); this test past 1 MiB
 
 
 async def test_sqlite_log_stays_bounded_under_steady_writes(tmp_path: Path) -> None:
@@ -44,7 +44,6 @@ async def test_sqlite_log_stays_bounded_under_steady_writes(tmp_path: Path) -> N
         assert written[0] == 1000
     finally:
         await db.close()
-    print(f"peak log {peak / MiB:.1f} MiB")
     assert 0 < peak < WAL_BOUND, f"peak log {peak / MiB:.1f} MiB"
 
 
