@@ -202,8 +202,8 @@ class Database:
         request (counting a million orders took 220 ms, a ``name`` ``ipartial`` list over 300k pins
         190 ms): it runs in a worker thread on a read-only connection of its own, which the trio side
         interrupts at the deadline. One such read at a time (``ASIDE_THREADS``), so that scans queue
-        for one core instead of taking both from the service. On PostgreSQL it runs like any other statement, under a
-        ``statement_timeout``. Rows are tuples, or mappings by column name if ``by_name``.
+        for one core instead of taking both from the service. On PostgreSQL it runs like any other
+        statement, under a ``statement_timeout``. Rows are tuples, or mappings by column name if ``by_name``.
         """
         if self.dialect == "sqlite":
             return await self._read_aside_sqlite(sql, args, by_name, timeout)
@@ -227,15 +227,19 @@ class Database:
                     conn.interrupt()  # thread-safe; the statement stops at its next step
                 await trio.sleep(INTERRUPT_REPEAT)
 
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(interrupt_at_deadline)
+        rows: list[Any] = []
+        failed: sqlite3.OperationalError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(interrupt_at_deadline)
+            try:
                 rows = await fetch()  # time spent waiting for a thread counts towards the timeout
-                nursery.cancel_scope.cancel()
-        except* sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
+                failed = exc
+            nursery.cancel_scope.cancel()
+        if failed is not None:
             if interrupted:
                 raise StatementTimeout(f"stopped after {timeout:g} s") from None
-            raise
+            raise failed
         return rows
 
     async def ping(self) -> bool:
@@ -269,5 +273,5 @@ async def _postgres_read(name: str, sql: str, args: Sequence[Any], by_name: bool
                 await conn.execute_script(f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}")
                 _count, rows = await conn.execute_query(sql, list(args))
     except asyncpg.QueryCanceledError:
-        raise StatementTimeout(f"stopped after {timeout:g} s") from None
+        raise StatementTimeout(f"stopped after {timeout:g} s" if timeout else "stopped by the server") from None
     return [dict(row) if by_name else tuple(row.values()) for row in rows]
