@@ -61,6 +61,7 @@ class Settings:
     token_cache_size: int = 10_000
     cors_origins: tuple[str, ...] = ("*",)
     shutdown_timeout: float = 8.0
+    statement_timeout: float = 1.0  # seconds a list query that may scan (filters beyond status) may run
     plugin_dir: Path | None = None
     plugins_strict: bool = False
     allowed_chains: tuple[str, ...] | None = None
@@ -109,6 +110,7 @@ SCALARS: dict[str, Any] = {
     "token_cache_size": _parse_int,
     "cors_origins": _parse_list,
     "shutdown_timeout": float,
+    "statement_timeout": float,
     "plugin_dir": lambda v: Path(str(v)).expanduser() if str(v) else None,
     "plugins_strict": lambda v: v if isinstance(v, bool) else _parse_bool(v),
     "allowed_chains": lambda v: _parse_list(v) or None,
@@ -198,6 +200,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("token_cache_size must be >= 0")
     if s.shutdown_timeout <= 0:
         raise ConfigError("shutdown_timeout must be > 0")
+    if not 0.001 <= s.statement_timeout <= 3600:
+        raise ConfigError("statement_timeout must be from 0.001 to 3600 seconds")
     url = s.database_url
     if url and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
         raise ConfigError("database_url must start with sqlite://, postgres:// or postgresql://")

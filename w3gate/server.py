@@ -59,7 +59,7 @@ async def run(settings: Settings) -> None:
         allowed=settings.allowed_chains,
     )
     authenticator = Authenticator(registry, cache_size=settings.token_cache_size)
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
     await db.open()
     crust_status = CrustStatus()
     stop = trio.Event()

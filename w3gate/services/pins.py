@@ -12,7 +12,7 @@ from w3gate.errors import ApiError, bad_request, not_found
 from w3gate.multiaddrs import MultiaddrError, check_multiaddr
 from w3gate.services.clock import UniqueMillis, rfc3339_ms
 from w3gate.store import pins as store
-from w3gate.store.db import Database
+from w3gate.store.db import Database, StatementTimeout
 from w3gate.store.models import PIN_STATUSES
 from w3gate.store.pins import NewPin, PinQuery, PinRecord
 
@@ -151,5 +151,11 @@ class PinService:
             raise _no_such_pin(requestid)
 
     async def list(self, owner: str, query: PinQuery) -> dict[str, Any]:
-        count, records = await self.db.run(store.list_pins, owner, query)
+        try:
+            count, records = await store.list_pins_bounded(self.db, owner, query)
+        except StatementTimeout:
+            raise ApiError(503, "QUERY_TIMEOUT", (
+                f"this list took longer than the service allows ({self.db.statement_timeout:g} s) and was "
+                "stopped; narrow it (cid, status, before/after, an exact name) or try again later"
+            )) from None
         return {"count": count, "results": [self.status_of(r) for r in records]}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +24,12 @@ __all__ = ["Database", "configure_sql_log", "redact_url"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHECKPOINT_INTERVAL = 1.0  # seconds between SQLite WAL checkpoints
+# a log larger than this after a passive checkpoint is emptied (TRUNCATE) with the store's calls held back
+WAL_TRUNCATE_BYTES = 8 * 1024 * 1024
+WAL_CHECK_INTERVAL = 0.1  # seconds between looks at the log's size
+INTERRUPT_REPEAT = 0.005  # seconds between interrupts of a statement past its timeout
+ASIDE_THREADS = 1  # reads aside at a time: the other core stays with the service's thread
+TRUNCATE_BUSY_MS = 200  # how long that checkpoint waits for a reader outside w3gate (sqlite3 shell) to leave
 
 MODELS = "w3gate.store.models"
 
@@ -73,16 +81,26 @@ async def _reset_if_in_transaction(conn: Any) -> None:
         await conn.reset()
 
 
+class StatementTimeout(Exception):
+    """A bounded statement ran past ``Database.statement_timeout`` and was stopped."""
+
+
 class Database:
     """The store, reached from trio as ``await db.run(fn, *args)``.
 
     SQLite runs in the calling trio task (its statements are local and short); PostgreSQL runs on an
     asyncio loop in its own thread (asyncpg waits on the network). See :mod:`w3gate.store.bridge`.
+    ``statement_timeout`` (seconds, None: no limit) bounds the statements that may scan: see
+    :meth:`read_aside` and :func:`w3gate.store.pins.list_pins_bounded`.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, statement_timeout: float | None = None) -> None:
         self.url = url
+        self.statement_timeout = statement_timeout
+        self.wal_truncate_bytes = WAL_TRUNCATE_BYTES
         self._runner: AsyncioThread | InlineLoop | None = None
+        self._held: trio.Event | None = None  # set while maintain empties the SQLite log
+        self._aside = trio.CapacityLimiter(ASIDE_THREADS)
 
     @property
     def connection_name(self) -> str:
@@ -121,6 +139,8 @@ class Database:
         return before, after
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        while self._held is not None:  # only while maintain empties the SQLite log
+            await self._held.wait()
         if self._runner is None:
             raise RuntimeError("database is not open")
         return await self._runner.run(fn, *args)
@@ -128,35 +148,101 @@ class Database:
     async def maintain(self, interval: float = CHECKPOINT_INTERVAL) -> None:
         """Background upkeep, run as a task of the service's nursery until it is cancelled.
 
-        On SQLite: a WAL checkpoint every ``interval`` seconds in a worker thread, on a connection of
-        its own, so that the store's connection (in the service's thread) never waits on a disk flush.
-        Without it the log would only grow. Nothing to do on PostgreSQL.
+        On SQLite: a passive WAL checkpoint every ``interval`` seconds in a worker thread, on a connection
+        of its own, so that the store's connection (in the service's thread) never waits on a disk flush.
+        Under steady writes a passive checkpoint never catches up with the last commit, and SQLite starts
+        the log over only once it has (40 s of POSTs grew it to 727 MiB). So when the log is still over
+        ``wal_truncate_bytes`` after one, the store's calls are held back in trio (no thread waits on a lock)
+        while a TRUNCATE checkpoint copies the few pages written since and empties the log. Nothing to do
+        on PostgreSQL.
         """
         if self.dialect != "sqlite":
             return
         path = self._sqlite_path
+        wal = Path(path + "-wal")
+
+        def log_is_large() -> bool:
+            return wal.exists() and wal.stat().st_size > self.wal_truncate_bytes
+
+        next_checkpoint = trio.current_time() + interval
         while True:
-            await trio.sleep(interval)
+            # the log's size is looked at more often than it is checkpointed: a burst of writes fills
+            # 20+ MiB a second
+            await trio.sleep(min(interval, WAL_CHECK_INTERVAL))
+            if trio.current_time() < next_checkpoint and not log_is_large():
+                continue
+            next_checkpoint = trio.current_time() + interval
             try:
                 await trio.to_thread.run_sync(sqlite_inline.checkpoint, path)
+                if log_is_large():
+                    async with self._aside:  # no scan aside holds the log meanwhile (each ends at its timeout)
+                        await self._truncate_log(path)
             except sqlite3.Error as exc:  # a full disk, say: the log keeps the data, try again later
                 log.warning("SQLite checkpoint of %s failed: %s", path, exc)
 
-    async def read_aside(self, sql: str) -> list[tuple[Any, ...]]:
-        """Rows of a long read-only ``sql`` (a full-table aggregate) without holding up the API.
+    async def _truncate_log(self, path: str) -> None:
+        """A TRUNCATE checkpoint with the store's connection idle: ``run`` waits until it is done.
+
+        The store's calls never suspend half-way on SQLite (``InlineLoop``), so none is in progress
+        while this trio task runs.
+        """
+        self._held = trio.Event()
+        try:
+            busy, _, _ = await trio.to_thread.run_sync(sqlite_inline.checkpoint, path, "TRUNCATE", TRUNCATE_BUSY_MS)
+            if busy:
+                log.info("SQLite log of %s not emptied: a reader held it; trying again", path)
+        finally:
+            self._held.set()
+            self._held = None
+
+    async def read_aside(self, sql: str, args: Sequence[Any] = (), *, by_name: bool = False,
+                         timeout: float | None = None) -> list[Any]:
+        """Rows of a read-only ``sql`` that may scan (a full-table aggregate, a filtered list) without
+        holding up the API; ``timeout`` (seconds) bounds it, else :class:`StatementTimeout`.
 
         On SQLite the store's connection runs in the service's thread, so a scan there stalls every
-        request (counting a million orders took 220 ms): it runs in a worker thread on a read-only
-        connection of its own. On PostgreSQL it runs like any other statement.
+        request (counting a million orders took 220 ms, a ``name`` ``ipartial`` list over 300k pins
+        190 ms): it runs in a worker thread on a read-only connection of its own, which the trio side
+        interrupts at the deadline. One such read at a time (``ASIDE_THREADS``), so that scans queue
+        for one core instead of taking both from the service. On PostgreSQL it runs like any other
+        statement, under a ``statement_timeout``. Rows are tuples, or mappings by column name if ``by_name``.
         """
         if self.dialect == "sqlite":
-            return await trio.to_thread.run_sync(sqlite_inline.read_only_query, self._sqlite_path, sql)
+            return await self._read_aside_sqlite(sql, args, by_name, timeout)
+        return await self.run(_postgres_read, self.connection_name, sql, args, by_name, timeout)
 
-        async def _query() -> list[tuple[Any, ...]]:
-            _count, rows = await connections.get(self.connection_name).execute_query(sql)
-            return [tuple(row.values()) for row in rows]
+    async def _read_aside_sqlite(self, sql: str, args: Sequence[Any], by_name: bool,
+                                 timeout: float | None) -> list[Any]:
+        conn = sqlite_inline.open_read_only(self._sqlite_path)
+        fetch = partial(trio.to_thread.run_sync, partial(sqlite_inline.fetch_all, conn, sql, args, by_name),
+                        limiter=self._aside)
+        if timeout is None:
+            return await fetch()
+        interrupted = False
 
-        return await self.run(_query)
+        async def interrupt_at_deadline() -> None:
+            nonlocal interrupted
+            await trio.sleep(timeout)
+            interrupted = True
+            while True:  # again and again: an interrupt before the worker thread starts the statement is lost
+                with contextlib.suppress(sqlite3.ProgrammingError):  # closed: the statement just ended
+                    conn.interrupt()  # thread-safe; the statement stops at its next step
+                await trio.sleep(INTERRUPT_REPEAT)
+
+        rows: list[Any] = []
+        failed: sqlite3.OperationalError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(interrupt_at_deadline)
+            try:
+                rows = await fetch()  # time spent waiting for a thread counts towards the timeout
+            except sqlite3.OperationalError as exc:
+                failed = exc
+            nursery.cancel_scope.cancel()
+        if failed is not None:
+            if interrupted:
+                raise StatementTimeout(f"stopped after {timeout:g} s") from None
+            raise failed
+        return rows
 
     async def ping(self, timeout: float | None = None) -> bool:
         """``SELECT 1``; with ``timeout``, raises ``TimeoutError`` when no answer comes in time.
@@ -183,3 +269,21 @@ class Database:
         finally:
             self._runner.stop()
             self._runner = None
+
+
+async def _postgres_read(name: str, sql: str, args: Sequence[Any], by_name: bool,
+                         timeout: float | None) -> list[Any]:
+    """``sql`` on PostgreSQL, under ``SET LOCAL statement_timeout`` when bounded (one transaction)."""
+    import asyncpg  # type: ignore[import-untyped]
+    from tortoise.transactions import in_transaction
+
+    try:
+        if timeout is None:
+            _count, rows = await connections.get(name).execute_query(sql, list(args))
+        else:
+            async with in_transaction(name) as conn:
+                await conn.execute_script(f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}")
+                _count, rows = await conn.execute_query(sql, list(args))
+    except asyncpg.QueryCanceledError:
+        raise StatementTimeout(f"stopped after {timeout:g} s" if timeout else "stopped by the server") from None
+    return [dict(row) if by_name else tuple(row.values()) for row in rows]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from w3gate.store.db import Database
 from w3gate.store.models import PIN_STATUS_OF_ORDER, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
 from w3gate.store.rawsql import Sql as _Sql
 from w3gate.store.rawsql import conn as _conn
@@ -242,12 +243,14 @@ def _json_or(text: str, empty_text: str, empty: type) -> Any:
     return empty() if text == empty_text else json.loads(text)
 
 
-async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
-    """(total matches, newest ``q.limit`` of them), in one statement."""
-    conn = _conn()
-    sql = _Sql(_dialect(conn))
-    filtered = q.cids or q.name is not None or q.meta or q.before_ms is not None or q.after_ms is not None
-    if filtered:
+def _filtered(q: PinQuery) -> bool:
+    return bool(q.cids or q.name is not None or q.meta or q.before_ms is not None or q.after_ms is not None)
+
+
+def _list_sql(dialect: str, owner: str, q: PinQuery) -> tuple[str, list[Any]]:
+    """The one statement of a list: (total matches, newest ``q.limit`` of them)."""
+    sql = _Sql(dialect)
+    if _filtered(q):
         total = f"SELECT COUNT(*) FROM pins p WHERE {_where(sql, owner, q)}"
     else:  # status (or nothing) only: the trigger-kept totals answer without scanning
         owner_arg = sql.arg(owner)  # placeholders must be handed out in the order they appear
@@ -256,12 +259,38 @@ async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     where = _where(sql, owner, q)
     limit = sql.arg(q.limit)
     # the total rides along as a one-row side table, so that an empty page still reports it
-    # execute_query: rows as the driver gives them (sqlite3.Row, asyncpg Record), read by column name
-    _, rows = await conn.execute_query(
+    statement = (
         f"SELECT t.total, page.* FROM (SELECT ({total}) AS total) t LEFT JOIN ("
         f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where} ORDER BY p.created_ms DESC LIMIT {limit}"
-        ") page ON 1 = 1 ORDER BY page.created_ms DESC",
-        sql.args,
+        ") page ON 1 = 1 ORDER BY page.created_ms DESC"
     )
+    return statement, sql.args
+
+
+def _list_result(rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[PinRecord]]:
     count = int(rows[0]["total"]) if rows else 0
     return count, [_from_row(r) for r in rows if r["requestid"] is not None]
+
+
+async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
+    """(total matches, newest ``q.limit`` of them), in one statement on the store's connection."""
+    conn = _conn()
+    sql, args = _list_sql(_dialect(conn), owner, q)
+    # execute_query: rows as the driver gives them (sqlite3.Row, asyncpg Record), read by column name
+    _, rows = await conn.execute_query(sql, args)
+    return _list_result(rows)
+
+
+async def list_pins_bounded(db: Database, owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
+    """``list_pins`` for the API: a list with filters beyond status runs aside, bounded.
+
+    Only status (or nothing) lists are answered from indexes alone (the owner's newest pins in a
+    status, totals kept by triggers); a ``name``, ``meta``, ``cid`` or time filter counts every match
+    and may scan all the owner's pins (a ``name`` ``ipartial`` over 300k pins: 190 ms). Those run through
+    ``Database.read_aside``, off the service's thread on SQLite, and are stopped after
+    ``db.statement_timeout`` (:class:`~w3gate.store.db.StatementTimeout`).
+    """
+    if not _filtered(q):
+        return await db.run(list_pins, owner, q)
+    sql, args = _list_sql(db.dialect, owner, q)
+    return _list_result(await db.read_aside(sql, args, by_name=True, timeout=db.statement_timeout))

@@ -10,7 +10,12 @@ What should not run there is a disk flush. With ``synchronous=NORMAL`` a WAL com
 not fsync; a checkpoint does (twice), and so does the one commit that starts the log over after a
 checkpoint (the log header). So this connection never checkpoints by itself (``wal_autocheckpoint=0``):
 :func:`checkpoint` runs from a worker thread on a connection of its own (``Database.maintain``), which
-leaves at most one small flush a second in the service's thread.
+leaves at most one small flush a second in the service's thread. A passive checkpoint alone never lets the
+log start over while writes go on, so ``maintain`` also runs a TRUNCATE checkpoint once the log is large,
+with the store's calls held back in trio meanwhile (never by a lock wait in this thread).
+
+Reads that may scan (filtered lists, counts) run in a worker thread on a read-only connection of their
+own (:func:`open_read_only`), which :meth:`sqlite3.Connection.interrupt` can stop from the trio thread.
 
 Use as the Tortoise ``engine`` ``w3gate.store.sqlite_inline``; every other part of Tortoise's SQLite
 backend (SQL dialect, executor, transactions, locks) is used as it is.
@@ -96,25 +101,39 @@ class InlineSqliteClient(SqliteClient):
         await self._post_connect()
 
 
-def checkpoint(path: str) -> tuple[int, int, int]:
-    """Copy the write-ahead log into the database file, without blocking readers or writers.
+def checkpoint(path: str, mode: str = "PASSIVE", busy_ms: int = 0) -> tuple[int, int, int]:
+    """Copy the write-ahead log into the database file, from a worker thread.
 
-    Runs in a worker thread; returns SQLite's (busy, pages in the log, pages checkpointed).
+    PASSIVE blocks no reader or writer. TRUNCATE also waits (up to ``busy_ms``) for readers to leave
+    the log, then empties it, so that it starts over from zero bytes; it must run while the store's
+    connection is idle, or that connection would wait on the lock in the service's thread.
+    Returns SQLite's (busy, pages in the log, pages checkpointed).
     """
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_ms / 1000)
     try:
-        busy, log_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        busy, log_pages, done = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         return busy, log_pages, done
     finally:
         conn.close()
 
 
-def read_only_query(path: str, sql: str) -> list[tuple[Any, ...]]:
-    """Run one read-only statement on a connection of its own (in a worker thread: WAL readers do not
-    block the store's connection, nor it them)."""
-    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None)  # any '?#%' in the path
+def open_read_only(path: str) -> sqlite3.Connection:
+    """A read-only connection, to be used in a worker thread and interrupted from another one.
+
+    WAL readers neither block the store's connection nor wait for it.
+    """
+    uri = f"file:{quote(path)}?mode=ro"  # any '?#%' in the path
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA case_sensitive_like=ON").close()  # as on the store's connection: "partial" is case-sensitive
+    return conn
+
+
+def fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any] = (), by_name: bool = False) -> list[Any]:
+    """Rows of one statement (``sqlite3.Row`` if ``by_name``, else tuples); closes ``conn``."""
     try:
-        return conn.execute(sql).fetchall()
+        if by_name:
+            conn.row_factory = sqlite3.Row
+        return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
 
