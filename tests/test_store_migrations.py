@@ -43,7 +43,7 @@ async def test_upgrade_from_first_release_keeps_data_and_adds_orders(tmp_path) -
     assert [p["requestid"] for p in pins] == ["r0", "r1", "r2"]
     assert [(o["cid"], o["status"], o["created_ms"]) for o in orders] == [
         ("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "queued", 1000),
-        ("bafkqaaa", "queued", 1002),
+        ("bafkqaaa", "failed", 1002),  # migration 5: an identity CID holds no data; its unsent order fails
     ]
     await new.close()
     # opening again is a no-op
