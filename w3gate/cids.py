@@ -41,7 +41,7 @@ def parse(text: str) -> ContentId:
     """The text's content key and order text; :class:`CidError` if it is no CID or holds no data to store."""
     try:
         cid = CID.decode(text)
-    except Exception as exc:  # multiformats raises several error types
+    except Exception as exc:  # noqa: BLE001 - multiformats raises several error types
         raise CidError(f"is not a valid CID: {exc}") from None
     if cid.hashfun.name == "identity":
         raise CidError("holds no data to store: its multihash is the identity hash, so the data is inside "
