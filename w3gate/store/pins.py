@@ -73,12 +73,13 @@ async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -
         f"{sql.arg(key)}, 'queued', {sql.arg(now_ms)}, {sql.arg(now_ms)}) ON CONFLICT DO NOTHING",
         sql.args,
     )
+    select = "SELECT status, error, file_size, expires_at, replicas, renew_due FROM orders WHERE cid_key = "
     sql = _Sql(sql_dialect)
-    rows = await conn.execute_query_dict(
-        "SELECT status, error, file_size, expires_at, replicas, renew_due FROM orders WHERE cid_key = "
-        + sql.arg(key),
-        sql.args,
-    )
+    rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)
+    if not rows:  # the text is an unkeyed order's (migration 5 merged it into one since dropped): adopt it
+        await Order.filter(cid=pin.order_cid, cid_key__isnull=True).using_db(conn).update(cid_key=key)
+        sql = _Sql(sql_dialect)
+        rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)
     order = rows[0]
     if order.get("renew_due") == RENEW_STOPPED:
         # a user pins it again: renewal gets a fresh set of attempts
