@@ -82,6 +82,8 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
     b = CID("base32", 1, "raw", multihash.digest(b"b", "sha2-256"))  # no v0 form
     d = CID("base32", 1, "dag-pb", multihash.digest(b"d", "sha2-256"))
     d_v0 = str(d.set(version=0, base="base58btc"))
+    # 253 characters, 290 as CIDv1 base32: more than the column holds, so it stays its own key
+    long_identity = CID("base32", 1, "raw", multihash.wrap(b"x" * 180, "identity")).encode("base58btc")
     orders = [  # cid, status, created_ms, tx_hash
         (a_v0, "pinning", 1000, None),
         (a_key, "queued", 999, None),
@@ -90,6 +92,7 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
         (b.encode("base58btc"), "queued", 1004, None),  # never sent: ordered in the form nodes report
         (d.encode("base36"), "failed", 1005, None),
         ("bafkqaaa", "queued", 1006, None),
+        (long_identity, "pinned", 1007, None),
     ]
     pins = [(o[0], {"submitting": "queued"}.get(o[1], o[1])) for o in orders] + [(a_v0, "pinning")]
     url = _url(tmp_path)
@@ -125,13 +128,14 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
             str(b): (str(b), "queued"),
             d_v0: (str(d), "failed"),
             "bafkqaaa": ("bafkqaaa", "failed"),
+            long_identity: (long_identity, "failed"),
         }
         pin_rows = await new.run(read, "SELECT requestid, cid, cid_key, status FROM pins ORDER BY created_ms")
         assert [p["cid"] for p in pin_rows] == [p[0] for p in pins]  # the users' texts are kept
         status_of_key = {v[0]: v[1] for v in got.values() if v[0]}
         assert [(p["cid_key"], p["status"]) for p in pin_rows] == [
             (k, {"submitting": "queued"}.get(status_of_key[k], status_of_key[k]))
-            for k in [a_key] * 4 + [str(b), str(d), "bafkqaaa", a_key]]
+            for k in [a_key] * 4 + [str(b), str(d), "bafkqaaa", long_identity, a_key]]
         counts = await new.run(read, "SELECT owner, status, n FROM pin_counts WHERE n > 0")
         full = await new.run(read, "SELECT owner, status, COUNT(*) AS n FROM pins GROUP BY owner, status")
         assert sorted((c["owner"], c["status"], c["n"]) for c in counts) == sorted(
@@ -140,9 +144,9 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
         # the upgraded rows work: a fifth form joins content a's order, its filter finds all five
         rec, _ = await new.run(pin_store.create_pin, "a", parse_pin({"cid": a.encode("base36")}), 5000)
         assert rec.status == "pinning"
-        assert len(await new.run(read, "SELECT cid FROM orders")) == 5
+        assert len(await new.run(read, "SELECT cid FROM orders")) == 6
         count, found = await new.run(pin_store.list_pins, "a", pin_store.PinQuery(cids=(a_key,), limit=100))
-        assert count == 3 and {r.cid for r in found} == {a_v0, a_key.upper(), a.encode("base36")}
+        assert count == 4 and {r.cid for r in found} == {a_v0, a_key.upper(), a.encode("base36")}
         # only content b is ordered: a is placed, d failed, the identity CID failed, the in-flight one is unkeyed
         claimed = await new.run(order_store.claim, "claim:t", 10, 10_000)
         assert [c.cid for c in claimed] == [str(b)]
