@@ -124,13 +124,13 @@ def fill(db_url: str, owner: str, n: int) -> None:
         conn = Pin._meta.db
         dialect = "sqlite" if db_url.startswith("sqlite") else "postgres"
         ph = (lambda i: "?") if dialect == "sqlite" else (lambda i: f"${i}")
-        sql = ("INSERT INTO pins (requestid, owner, cid, name, status, created_ms, origins, meta) VALUES "
-               f"({', '.join(ph(i) for i in range(1, 9))})")
+        sql = ("INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta) VALUES "
+               f"({', '.join(ph(i) for i in range(1, 10))})")
         base = int(time.time() * 1000) - n - 10_000
         statuses = ("queued", "pinning", "pinned", "failed")
         step = 20_000
         for start in range(0, n, step):
-            rows = [[str(uuid.uuid4()), owner, cid_of(i), f"file-{i}", statuses[i % 4], base + i, "[]", "{}"]
+            rows = [[str(uuid.uuid4()), owner, cid_of(i), cid_of(i), f"file-{i}", statuses[i % 4], base + i, "[]", "{}"]
                     for i in range(start, min(n, start + step))]
             async with __import__("tortoise.transactions", fromlist=["in_transaction"]).in_transaction() as tx:
                 await tx.execute_many(sql, rows)

@@ -350,3 +350,85 @@ def test_token_and_user_data_never_logged(start_server, token: str) -> None:
         assert "deadbeef" not in text
         user_data = [owner in text, "name-in-no-log" in text, "meta-in-no-log" in text]
         assert user_data == ([False] * 3 if log_sql == "false" else [True] * 3), log_sql
+
+
+def _text_forms(cid: str) -> list[str]:
+    """18 text forms of one CID: v0, v1 in 16 multibases, and v1 base32 in mixed case."""
+    from multiformats import CID
+
+    v1 = CID.decode(cid).set(version=1)
+    bases = ["base32", "base32upper", "base58btc", "base58flickr", "base36", "base36upper", "base16",
+             "base16upper", "base32hex", "base32hexupper", "base32pad", "base32padupper", "base32z", "base64",
+             "base64url", "base64urlpad"]
+    forms = [str(v1.set(version=0, base="base58btc"))] + [v1.encode(b) for b in bases]
+    forms.append("b" + forms[1][1:].upper())  # a case-insensitive base's case
+    assert len(set(forms)) == 18 and all(str(CID.decode(f).set(version=1, base="base32")) == forms[1] for f in forms)
+    return forms
+
+
+def _database_rows(server: Server, sql: str) -> list[dict]:
+    """Rows from the server's own database (SQLite file or PostgreSQL), read with the store's client."""
+    import trio
+    from tortoise import connections
+
+    from w3gate.store.db import Database
+
+    async def read() -> list[dict]:
+        db = Database(server.env.get("W3GATE_DATABASE_URL") or f"sqlite://{server.data_dir / 'w3gate.sqlite3'}")
+        await db.open()
+        try:
+            async def query() -> list[dict]:
+                return list(await connections.get(db.connection_name).execute_query_dict(sql))
+
+            return await db.run(query)
+        finally:
+            await db.close()
+
+    return trio.run(read)
+
+
+def test_one_content_in_18_text_forms_is_one_order(server: Server, token: str, other_token: str) -> None:
+    forms = _text_forms(CID_V0)
+    with server.client(token) as alice, server.client(other_token) as bob:
+        made = {}
+        for i, form in enumerate(forms):
+            st = add(bob if i % 3 == 0 else alice, form, name=f"form{i}")
+            assert st["pin"]["cid"] == form  # the user's own text comes back
+            made[form] = st["requestid"]
+        for i, form in enumerate(forms):
+            got = (bob if i % 3 == 0 else alice).get(f"/pins/{made[form]}").json()
+            assert got["pin"]["cid"] == form
+        alice_forms = {f for i, f in enumerate(forms) if i % 3}
+        for form in forms:  # a cid filter in any form finds every form pinned
+            listed = alice.get("/pins", params={"cid": form, "limit": 100}).json()
+            assert listed["count"] == 12
+            assert {r["pin"]["cid"] for r in listed["results"]} == alice_forms
+        # the spec's comma list, several forms of one content and another content
+        add(alice, CIDS[0])
+        assert alice.get("/pins", params={"cid": f"{forms[5]},{forms[0]},{CIDS[0]}"}).json()["count"] == 13
+        assert alice.get("/pins", params={"cid": CID_V1}).json()["count"] == 0  # other content: nothing
+    assert server.stop() == 0
+    orders = _database_rows(server, "SELECT cid, cid_key FROM orders ORDER BY cid")
+    assert len(orders) == 2  # the 18 forms: one order; CIDS[0]: one
+    assert {o["cid_key"] for o in orders} == {forms[1], CIDS[0]}
+    assert {o["cid"] for o in orders} == {CID_V0, CIDS[0]}  # ordered as Crust's nodes report it (v0 for dag-pb)
+    keys = _database_rows(server, "SELECT DISTINCT cid_key FROM pins")
+    assert sorted(k["cid_key"] for k in keys) == sorted([forms[1], CIDS[0]])
+
+
+def _identity_cids() -> list[str]:
+    from multiformats import CID, multihash
+
+    inline = multihash.wrap(b"hello", "identity")
+    return ["bafkqaaa", str(CID("base32", 1, "raw", inline)), CID("base32", 1, "raw", inline).encode("base58btc"),
+            str(CID("base32", 1, "dag-pb", inline)), str(CID("base32", 1, "dag-cbor", multihash.wrap(b"", "identity")))]
+
+
+@pytest.mark.parametrize("cid", _identity_cids())
+def test_identity_cids_hold_nothing_to_store(api: httpx.Client, cid: str) -> None:
+    err = assert_failure(api.post("/pins", json={"cid": cid}), 400)
+    assert err["reason"] == "BAD_REQUEST"
+    assert "no data to store" in err["details"] and "identity" in err["details"]
+    st = add(api, CID_V1)
+    assert_failure(api.post(f"/pins/{st['requestid']}", json={"cid": cid}), 400)  # replace: refused too
+    assert api.get(f"/pins/{st['requestid']}").json()["pin"]["cid"] == CID_V1

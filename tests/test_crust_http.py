@@ -137,3 +137,18 @@ def test_chain_killed_and_restarted_api_keeps_serving_and_ordering_resumes(start
     devchain.fund(ordering_account, 10**18)
     devchain.market_on()
     wait_for(lambda: status_of(server, token, second)["status"] == "pinning", timeout=90)
+
+
+def test_one_content_in_several_text_forms_is_one_order_on_chain(start_server, token, other_token, devchain,
+                                                                 relay, ordering_account):
+    from multiformats import CID, multihash
+
+    content = CID("base32", 1, "dag-pb", multihash.digest(f"forms{time.time_ns()}".encode(), "sha2-256"))
+    v0 = str(content.set(version=0, base="base58btc"))
+    forms = [str(content), content.encode("base36"), v0, str(content).upper(), content.encode("base58btc")]
+    server = start_server(env=crust_env(relay))
+    pins = [(t, pin(server, t, f)) for t, f in zip([token, other_token] * 3, forms, strict=False)]
+    wait_for(lambda: all(status_of(server, t, r)["status"] == "pinning" for t, r in pins))
+    # one paid order, in the text Crust's storage nodes report a dag-pb/sha2-256 file by (go-cid: v0)
+    assert devchain.orders_of(set(forms)) == {f: int(f == v0) for f in forms}
+    assert [status_of(server, t, r)["pin"]["cid"] for t, r in pins] == forms

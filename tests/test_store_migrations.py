@@ -43,7 +43,7 @@ async def test_upgrade_from_first_release_keeps_data_and_adds_orders(tmp_path) -
     assert [p["requestid"] for p in pins] == ["r0", "r1", "r2"]
     assert [(o["cid"], o["status"], o["created_ms"]) for o in orders] == [
         ("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "queued", 1000),
-        ("bafkqaaa", "queued", 1002),
+        ("bafkqaaa", "failed", 1002),  # schema 7: an identity CID holds no data; its unsent order fails
     ]
     await new.close()
     # opening again is a no-op
@@ -90,3 +90,89 @@ async def test_extrinsics_recorded_before_spec_versions_stay_open_with_none(tmp_
     await new.run(orders.record_tx, "token", tx, [], 2000)
     assert [(t["hash"], t["spec_version"]) for t in await new.run(orders.open_txs)] == [("0xold", None), ("0xnew", 4)]
     await new.close()
+
+
+async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
+    """Schema 4 held one order per CID text: a content pinned in several forms had several orders."""
+    from multiformats import CID, multihash
+
+    from w3gate.services.pins import parse_pin
+    from w3gate.store import orders as order_store
+    from w3gate.store import pins as pin_store
+
+    a_v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+    a = CID.decode(a_v0).set(version=1)
+    a_key = str(a.set(base="base32"))
+    b = CID("base32", 1, "raw", multihash.digest(b"b", "sha2-256"))  # no v0 form
+    d = CID("base32", 1, "dag-pb", multihash.digest(b"d", "sha2-256"))
+    d_v0 = str(d.set(version=0, base="base58btc"))
+    # 253 characters, 290 as CIDv1 base32: more than the column holds, so it stays its own key
+    long_identity = CID("base32", 1, "raw", multihash.wrap(b"x" * 180, "identity")).encode("base58btc")
+    orders = [  # cid, status, created_ms, tx_hash
+        (a_v0, "pinning", 1000, None),
+        (a_key, "queued", 999, None),
+        (a_key.upper(), "submitting", 1002, "0xabc"),  # in an open extrinsic: its text must stay
+        (a.encode("base58btc"), "failed", 1003, None),
+        (b.encode("base58btc"), "queued", 1004, None),  # never sent: ordered in the form nodes report
+        (d.encode("base36"), "failed", 1005, None),
+        ("bafkqaaa", "queued", 1006, None),
+        (long_identity, "pinned", 1007, None),
+    ]
+    pins = [(o[0], {"submitting": "queued"}.get(o[1], o[1])) for o in orders] + [(a_v0, "pinning")]
+    url = _url(tmp_path)
+    old = Database(url)
+    assert await old.open(upgrade_to=4) == (0, 4)
+
+    async def insert_old_rows() -> None:
+        conn = connections.get(old.connection_name)
+        for i, (cid, status, ms, tx) in enumerate(orders):
+            await conn.execute_script(
+                "INSERT INTO orders (cid, status, created_ms, updated_ms, tx_hash) "
+                f"VALUES ('{cid}', '{status}', {ms}, {ms}, {'NULL' if tx is None else repr(tx)})"
+            )
+        for i, (cid, status) in enumerate(pins):
+            await conn.execute_script(
+                "INSERT INTO pins (requestid, owner, cid, status, created_ms) "
+                f"VALUES ('r{i}', '{'ab'[i % 2]}', '{cid}', '{status}', {2000 + i})"
+            )
+
+    await old.run(insert_old_rows)
+    await old.close()
+
+    new = Database(url)
+    assert await new.open() == (4, migrations.LATEST)
+    try:
+        async def read(sql: str) -> list[dict]:
+            return list(await connections.get(new.connection_name).execute_query_dict(sql))
+
+        got = {o["cid"]: (o["cid_key"], o["status"]) for o in await new.run(read, "SELECT * FROM orders")}
+        assert got == {
+            a_v0: (a_key, "pinning"),  # the furthest along stays the content's order, in its chain text
+            a_key.upper(): (None, "submitting"),  # in flight: kept for the chain, unkeyed, never renewed
+            str(b): (str(b), "queued"),
+            d_v0: (str(d), "failed"),
+            "bafkqaaa": ("bafkqaaa", "failed"),
+            long_identity: (long_identity, "failed"),
+        }
+        pin_rows = await new.run(read, "SELECT requestid, cid, cid_key, status FROM pins ORDER BY created_ms")
+        assert [p["cid"] for p in pin_rows] == [p[0] for p in pins]  # the users' texts are kept
+        status_of_key = {v[0]: v[1] for v in got.values() if v[0]}
+        assert [(p["cid_key"], p["status"]) for p in pin_rows] == [
+            (k, {"submitting": "queued"}.get(status_of_key[k], status_of_key[k]))
+            for k in [a_key] * 4 + [str(b), str(d), "bafkqaaa", long_identity, a_key]]
+        counts = await new.run(read, "SELECT owner, status, n FROM pin_counts WHERE n > 0")
+        full = await new.run(read, "SELECT owner, status, COUNT(*) AS n FROM pins GROUP BY owner, status")
+        assert sorted((c["owner"], c["status"], c["n"]) for c in counts) == sorted(
+            (c["owner"], c["status"], c["n"]) for c in full)
+
+        # the upgraded rows work: a fifth form joins content a's order, its filter finds all five
+        rec, _ = await new.run(pin_store.create_pin, "a", parse_pin({"cid": a.encode("base36")}), 5000)
+        assert rec.status == "pinning"
+        assert len(await new.run(read, "SELECT cid FROM orders")) == 6
+        count, found = await new.run(pin_store.list_pins, "a", pin_store.PinQuery(cids=(a_key,), limit=100))
+        assert count == 4 and {r.cid for r in found} == {a_v0, a_key.upper(), a.encode("base36")}
+        # only content b is ordered: a is placed, d failed, the identity CID failed, the in-flight one is unkeyed
+        claimed = await new.run(order_store.claim, "claim:t", 10, 10_000)
+        assert [c.cid for c in claimed] == [str(b)]
+    finally:
+        await new.close()

@@ -134,3 +134,23 @@ async def test_sqlite_log_is_checkpointed_by_maintain_not_by_commits(tmp_path) -
         assert count == 301
     finally:
         await db.close()
+
+
+async def test_an_unkeyed_order_of_the_same_text_is_adopted(tmp_path) -> None:
+    """The content-key migration (schema 7) leaves an order it merged away unkeyed; once the content's kept order is gone, pinning
+    the content again in that text takes the unkeyed order back rather than failing on its text."""
+    from w3gate.services.pins import parse_pin
+
+    db = await open_store(tmp_path)
+    try:
+        key = "bafybeie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34"  # CIDS[0] as CIDv1
+
+        async def scenario() -> list[tuple[str, str | None, str]]:
+            await Order.create(cid=CIDS[0], cid_key=None, status="pinned", created_ms=1, updated_ms=1)
+            rec, _ = await store.create_pin("a", parse_pin({"cid": key.upper()}), 10)
+            assert rec.status == "pinned" and rec.cid == key.upper()
+            return [(o.cid, o.cid_key, o.status) for o in await Order.all()]
+
+        assert await db.run(scenario) == [(CIDS[0], key, "pinned")]
+    finally:
+        await db.close()

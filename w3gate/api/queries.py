@@ -97,7 +97,8 @@ def parse_list_query(args: MultiDict) -> PinQuery:
         cids = _csv(cid_text, "cid")
         if len(cids) > MAX_CIDS:
             raise bad_request(f"cid takes at most {MAX_CIDS} CIDs, got {len(cids)}")
-        cids = [check_cid(c) for c in cids]
+        # any text form of a CID finds the pins of its content, whatever form they were pinned in
+        cids = list(dict.fromkeys(check_cid(c).key for c in cids))
     name = _one(args, "name")
     if name is not None and len(name) > MAX_NAME:
         raise bad_request(f"name is longer than {MAX_NAME} characters")

@@ -6,8 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from multiformats import CID
-
+from w3gate.cids import CidError, ContentId, parse
 from w3gate.errors import ApiError, bad_request, not_found
 from w3gate.multiaddrs import MultiaddrError, check_multiaddr
 from w3gate.services.clock import UniqueMillis, rfc3339_ms
@@ -40,17 +39,20 @@ def check_requestid(requestid: str) -> str:
     return requestid
 
 
-def check_cid(text: Any, what: str = "cid") -> str:
-    """A CID string as given, once the field's library has parsed it (v0 ``Qm…`` or any v1 multibase)."""
+def check_cid(text: Any, what: str = "cid") -> ContentId:
+    """A CID string parsed by the field's library (v0 ``Qm…`` or any v1 multibase): its text as given, its
+    content key and its order text (:mod:`w3gate.cids`); a CID holding no data to store is refused."""
     if not isinstance(text, str) or not text:
         raise bad_request(f"{what} must be a non-empty string")
     if len(text) > MAX_CID:
         raise bad_request(f"{what} is too long ({len(text)} characters, at most {MAX_CID})")
     try:
-        CID.decode(text)
-    except Exception as exc:  # multiformats raises several error types
-        raise bad_request(f"{what} {text[:80]!r} is not a valid CID: {exc}") from None
-    return text
+        content = parse(text)
+    except CidError as exc:
+        raise bad_request(f"{what} {text[:80]!r} {exc}") from None
+    if len(content.key) > MAX_CID:
+        raise bad_request(f"{what} is too long as CIDv1 base32 ({len(content.key)} characters, at most {MAX_CID})")
+    return content
 
 
 def check_meta(meta: Any, what: str = "meta") -> dict[str, str]:
@@ -74,7 +76,7 @@ def parse_pin(body: Any) -> NewPin:
         raise bad_request("the body must be a JSON object (a Pin)")
     if "cid" not in body:
         raise bad_request("cid is required")
-    cid = check_cid(body["cid"])
+    content = check_cid(body["cid"])
     name = body.get("name")
     if name is not None:
         if not isinstance(name, str):
@@ -97,7 +99,8 @@ def parse_pin(body: Any) -> NewPin:
         raise bad_request("origins must not contain duplicates")
     meta = body.get("meta")
     meta = {} if meta is None else check_meta(meta)
-    return NewPin(cid=cid, name=name, origins=tuple(origins), meta=meta)
+    return NewPin(cid=content.text, name=name, origins=tuple(origins), meta=meta, key=content.key,
+                  order_cid=content.order)
 
 
 class PinService:

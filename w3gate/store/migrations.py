@@ -4,11 +4,18 @@ Why not ``generate_schemas``: it only creates missing tables, it never upgrades 
 Here ``schema_version`` records the last step applied, and :func:`upgrade` runs every later step, so a
 newer w3gate opens an older database and upgrades it in place. A database newer than this release is
 refused rather than misread. SQL is written once for both dialects; ``{pk}`` is the one difference.
+A step that must compute (parse CIDs, say) is an async function of (connection, dialect), run in the
+same transaction as the SQL around it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from tortoise.backends.base.client import BaseDBAsyncClient
+
+from w3gate.store.content_keys import key_existing_cids
 
 PK = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -16,7 +23,7 @@ PK = {
 }
 
 # Never edit a released step: append a new one.
-Step = str | dict[str, str]  # one SQL text for both dialects, or one per dialect
+Step = str | dict[str, str] | Callable[[Any, str], Awaitable[None]]  # SQL for both, SQL per dialect, or code
 
 MIGRATIONS: list[tuple[str, list[Step]]] = [
     (
@@ -165,6 +172,20 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             "ALTER TABLE orders ADD COLUMN renewal VARCHAR(8)",
         ],
     ),
+    (
+        "one order per content: CIDs keyed by content whatever their text form",
+        [
+            # pins keep the user's text in cid; both tables link by the content key (w3gate.cids)
+            "ALTER TABLE pins ADD COLUMN cid_key VARCHAR(255) NOT NULL DEFAULT ''",
+            "ALTER TABLE orders ADD COLUMN cid_key VARCHAR(255)",
+            key_existing_cids,
+            "CREATE UNIQUE INDEX orders_cid_key ON orders (cid_key)",
+            "CREATE INDEX pins_cid_key ON pins (cid_key)",
+            "CREATE INDEX pins_owner_cid_key ON pins (owner, cid_key, created_ms)",
+            "DROP INDEX pins_cid",
+            "DROP INDEX pins_owner_cid",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)
@@ -199,6 +220,9 @@ async def upgrade(conn: BaseDBAsyncClient, target: int = LATEST) -> tuple[int, i
         _title, steps = MIGRATIONS[version - 1]
         async with in_transaction(conn.connection_name) as tx:
             for step in steps:
+                if callable(step):
+                    await step(tx, dialect_of(conn))
+                    continue
                 sql = step[dialect_of(conn)] if isinstance(step, dict) else step.format(pk=pk)
                 await tx.execute_script(sql)
             await tx.execute_query("DELETE FROM schema_version")

@@ -26,7 +26,8 @@ class Pin(Model):
     id = fields.BigIntField(primary_key=True)
     requestid = fields.CharField(max_length=36, unique=True)
     owner = fields.CharField(max_length=255)
-    cid = fields.CharField(max_length=255)
+    cid = fields.CharField(max_length=255)  # as the user wrote it
+    cid_key = fields.CharField(max_length=255, default="")  # its content's key (w3gate.cids): links it to its order
     name = fields.CharField(max_length=255, null=True)
     status = fields.CharField(max_length=8)
     created_ms = fields.BigIntField(unique=True)
@@ -50,7 +51,12 @@ class PinMeta(Model):
 
 
 class Order(Model):
-    """The Crust storage order for one CID, shared by every pin of that CID.
+    """The Crust storage order for one content, shared by every pin of it in any text form.
+
+    ``cid`` is the text ordered on chain (the chain's file record is keyed by it), ``cid_key`` the content
+    key pins link by (:mod:`w3gate.cids`). It is NULL for an order of a content an earlier release ordered in
+    two text forms, merged into the other by the content-key migration (schema 7): kept (the chain holds it), never claimed, renewed
+    or polled again.
 
     ``status``: ``queued`` (waiting), ``submitting`` (an extrinsic carrying it was signed and recorded
     in ``tx_hash``/``tx_nonce`` before it was sent: reconcile with the chain after a crash),
@@ -58,6 +64,7 @@ class Order(Model):
     """
 
     cid = fields.CharField(max_length=255, primary_key=True)
+    cid_key = fields.CharField(max_length=255, null=True, unique=True)
     status = fields.CharField(max_length=10)
     attempts = fields.IntField(default=0)
     next_try_ms = fields.BigIntField(default=0)

@@ -1,6 +1,7 @@
 """Crust order bookkeeping (asyncio side: call through ``db.run``).
 
-Every state change of an order updates the ``pins.status`` of its CID in the same transaction. Claims
+Every state change of an order updates the ``pins.status`` of its content (``cid_key``: the pins of every
+text form of the CID) in the same transaction. ``orders.cid`` is the text ordered on chain. Claims
 are conditional UPDATEs (``... WHERE status = 'queued'``), so two w3gate instances on one PostgreSQL
 never claim, and so never order, the same CID twice. The life of a batch:
 
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tortoise.expressions import F
+from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
 from w3gate.store.models import PIN_STATUS_OF_ORDER, RENEW_PREPAID, RENEW_STOPPED, CrustTx, Order, Pin
@@ -46,14 +47,19 @@ class Claimed:
     renewal: bool
 
 
+def _pins_of(conn: Any, cids: Sequence[str]) -> Any:
+    """The pins of the orders ``cids`` (chain texts), whatever text form each pin was made with."""
+    return Pin.filter(cid_key__in=Subquery(Order.filter(cid__in=list(cids)).values("cid_key"))).using_db(conn)
+
+
 async def _set_status(conn: Any, cids: Sequence[str], status: str, now_ms: int, **extra: Any) -> None:
     if not cids:
         return
     await Order.filter(cid__in=list(cids)).using_db(conn).update(status=status, updated_ms=now_ms, **extra)
-    await Pin.filter(cid__in=list(cids)).using_db(conn).update(status=PIN_STATUS_OF_ORDER[status])
+    await _pins_of(conn, cids).update(status=PIN_STATUS_OF_ORDER[status])
 
 
-_WANTED = "EXISTS (SELECT 1 FROM pins p WHERE p.cid = o.cid)"
+_WANTED = "EXISTS (SELECT 1 FROM pins p WHERE p.cid_key = o.cid_key)"
 
 
 async def claim(token: str, limit: int, now_ms: int) -> list[Claimed]:
@@ -251,7 +257,7 @@ async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
                     status=u["status"], updated_ms=now_ms, **fields
                 )
                 if moved:
-                    await Pin.filter(cid=u["cid"]).using_db(conn).update(status=PIN_STATUS_OF_ORDER[u["status"]])
+                    await _pins_of(conn, [u["cid"]]).update(status=PIN_STATUS_OF_ORDER[u["status"]])
             elif fields:
                 await Order.filter(cid=u["cid"]).using_db(conn).update(updated_ms=now_ms, **fields)
 

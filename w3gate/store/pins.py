@@ -1,8 +1,9 @@
 """Pin requests: create, replace, read, delete and list, each one database transaction.
 
 These are asyncio coroutines for the ORM's loop; trio code reaches them through ``Database.run``.
-A pin's ``status`` mirrors the Crust order of its CID (one order per CID, however many pins): creating
-the first pin of a CID inserts its order, and re-pinning a CID whose order failed queues it again.
+A pin's ``status`` mirrors the Crust order of its content (one order per content key, however many pins
+and whatever text forms of the CID: :mod:`w3gate.cids`): creating the first pin of a content inserts its
+order, and re-pinning a content whose order failed queues it again. Pins keep the text their user gave.
 """
 
 from __future__ import annotations
@@ -28,15 +29,21 @@ CREATED_RETRIES = 50
 
 @dataclass(frozen=True)
 class NewPin:
-    cid: str
+    cid: str  # as the user wrote it
     name: str | None = None
     origins: tuple[str, ...] = ()
     meta: dict[str, str] = field(default_factory=dict)
+    key: str = ""  # the content key (w3gate.cids.ContentId.key); the store takes ``cid`` when empty
+    order_cid: str = ""  # the text a new order carries; ``key`` when empty
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.key or self.cid)
+        object.__setattr__(self, "order_cid", self.order_cid or self.key)
 
 
 @dataclass(frozen=True)
 class PinQuery:
-    cids: tuple[str, ...] = ()
+    cids: tuple[str, ...] = ()  # content keys
     name: str | None = None
     match: str = "exact"
     statuses: tuple[str, ...] = ()
@@ -58,40 +65,44 @@ class PinRecord:
     info: dict[str, str]
 
 
-async def _ensure_order(conn: Any, sql_dialect: str, cid: str, now_ms: int) -> dict[str, Any]:
-    """The CID's order row, inserted as queued if new; a failed order is queued again."""
+async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -> dict[str, Any]:
+    """The content's order row, inserted as queued if new; a failed order is queued again."""
+    key = pin.key
     sql = _Sql(sql_dialect)
     await conn.execute_query(
-        f"INSERT INTO orders (cid, status, created_ms, updated_ms) VALUES "
-        f"({sql.arg(cid)}, 'queued', {sql.arg(now_ms)}, {sql.arg(now_ms)}) ON CONFLICT (cid) DO NOTHING",
+        f"INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms) VALUES ({sql.arg(pin.order_cid)}, "
+        f"{sql.arg(key)}, 'queued', {sql.arg(now_ms)}, {sql.arg(now_ms)}) ON CONFLICT DO NOTHING",
         sql.args,
     )
+    select = f"SELECT status, error, {', '.join(INFO_FIELDS)}, renew_due FROM orders WHERE cid_key = "
     sql = _Sql(sql_dialect)
-    rows = await conn.execute_query_dict(
-        f"SELECT status, error, {', '.join(INFO_FIELDS)}, renew_due FROM orders WHERE cid = {sql.arg(cid)}",
-        sql.args,
-    )
+    rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)
+    if not rows:  # the text is an unkeyed order's (the content-key migration merged it into one since dropped): adopt it
+        await Order.filter(cid=pin.order_cid, cid_key__isnull=True).using_db(conn).update(cid_key=key)
+        sql = _Sql(sql_dialect)
+        rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)
     order = rows[0]
     if order.get("renew_due") == RENEW_STOPPED:
         # a user pins it again: renewal gets a fresh set of attempts
-        await Order.filter(cid=cid, renew_due=RENEW_STOPPED).using_db(conn).update(
+        await Order.filter(cid_key=key, renew_due=RENEW_STOPPED).using_db(conn).update(
             renew_due=0, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
         )
     if order["status"] == "failed":
-        await Order.filter(cid=cid, status="failed").using_db(conn).update(
+        await Order.filter(cid_key=key, status="failed").using_db(conn).update(
             status="queued", attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
         )
-        await Pin.filter(cid=cid).using_db(conn).update(status="queued")
+        await Pin.filter(cid_key=key).using_db(conn).update(status="queued")
         order.update(status="queued", error=None)
     return order
 
 
 async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int) -> PinRecord:
     dialect = _dialect(conn)
-    order = await _ensure_order(conn, dialect, pin.cid, created_ms)
+    order = await _ensure_order(conn, dialect, pin, created_ms)
     row = {
         "requestid": str(uuid.uuid4()),
         "cid": pin.cid,
+        "cid_key": pin.key,
         "name": pin.name,
         "status": PIN_STATUS_OF_ORDER[order["status"]],
         "created_ms": created_ms,
@@ -101,7 +112,7 @@ async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int) -> PinRec
     sql = _Sql(dialect)
     values = ", ".join(sql.arg(v) for v in (row["requestid"], owner, *list(row.values())[1:]))
     inserted = await conn.execute_query_dict(
-        f"INSERT INTO pins (requestid, owner, cid, name, status, created_ms, origins, meta) "
+        f"INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta) "
         f"VALUES ({values}) RETURNING id",
         sql.args,
     )
@@ -142,13 +153,13 @@ async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int) 
 
     async def work(conn: Any, ms: int) -> PinRecord | None:
         mine = Pin.filter(owner=owner, requestid=requestid).using_db(conn)
-        old_cid = await mine.first().values_list("cid", flat=True)
-        if old_cid is None:
+        old_key = await mine.first().values_list("cid_key", flat=True)
+        if old_key is None:
             return None
         await mine.delete()
         record = await _insert(conn, owner, pin, ms)
-        if old_cid != pin.cid:
-            await _release_order(conn, str(old_cid))
+        if old_key != pin.key:
+            await _release_order(conn, str(old_key))
         return record
 
     return await _with_unique_created(work, created_ms)
@@ -162,22 +173,22 @@ async def get_pin(owner: str, requestid: str) -> PinRecord | None:
     return _from_row(rows[0]) if rows else None
 
 
-async def _release_order(conn: Any, cid: str) -> None:
-    """The CID's last pin is gone: an order not yet sent is dropped (nothing is paid for it); one placed
+async def _release_order(conn: Any, key: str) -> None:
+    """The content's last pin is gone: an order not yet sent is dropped (nothing is paid for it); one placed
     keeps its row (what the chain holds) but is neither renewed nor polled while no pin wants it."""
-    if await Pin.filter(cid=cid).using_db(conn).exists():
+    if await Pin.filter(cid_key=key).using_db(conn).exists():
         return
-    await Order.filter(cid=cid, status__in=["queued", "failed"]).using_db(conn).delete()
+    await Order.filter(cid_key=key, status__in=["queued", "failed"]).using_db(conn).delete()
 
 
 async def delete_pin(owner: str, requestid: str) -> bool:
     async with in_transaction() as conn:
         mine = Pin.filter(owner=owner, requestid=requestid).using_db(conn)
-        cid = await mine.first().values_list("cid", flat=True)
-        if cid is None:
+        key = await mine.first().values_list("cid_key", flat=True)
+        if key is None:
             return False
         await mine.delete()
-        await _release_order(conn, str(cid))
+        await _release_order(conn, str(key))
         return True
 
 
@@ -188,7 +199,7 @@ _COLUMNS = (
     "p.requestid, p.cid, p.name, p.status, p.created_ms, p.origins, p.meta, "
     "o.error AS o_error, " + ", ".join(f"o.{name} AS o_{name}" for name in INFO_FIELDS)
 )
-_JOIN = "LEFT JOIN orders o ON o.cid = p.cid"
+_JOIN = "LEFT JOIN orders o ON o.cid_key = p.cid_key"
 
 
 def _like(text: str) -> str:
@@ -198,7 +209,7 @@ def _like(text: str) -> str:
 def _where(sql: _Sql, owner: str, q: PinQuery) -> str:
     parts = [f"p.owner = {sql.arg(owner)}"]
     if q.cids:
-        parts.append(f"p.cid IN {sql.args_in(q.cids)}")
+        parts.append(f"p.cid_key IN {sql.args_in(q.cids)}")
     if q.statuses:
         parts.append(f"p.status IN {sql.args_in(q.statuses)}")
     if q.before_ms is not None:
