@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
-from w3gate.crust.client import CrustClient, TxRejected
-from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT
+from w3gate.crust.chain import ChainClient
+from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT, TxRejected
 from w3gate.crust.settings import CrustSettings
 from w3gate.services.crust import Connection, CrustStatus, notify_webhook, now_ms
 from w3gate.store import orders
@@ -43,7 +43,7 @@ class Submitter:
         self.batch_cap = settings.batch_size  # halved when the node says a batch exhausts the block
 
     @property
-    def client(self) -> CrustClient:
+    def client(self) -> ChainClient:
         return self.conn.client
 
     async def run(self) -> None:
@@ -154,8 +154,7 @@ class Submitter:
         scanned = int(tx["start_block"]) - 1
         sent = False
         while True:
-            final = await self.conn.call(self.client.finalized_head)
-            found = await self.conn.call(self.client.find_inclusion, tx["hash"], scanned + 1, final)
+            found, final = await self.conn.call(self.client.find_inclusion, tx["hash"], scanned + 1)
             if found is not None:
                 results = await self.conn.call(self.client.batch_outcome, found, len(cids))
                 outcome = dict(zip(cids, results, strict=True))
