@@ -57,6 +57,15 @@ async def wait_for(predicate: Any, timeout: float = 60) -> None:
             await trio.sleep(0.1)
 
 
+async def more_calls(relay: Any, *methods: str, n: int = 3) -> None:
+    """Wait until the services have called each of ``methods`` ``n`` more times (they looked again)."""
+    seen = {m: relay.calls.get(m, 0) for m in methods}
+    await wait_for(lambda: all(relay.calls.get(m, 0) >= seen[m] + n for m in methods))
+
+
+ROUNDS = ("state_getRuntimeVersion", "chain_getHeader")  # one each per submitter round, per poller round
+
+
 async def test_order_whose_record_never_appears_fails_after_order_timeout(db, devchain, relay, ordering_account):
     """Included, but the file record is gone right after: after ``order_timeout`` the pin is ``failed`` and
     says why; a failed order is not ordered again."""
@@ -67,7 +76,7 @@ async def test_order_whose_record_never_appears_fails_after_order_timeout(db, de
         await wait_status(db, [cid], "pinning")
         await trio.to_thread.run_sync(drop_record, devchain, cid)
         await wait_status(db, [cid], "failed")
-        await trio.sleep(1.5)  # more polls and order rounds
+        await more_calls(relay, *ROUNDS)  # more order rounds and polls
         nursery.cancel_scope.cancel()
     order = await order_of(db, cid)
     assert (order.status, order.error) == ("failed", "no file record on chain 2 s after the order was placed")
@@ -90,7 +99,7 @@ async def test_pinned_file_whose_record_is_gone_is_ordered_again_once(db, devcha
         await wait_status(db, [cid], "pinning")
         await trio.to_thread.run_sync(devchain.set_replicas, cid, 2, 9_000_000)
         await wait_status(db, [cid], "pinned")
-        await trio.sleep(1.5)  # more polls and order rounds: nothing is ordered a third time
+        await more_calls(relay, *ROUNDS, "state_queryStorageAt")  # more order rounds and polls: no third order
         nursery.cancel_scope.cancel()
     assert len(relay.submitted) == 2
     assert (await order_of(db, cid)).attempts == 0
@@ -168,7 +177,7 @@ async def test_reorg_that_undoes_the_batch_block_applies_no_verdict_from_it(db, 
         first, included = await included_above_finality(db, devchain, relay, cids, settings, nursery)
         undone = await trio.to_thread.run_sync(devchain.rpc, "chain_getBlockHash", [included])
         await trio.to_thread.run_sync(devchain.rpc, "dev_newBlock", [{"count": LAG - 1}])
-        await trio.sleep(1.5)  # the submitter looks at the chain several times with B the lowest unfinalized
+        await more_calls(relay, "chain_getFinalizedHead")  # the submitter looks with B the lowest unfinalized
         assert relay.finalized == included - 1
         assert [(await order_of(db, c)).status for c in cids] == ["submitting", "submitting"]
         assert (await tx_row(db, first)).status == "sent"
