@@ -199,6 +199,14 @@ class Devchain:
     def head(self) -> int:
         return int(self.rpc("chain_getHeader", [])["number"], 16)
 
+    def set_head(self, number: int) -> str:
+        """Rewind the best chain to block ``number`` (chopsticks ``dev_setHead``): blocks built next fork there."""
+        return self.rpc("dev_setHead", [number])
+
+    def block_extrinsics(self, number: int) -> list[str]:
+        """The raw extrinsics of the canonical block ``number``."""
+        return self.rpc("chain_getBlock", [self.rpc("chain_getBlockHash", [number])])["block"]["extrinsics"]
+
     def orders_of(self, cids: set[str], event: str = "FileSuccess") -> dict[str, int]:
         """How many Market.FileSuccess (or ``event``: AddPrepaidSuccess, RenewFileSuccess) events each CID has in
         the whole chain."""
@@ -222,7 +230,13 @@ class Relay:
 
     Faults are injected at the wire, as a node would answer: :meth:`fail_next` queues an answer for the next
     call of a method (a JSON-RPC ``error`` object, a ``result`` of nonsense, or ``"drop"`` to close the
-    socket), so the services' handling of each is tested through their real client, unpatched."""
+    socket), so the services' handling of each is tested through their real client, unpatched.
+
+    ``finality_lag`` = k makes ``chain_getFinalizedHead`` answer the canonical block k below the best head, and
+    never lower than it answered before, as a GRANDPA node does (chopsticks finalizes every block itself):
+    blocks above it can then be undone with ``dev_setHead``. ``block_hashes`` (number -> hash or None) answers
+    ``chain_getBlockHash`` for those numbers, as a node behind a load balancer does that has not imported
+    the block yet (None) or still follows a branch a re-organisation undid (that branch's hash)."""
 
     def __init__(self, chain: Devchain) -> None:
         from websockets.sync.server import serve
@@ -236,6 +250,10 @@ class Relay:
         self.down = False
         self.faults: dict[str, list[Any]] = {}
         self.calls: dict[str, int] = {}
+        self.finality_lag = 0
+        self.finalized = 0  # the highest block number the relay has called finalized
+        self._final_lock = threading.Lock()
+        self.block_hashes: dict[int, str | None] = {}
         self._server = serve(self._handle, "127.0.0.1", self.port, max_size=None)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -267,6 +285,13 @@ class Relay:
                 if method == "author_submitExtrinsic":
                     conn.send(json.dumps(self._submit(req)))
                     continue
+                if method == "chain_getBlockHash" and self._number(req.get("params")) in self.block_hashes:
+                    answer = self.block_hashes[self._number(req.get("params"))]
+                    conn.send(json.dumps({"jsonrpc": "2.0", "id": req.get("id"), "result": answer}))
+                    continue
+                if method == "chain_getFinalizedHead" and self.finality_lag:
+                    conn.send(json.dumps({"jsonrpc": "2.0", "id": req.get("id"), "result": self._finalized_hash()}))
+                    continue
                 upstream.send(message)
                 while True:
                     reply = upstream.recv()
@@ -291,6 +316,17 @@ class Relay:
             except Exception as exc:  # noqa: BLE001
                 return {"jsonrpc": "2.0", "id": req["id"], "error": {"code": 1010, "message": str(exc)}}
         return {"jsonrpc": "2.0", "id": req["id"], "result": tx_hash}
+
+    def _finalized_hash(self) -> str:
+        with self._final_lock:
+            best = self.chain.head()
+            self.finalized = min(best, max(self.finalized, best - self.finality_lag))
+            return self.chain.rpc("chain_getBlockHash", [self.finalized])
+
+    @staticmethod
+    def _number(params: Any) -> int | None:
+        number = params[0] if params else None
+        return int(number, 16) if isinstance(number, str) else number
 
     def fail_next(self, method: str, *answers: Any) -> None:
         """Answer the next calls of ``method`` with ``answers`` in turn: ``{"error": {...}}``,

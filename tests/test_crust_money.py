@@ -181,14 +181,14 @@ def test_dispatch_errors_are_sorted_by_whose_fault_they_are(devchain, ordering_a
         items = [("bafysortok", 1024), ("bafysorttoolarge", client.max_file_size + 1), ("bafysortafter", 1024)]
         signed = client.sign_batch(items, nonce, client.finalized_head())
         devchain.new_block([signed.extrinsic])
-        found = client.find_inclusion(signed.tx_hash, signed.start_block, client.head())
+        found, _ = client.find_inclusion(signed.tx_hash, signed.start_block)
         assert client.batch_outcome(found, 3) == [
             ("ok", None), ("fail", "chain error Market.FileTooLarge"), ("requeue", None)]
         devchain.market_on(False)
         try:
             signed = client.sign_batch([("bafysortoff", 1024)], nonce + 1, client.finalized_head())
             devchain.new_block([signed.extrinsic])
-            found = client.find_inclusion(signed.tx_hash, signed.start_block, client.head())
+            found, _ = client.find_inclusion(signed.tx_hash, signed.start_block)
             assert client.batch_outcome(found, 1) == [("pause", "chain error Market.PlaceOrderNotAvailable")]
         finally:
             devchain.market_on()

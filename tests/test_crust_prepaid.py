@@ -149,7 +149,7 @@ async def test_a_recorded_top_up_is_sent_once_after_a_restart(db, devchain, rela
 
 
 def test_a_batch_cost_is_shared_out_per_cid_exactly() -> None:
-    from w3gate.crust.client import MarketCall
+    from w3gate.crust.chain import MarketCall
     from w3gate.services.submitter import cost_per_cid
 
     items = [("a", 10), ("b", 10), MarketCall("add_prepaid", "c", 500), MarketCall("calculate_reward", "c")]

@@ -34,6 +34,7 @@ from substrateinterface.exceptions import SubstrateRequestException
 from websocket import WebSocketException
 
 from w3gate.crust.account import keypair_from_secret
+from w3gate.crust.chain import MarketCall
 from w3gate.crust.errors import ChainUnavailable, DispatchFailure, TxRejected, classify_rejection
 from w3gate.crust.records import FileRecord, decode_record
 from w3gate.crust.settings import CrustSettings, era_period_for
@@ -81,16 +82,6 @@ class SignedBatch:
     start_block: int
     era_end: int
     spec_version: int  # the runtime it was signed for: the spec version is part of the signed payload
-
-
-@dataclass(frozen=True)
-class MarketCall:
-    """One call of a batch other than an order: ``add_prepaid`` (``amount`` units into the file's prepaid pool)
-    or ``calculate_reward`` (after expiry: renews the file from its prepaid pool if that covers the price)."""
-
-    call: str
-    cid: str
-    amount: int = 0
 
 
 @dataclass(frozen=True)
@@ -512,17 +503,29 @@ class CrustClient:
             raise ChainUnavailable(f"author_submitExtrinsic: {type(exc).__name__}: {exc}") from None
         return str(reply.get("result"))
 
-    def find_inclusion(self, tx_hash: str, first: int, last: int) -> Inclusion | None:
-        """Look for the extrinsic in blocks ``first..last`` by hashing their raw extrinsics."""
-        for number in range(max(first, 0), last + 1):
-            block_hash = self._rpc("chain_getBlockHash", [number])
-            if block_hash is None:
-                continue
+    def find_inclusion(self, tx_hash: str, first: int) -> tuple[Inclusion | None, int]:
+        """Look for the extrinsic in the finalized chain from block ``first`` on: where it is (or None), and
+        the finalized block number looked up to. Blocks are read from the finalized head back by their parent
+        hashes, never by number, so a node that names a number with another branch's block (one behind a
+        load balancer, still on a branch a re-organisation undid) or with nothing cannot make an undone
+        block count, nor a block be skipped (the batch would be taken for unincluded and ordered again)."""
+        block_hash = self._rpc("chain_getFinalizedHead", [])
+        final: int | None = None
+        while True:
             block = self._rpc("chain_getBlock", [block_hash])
+            if not isinstance(block, dict) or not isinstance(block.get("block"), dict):
+                raise ChainUnavailable(f"chain_getBlock: the node does not know block {block_hash}")
+            header = block["block"]["header"]
+            number = int(header["number"], 16)
+            final = number if final is None else final
+            if number < first:
+                return None, final
             for index, ext in enumerate(block["block"]["extrinsics"]):
                 if "0x" + blake2b(bytes.fromhex(ext[2:]), digest_size=32).hexdigest() == tx_hash:
-                    return Inclusion(number, block_hash, index)
-        return None
+                    return Inclusion(number, block_hash, index), final
+            if number <= max(first, 0):
+                return None, final
+            block_hash = header["parentHash"]
 
     @_scale_locked
     def batch_outcome(self, inclusion: Inclusion, count: int) -> list[tuple[str, str | None]]:

@@ -16,8 +16,8 @@ from w3gate.crust.settings import CrustSettings
 from w3gate.redact import redact_url
 from w3gate.store.db import Database
 
-if TYPE_CHECKING:  # the chain client (substrate-interface) is imported only when ordering is on
-    from w3gate.crust.client import CrustClient
+if TYPE_CHECKING:
+    from w3gate.crust.chain import ChainClient, ClientFactory
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,16 @@ def now_ms() -> int:
 
 
 class Connection:
-    """A CrustClient used from trio: one worker thread at a time, reconnect with back-off."""
+    """A chain client used from trio: one worker thread at a time, reconnect with back-off.
+    ``client_factory`` builds the client (default ``CrustClient``; substrate-interface is imported only then)."""
 
     def __init__(self, settings: CrustSettings, status: CrustStatus, name: str,
-                 limiter: trio.CapacityLimiter | None = None) -> None:
-        from w3gate.crust.client import CrustClient
+                 limiter: trio.CapacityLimiter | None = None, client_factory: ClientFactory | None = None) -> None:
+        if client_factory is None:
+            from w3gate.crust.client import CrustClient
 
-        self.client = CrustClient(settings)
+            client_factory = CrustClient
+        self.client: ChainClient = client_factory(settings)
         self.settings = settings
         self.status = status
         self.name = name
@@ -120,9 +123,9 @@ class Connection:
         name = getattr(fn, "__name__", "chain call")
         raise ChainUnavailable(f"{name} took longer than call_timeout ({self.settings.call_timeout:g} s)")
 
-    async def ensure(self) -> CrustClient:
+    async def ensure(self) -> ChainClient:
         """Connected client; waits (with back-off, forever) while the endpoint is down."""
-        from w3gate.crust.client import ChainUnavailable
+        from w3gate.crust.errors import ChainUnavailable
 
         while not self.client.connected:
             try:
@@ -161,7 +164,7 @@ class Connection:
         store does stops the task: a lost connection reconnects, an unsupported runtime waits for a change,
         any other error (a JSON-RPC error, a record that does not decode, a database hiccup) is logged,
         shown in /healthz, and retried after a back-off."""
-        from w3gate.crust.client import ChainUnavailable
+        from w3gate.crust.errors import ChainUnavailable
         from w3gate.crust.typedefs import UnsupportedRuntime
 
         while True:
@@ -205,7 +208,8 @@ async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:
         log.warning("crust webhook %s failed: %s", redact_url(url), type(exc).__name__)
 
 
-def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> list[Callable[[], Awaitable[None]]]:
+def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus,
+                client_factory: ClientFactory | None = None) -> list[Callable[[], Awaitable[None]]]:
     """The submitter and poller tasks (run each forever in the service's nursery), or [] if ordering is off."""
     from w3gate.services.poller import run_poller
     from w3gate.services.submitter import run_submitter
@@ -220,9 +224,9 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus) -> l
         )
         return []
     turns = trio.CapacityLimiter(1)
-    submit_conn = Connection(settings, status, "submitter", turns)
+    submit_conn = Connection(settings, status, "submitter", turns, client_factory)
     status.account = submit_conn.client.address
-    poll_conn = Connection(settings, status, "poller", turns)
+    poll_conn = Connection(settings, status, "poller", turns, client_factory)
 
     async def submitter() -> None:
         await run_submitter(db, settings, status, submit_conn)

@@ -26,8 +26,8 @@ from typing import Any
 
 import trio
 
-from w3gate.crust.client import CrustClient, MarketCall, TxRejected
-from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT
+from w3gate.crust.chain import ChainClient, MarketCall
+from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT, TxRejected
 from w3gate.crust.settings import CrustSettings
 from w3gate.services.crust import Connection, CrustStatus, notify_webhook, now_ms
 from w3gate.store import orders
@@ -53,7 +53,7 @@ class Submitter:
         self.batch_cap = settings.batch_size  # halved when the node says a batch exhausts the block
 
     @property
-    def client(self) -> CrustClient:
+    def client(self) -> ChainClient:
         return self.conn.client
 
     async def run(self) -> None:
@@ -181,8 +181,7 @@ class Submitter:
         scanned = int(tx["start_block"]) - 1
         sent = False
         while True:
-            final = await self.conn.call(self.client.finalized_head)
-            found = await self.conn.call(self.client.find_inclusion, tx["hash"], scanned + 1, final)
+            found, final = await self.conn.call(self.client.find_inclusion, tx["hash"], scanned + 1)
             if found is not None:
                 results = await self.conn.call(self.client.batch_outcome, found, len(calls))
                 outcome = per_cid(calls, results)
@@ -251,7 +250,7 @@ class Submitter:
         self.pause(reason + ("; the account cannot pay the fee" if exc.kind == PAYMENT else ""))
 
 
-def plan_prepaid(client: CrustClient, cids: list[str], head: int) -> tuple[list[MarketCall], list[str]]:
+def plan_prepaid(client: ChainClient, cids: list[str], head: int) -> tuple[list[MarketCall], list[str]]:
     """The calls that renew ``cids`` by prepaid (blocking: run in the client's thread), and the CIDs that need
     none now. Before expiry: top the pool up to the renewal's price plus :data:`PREPAID_HEADROOM` if it holds
     less. After expiry (nobody has called ``calculate_reward`` yet): top up if the pool no longer covers the
