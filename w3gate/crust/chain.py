@@ -63,7 +63,9 @@ class ChainClient(Protocol):
     def spec_at(self, block: int) -> int | None:
         """The runtime spec version in force after ``block`` (None if the node does not know it)."""
 
-    def sign_batch(self, cids: Sequence[tuple[str, int] | MarketCall], nonce: int, current_block: int) -> SignedBatch: ...
+    def sign_batch(
+        self, cids: Sequence[tuple[str, int] | MarketCall], nonce: int, current_block: int
+    ) -> SignedBatch: ...
 
     def extrinsic_fee(self, extrinsic_hex: str) -> int: ...
 
