@@ -45,6 +45,9 @@ class Settings:
     token_cache_size: int = 10_000
     cors_origins: tuple[str, ...] = ("*",)
     shutdown_timeout: float = 8.0
+    keep_alive_timeout: float = 75.0  # seconds an idle connection (between requests, or before its first) stays open
+    body_timeout: float = 30.0  # seconds a request body may take to arrive in full, from the request's head
+    max_connections: int = 1000  # open connections at most (lowered to fit the open-file limit)
     plugin_dir: Path | None = None
     plugins_strict: bool = False
     allowed_chains: tuple[str, ...] | None = None
@@ -91,6 +94,9 @@ SCALARS: dict[str, Any] = {
     "token_cache_size": _parse_int,
     "cors_origins": _parse_list,
     "shutdown_timeout": float,
+    "keep_alive_timeout": float,
+    "body_timeout": float,
+    "max_connections": _parse_int,
     "plugin_dir": lambda v: Path(str(v)).expanduser() if str(v) else None,
     "plugins_strict": lambda v: v if isinstance(v, bool) else _parse_bool(v),
     "allowed_chains": lambda v: _parse_list(v) or None,
@@ -178,6 +184,11 @@ def validate(s: Settings) -> None:
         raise ConfigError("token_cache_size must be >= 0")
     if s.shutdown_timeout <= 0:
         raise ConfigError("shutdown_timeout must be > 0")
+    for name in ("keep_alive_timeout", "body_timeout"):
+        if not 0 < getattr(s, name) < float("inf"):
+            raise ConfigError(f"{name} must be a number of seconds > 0")
+    if s.max_connections < 1:
+        raise ConfigError("max_connections must be >= 1")
     url = s.database_url
     if url and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
         raise ConfigError("database_url must start with sqlite://, postgres:// or postgresql://")
