@@ -196,7 +196,7 @@ async def serve(
         pool = ConnectionPool(max_connections)
 
     original = hypercorn_run.TCPServer
-    hypercorn_run.TCPServer = Server  # type: ignore[misc]
+    hypercorn_run.TCPServer = Server  # type: ignore[misc, assignment]
     try:
         await hypercorn_run.worker_serve(
             wrap_app(app, config.wsgi_max_body_size, None), config, sockets=sockets,
