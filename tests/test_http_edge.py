@@ -24,6 +24,7 @@ HANG = 8.0  # seconds of silence that count as a hang (the server's own timeouts
 TOKEN = substrate_token("//Alice")
 CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
 SEQUENCES = 100
+PAUSE = 0.03  # seconds a raw client waits in the middle of a body
 
 # name -> (method, path, headers, body): each answered before its body is read
 EARLY = {
@@ -92,12 +93,14 @@ def _closed_by_server(sock: socket.socket) -> bool:
 
 
 def _early_then_normal(server: Server, name: str) -> str:
-    """One sequence on one connection: the early answer, then (unless it closed) ``GET /healthz``."""
+    """One sequence on one connection: the early answer, then (unless it closed) ``GET /healthz``. The body
+    pauses after its first KB, as on a slow network, so that its rest arrives after an early answer."""
     method, path, headers, body = EARLY[name]
     with _connect(server) as sock:
         try:
-            sock.sendall(_head(method, path, headers, len(body)))
-            sock.sendall(body)
+            sock.sendall(_head(method, path, headers, len(body)) + body[:1000])
+            time.sleep(PAUSE)  # the rest of the body comes after the app could answer (traffic shape, not a check)
+            sock.sendall(body[1000:])
             status, resp_headers, _ = _response(sock)
             assert str(status) == name, (name, status)
             if resp_headers.get("connection", "").lower() == "close":
