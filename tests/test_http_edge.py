@@ -30,7 +30,8 @@ PAUSE = 0.03  # seconds a raw client waits in the middle of a body
 EARLY = {
     "401": ("POST", "/psa/pins", {}, b'{"cid": "' + CID.encode() + b'", "name": "' + b"n" * 200_000 + b'"}'),
     "413": ("POST", "/psa/pins", {"Authorization": TOKEN}, b'{"meta": {"k": "' + b"v" * 300_000 + b'"}}'),
-    "405": ("PUT", "/psa/pins", {"Authorization": TOKEN}, b'{"cid": "' + CID.encode() + b'"}'),
+    "405": ("PUT", "/psa/pins", {"Authorization": TOKEN}, b'{"cid": "' + CID.encode() + b'", "name": "' + b"n" * 20_000
+            + b'"}'),
     "404": ("POST", "/nothing-here", {}, b"x" * 20_000),
 }
 
