@@ -42,12 +42,12 @@ class Settings:
     log_level: str = "info"
     delegates: tuple[str, ...] = DEFAULT_DELEGATES
     max_body_bytes: int = 256 * 1024
-    token_cache_size: int = 10_000
-    cors_origins: tuple[str, ...] = ("*",)
-    shutdown_timeout: float = 8.0
     keep_alive_timeout: float = 75.0  # seconds an idle connection (between requests, or before its first) stays open
     body_timeout: float = 30.0  # seconds a request body may take to arrive in full, from the request's head
     max_connections: int = 1000  # open connections at most (lowered to fit the open-file limit)
+    token_cache_size: int = 10_000
+    cors_origins: tuple[str, ...] = ("*",)
+    shutdown_timeout: float = 8.0
     plugin_dir: Path | None = None
     plugins_strict: bool = False
     allowed_chains: tuple[str, ...] | None = None
@@ -91,12 +91,12 @@ SCALARS: dict[str, Any] = {
     "log_level": lambda v: str(v).lower(),
     "delegates": _parse_list,
     "max_body_bytes": _parse_int,
-    "token_cache_size": _parse_int,
-    "cors_origins": _parse_list,
-    "shutdown_timeout": float,
     "keep_alive_timeout": float,
     "body_timeout": float,
     "max_connections": _parse_int,
+    "token_cache_size": _parse_int,
+    "cors_origins": _parse_list,
+    "shutdown_timeout": float,
     "plugin_dir": lambda v: Path(str(v)).expanduser() if str(v) else None,
     "plugins_strict": lambda v: v if isinstance(v, bool) else _parse_bool(v),
     "allowed_chains": lambda v: _parse_list(v) or None,
@@ -180,15 +180,15 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"invalid delegate {addr!r}: {exc}") from exc
     if s.max_body_bytes < 1024:
         raise ConfigError("max_body_bytes must be at least 1024")
-    if s.token_cache_size < 0:
-        raise ConfigError("token_cache_size must be >= 0")
-    if s.shutdown_timeout <= 0:
-        raise ConfigError("shutdown_timeout must be > 0")
     for name in ("keep_alive_timeout", "body_timeout"):
         if not 0 < getattr(s, name) < float("inf"):
             raise ConfigError(f"{name} must be a number of seconds > 0")
     if s.max_connections < 1:
         raise ConfigError("max_connections must be >= 1")
+    if s.token_cache_size < 0:
+        raise ConfigError("token_cache_size must be >= 0")
+    if s.shutdown_timeout <= 0:
+        raise ConfigError("shutdown_timeout must be > 0")
     url = s.database_url
     if url and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
         raise ConfigError("database_url must start with sqlite://, postgres:// or postgresql://")
