@@ -241,3 +241,15 @@ def test_one_access_line_per_request_without_token_or_query(edge: Server) -> Non
     assert any(re.search(r"w3gate\.access: GET /psa/pins 401 \d+\.\dms -$", line) for line in lines), lines
     text = edge.log_text()
     assert TOKEN.split(" ", 1)[1] not in text and marker not in text
+
+
+@pytest.mark.parametrize("env", [{"W3GATE_KEEP_ALIVE_TIMEOUT": "0"}, {"W3GATE_BODY_TIMEOUT": "-1"},
+                                 {"W3GATE_BODY_TIMEOUT": "nan"}, {"W3GATE_KEEP_ALIVE_TIMEOUT": "inf"},
+                                 {"W3GATE_MAX_CONNECTIONS": "0"}, {"W3GATE_MAX_CONNECTIONS": "many"}])
+def test_connection_settings_are_validated(env: dict[str, str]) -> None:
+    from w3gate.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError):
+        load_settings(None, env=env)
+    settings = load_settings(None, env={"W3GATE_KEEP_ALIVE_TIMEOUT": "2.5", "W3GATE_MAX_CONNECTIONS": "7"})
+    assert (settings.keep_alive_timeout, settings.max_connections) == (2.5, 7)
