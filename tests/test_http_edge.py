@@ -171,6 +171,26 @@ def test_a_body_that_never_finishes_is_timed_out(edge: Server, headers: dict[str
         assert _closed_by_server(sock)
 
 
+def test_a_client_that_stops_reading_is_cut_off(edge: Server) -> None:
+    """A client that asks (2,000 pipelined requests) but does not read the answers holds its connection only
+    until a send has been blocked for ``body_timeout`` (1 s here), not for ever."""
+    n = 2000
+    host, port = edge.base_url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the answers back up soon
+        sock.settimeout(HANG)
+        sock.connect((host, int(port)))
+        sock.sendall(_head("GET", "/healthz", {}) * n)
+        time.sleep(3)  # not reading for three times the timeout (traffic shape, not a check)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    assert received.count(b"HTTP/1.1 200 ") < n
+
+
 @pytest.fixture(scope="module")
 def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server under an open-file limit of 300 (``ulimit -n 300``), with long timeouts."""

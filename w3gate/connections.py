@@ -8,7 +8,9 @@
 - When the server ends a connection while the client may still be sending (an answer given before the whole
   body arrived), it half-closes first and reads on for up to ``LINGER`` seconds: closing a socket with unread
   bytes resets the connection, and the client could lose the answer it was sent.
-- An idle connection is closed after ``keep_alive_timeout``; one whose client has gone is closed at once.
+- An idle connection is closed after ``keep_alive_timeout``; one whose client has gone is closed at once; one
+  whose client stops taking its answer (a send blocked for ``send_timeout``) is closed then. Hypercorn shielded
+  that send from every cancellation, so such a client held its connection for ever.
 
 Hypercorn has no setting for its connection class, so :func:`serve` puts :class:`BoundedTCPServer` in the place
 of ``hypercorn.trio.run.TCPServer`` while it serves.
@@ -26,7 +28,7 @@ from typing import Any
 import orjson
 import trio
 from hypercorn.config import Config, Sockets
-from hypercorn.events import Closed, Event, Updated
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.utils import wrap_app
@@ -105,7 +107,8 @@ class ConnectionPool:
 class BoundedTCPServer(TCPServer):
     """Hypercorn's TCP connection, counted in a pool, evictable while idle, and closed with a linger."""
 
-    pool: ConnectionPool  # set on the class made by :func:`serve`
+    pool: ConnectionPool  # these two are set on the class made by :func:`serve`
+    send_timeout: float
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -124,9 +127,24 @@ class BoundedTCPServer(TCPServer):
             self.pool.release(self)
 
     async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            await self._send(event.data)
+            return
         await super().protocol_send(event)
         if isinstance(event, Updated):
             self.pool.mark(self, event.idle)
+
+    async def _send(self, data: bytes) -> None:
+        """Send, untouched by the app's cancellation (as Hypercorn does) but not for longer than ``send_timeout``."""
+        async with self.send_lock:
+            try:
+                with trio.CancelScope(shield=True), trio.fail_after(self.send_timeout):
+                    await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+            except trio.TooSlowError:  # the client does not read: a half-sent stream cannot be used again
+                await self.stream.aclose()
+                await self.protocol.handle(Closed())
 
     def evict(self) -> None:
         """Close this idle connection now (its idle wait ends early)."""
@@ -185,6 +203,7 @@ async def serve(
     config: Config,
     sockets: Sockets,
     max_connections: int,
+    send_timeout: float,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: Any = trio.TASK_STATUS_IGNORED,
@@ -194,6 +213,8 @@ async def serve(
         sock.listen(config.backlog)
     class Server(BoundedTCPServer):
         pool = ConnectionPool(max_connections)
+
+    Server.send_timeout = send_timeout
 
     original = hypercorn_run.TCPServer
     hypercorn_run.TCPServer = Server  # type: ignore[misc, assignment]

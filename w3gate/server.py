@@ -99,7 +99,8 @@ async def run(settings: Settings) -> None:
             nursery.start_soon(_wait_for_signal, stop)
             bound = await nursery.start(
                 lambda task_status: connections.serve(
-                    app, http_config, sockets, max_connections, shutdown_trigger=stop.wait, task_status=task_status
+                    app, http_config, sockets, max_connections, settings.body_timeout,
+                    shutdown_trigger=stop.wait, task_status=task_status,
                 )
             )
             log.info(
