@@ -43,7 +43,7 @@ class Settings:
     delegates: tuple[str, ...] = DEFAULT_DELEGATES
     max_body_bytes: int = 256 * 1024
     keep_alive_timeout: float = 75.0  # seconds an idle connection (between requests, or before its first) stays open
-    body_timeout: float = 30.0  # seconds a request body may take to arrive in full, from the request's head
+    body_timeout: float = 30.0  # seconds a request body may take to arrive, and a send of an answer may block
     max_connections: int = 1000  # open connections at most (lowered to fit the open-file limit)
     token_cache_size: int = 10_000
     cors_origins: tuple[str, ...] = ("*",)
