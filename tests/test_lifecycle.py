@@ -128,14 +128,16 @@ def server_restart(start_server, server):
     return start_server(data_dir=server.data_dir)
 
 
-def test_bind_failure_is_a_logged_non_zero_exit(start_server, tmp_path) -> None:
+def test_port_in_use_is_one_error_line_and_exit_2(start_server, tmp_path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
         out = w3gate("serve", "--port", str(port), "--data-dir", str(tmp_path), timeout=30)
-    assert out.returncode not in (0, 2), out.stderr
-    assert "stopped on an error" in out.stderr
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in lines[0]
 
 
 def test_pins_survive_restart(start_server, token) -> None:

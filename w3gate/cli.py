@@ -98,6 +98,7 @@ def _serve(settings: object) -> int:
     gc.disable()
     import trio
 
+    from w3gate.connections import BindError
     from w3gate.plugins import PluginError
     from w3gate.server import run
     from w3gate.store.migrations import SchemaTooNew
@@ -105,7 +106,7 @@ def _serve(settings: object) -> int:
     log = logging.getLogger("w3gate")
     try:
         trio.run(run, settings)
-    except (PluginError, SchemaTooNew) as exc:
+    except (BindError, PluginError, SchemaTooNew) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_CONFIG
     except KeyboardInterrupt:

@@ -58,6 +58,9 @@ class Settings:
     log_level: str = "info"
     delegates: tuple[str, ...] = DEFAULT_DELEGATES
     max_body_bytes: int = 256 * 1024
+    keep_alive_timeout: float = 75.0  # seconds an idle connection (between requests, or before its first) stays open
+    body_timeout: float = 30.0  # seconds a request body may take to arrive, and a send of an answer may block
+    max_connections: int = 1000  # open connections at most (lowered to fit the open-file limit)
     token_cache_size: int = 10_000
     cors_origins: tuple[str, ...] = ("*",)
     shutdown_timeout: float = 8.0
@@ -107,6 +110,9 @@ SCALARS: dict[str, Any] = {
     "log_level": lambda v: str(v).lower(),
     "delegates": _parse_list,
     "max_body_bytes": _parse_int,
+    "keep_alive_timeout": float,
+    "body_timeout": float,
+    "max_connections": _parse_int,
     "token_cache_size": _parse_int,
     "cors_origins": _parse_list,
     "shutdown_timeout": float,
@@ -196,6 +202,11 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"invalid delegate {addr!r}: {exc}") from exc
     if s.max_body_bytes < 1024:
         raise ConfigError("max_body_bytes must be at least 1024")
+    for name in ("keep_alive_timeout", "body_timeout"):
+        if not 0 < getattr(s, name) < float("inf"):
+            raise ConfigError(f"{name} must be a number of seconds > 0")
+    if s.max_connections < 1:
+        raise ConfigError("max_connections must be >= 1")
     if s.token_cache_size < 0:
         raise ConfigError("token_cache_size must be >= 0")
     if s.shutdown_timeout <= 0:

@@ -16,9 +16,8 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
-from w3gate import __version__
+from w3gate import __version__, connections
 from w3gate.api.app import Services, create_app
 from w3gate.config import Settings
 from w3gate.plugins import load_chains
@@ -37,7 +36,7 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     config.graceful_timeout = settings.shutdown_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = 75
+    config.keep_alive_timeout = settings.keep_alive_timeout
     config.include_server_header = False
     return config
 
@@ -52,6 +51,9 @@ async def _wait_for_signal(stop: trio.Event) -> None:
 
 async def run(settings: Settings) -> None:
     """Run the service until a signal arrives (returns) or a task fails (raises)."""
+    http_config = _hypercorn_config(settings)
+    sockets = connections.bind(http_config)  # first: a port in use is one error line, before anything starts
+    max_connections = connections.connection_limit(settings.max_connections)
     registry = load_chains(
         plugin_dir=settings.plugin_dir,
         strict=settings.plugins_strict,
@@ -75,13 +77,15 @@ async def run(settings: Settings) -> None:
                 health_token=settings.health_token or None,
             )
         )
+        app.config["BODY_TIMEOUT"] = settings.body_timeout
         tasks = crust_tasks(db, settings.crust, crust_status)  # builds the chain client: imports done here
         _freeze_heap()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)
             bound = await nursery.start(
-                lambda task_status: hypercorn_serve(
-                    app, _hypercorn_config(settings), shutdown_trigger=stop.wait, task_status=task_status
+                lambda task_status: connections.serve(
+                    app, http_config, sockets, max_connections, settings.body_timeout,
+                    shutdown_trigger=stop.wait, task_status=task_status,
                 )
             )
             log.info(

@@ -18,6 +18,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from w3gate.api.connection import install
 from w3gate.api.queries import parse_list_query
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.services.pins import PinService
@@ -74,6 +75,7 @@ def one_authorization() -> str | None:
 
 def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("w3gate", static_folder=None, template_folder=None)
+    install(app)  # connection handling and the access log (w3gate/api/connection.py)
     app.config["MAX_CONTENT_LENGTH"] = services.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.strict_slashes = False

@@ -1,0 +1,115 @@
+"""One HTTP request from Hypercorn to the app and back, so that every connection ends in a known state.
+
+quart-trio runs a request as two tasks, a body reader and the handler, and cancels both as soon as the reader
+sees ``http.disconnect``. Hypercorn sends that message from inside the app's last ``send`` (the one that ends
+the response), and there, still in the app's task, it recycles or closes the connection. The cancellation
+landed in the middle of that bookkeeping: the idle timer was never restarted (idle keep-alive connections lived
+forever), a connection due to close (HTTP/1.0, ``Connection: close``, a body left unread) was never closed,
+and one whose unread body arrived later stopped reading for good (the next request hung). Here a disconnect
+cancels the handler only while it works on an answer, never while the answer is being sent.
+
+An answer given before the body was read (401, 404, 405, 413) waits for the rest of a body that is no larger
+than ``MAX_CONTENT_LENGTH`` and arrives within ``BODY_TIMEOUT`` of the request, discarding it, so the
+connection stays usable; otherwise it says ``Connection: close`` and the connection is closed after it
+(RFC 9112 section 9.6). Each request ends with one line on the ``w3gate.access`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, cast
+
+import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
+from quart import Request, Response, g, request
+from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
+
+access_log = logging.getLogger("w3gate.access")
+USER_KEY = "w3gate.user"  # request scope key: the authenticated user, for the access log
+
+
+class Connection(TrioASGIHTTPConnection):
+    """quart-trio's HTTP connection with the disconnect confined to the handler and early answers settled."""
+
+    async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:  # type: ignore[override]
+        started = time.perf_counter()
+        request = self._create_request_from_scope(send)
+        self._body_complete = False
+        self._received = 0
+        self._settled = trio.Event()  # the body is complete, over the size limit, or the client is gone
+        status: int | str = "-"  # no answer: the client went away first
+        async with trio.open_nursery() as nursery:
+            handler = trio.CancelScope()
+            nursery.start_soon(self._read_body, request, receive, handler)
+            with handler:
+                response = await self.app.handle_request(request)
+            if not handler.cancelled_caught:
+                await self._settle_body(request, response, started)
+                status = response.status_code
+                with trio.move_on_after(_timeout(response, self.app.config["RESPONSE_TIMEOUT"])):
+                    await self._send_response(send, response)  # type: ignore[arg-type]
+            nursery.cancel_scope.cancel()
+        _log(request, status, started)
+
+    async def _read_body(self, request: Request, receive: ASGIReceiveCallable, handler: trio.CancelScope) -> None:
+        limit = self.app.config["MAX_CONTENT_LENGTH"]
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                self._received += len(chunk)
+                request.body.append(chunk)  # the body keeps no more than MAX_CONTENT_LENGTH
+                if not message.get("more_body", False):
+                    request.body.set_complete()
+                    self._body_complete = True
+                    self._settled.set()
+                elif limit is not None and self._received > limit:
+                    self._settled.set()
+            elif message["type"] == "http.disconnect":
+                handler.cancel()  # the client is gone: stop working on its answer (a no-op once it is sent)
+                self._settled.set()
+                return
+
+    async def _settle_body(self, request: Request, response: Any, started: float) -> None:
+        """Read and discard what is left of an acceptable body, else mark the answer as the connection's last."""
+        if self._body_complete:
+            return
+        limit = self.app.config["MAX_CONTENT_LENGTH"]
+        declared = request.content_length
+        if limit is None or declared is None or declared <= limit:
+            wait = started + (self.app.config["BODY_TIMEOUT"] or math.inf) - time.perf_counter()
+            with trio.move_on_after(max(wait, 0)):
+                await self._settled.wait()
+        if not self._body_complete:
+            response.headers["Connection"] = "close"
+
+
+def _timeout(response: Any, default: float | None) -> float:
+    timeout = response.timeout if isinstance(response, Response) and response.timeout is not Ellipsis else default
+    return math.inf if timeout is None else timeout
+
+
+def _log(req: Request, status: int | str, started: float) -> None:
+    """``METHOD /path STATUS 1.2ms user``: no query string (it can carry anything), never a header."""
+    if access_log.isEnabledFor(logging.INFO):
+        user = cast(dict[str, Any], req.scope).get(USER_KEY) or "-"
+        elapsed = (time.perf_counter() - started) * 1000
+        access_log.info("%s %s %s %.1fms %s", req.method, req.path[:200], status, elapsed, user)
+
+
+async def _note_user(response: Response) -> Response:
+    """Hand the authenticated user (``g.owner``) to the access log, shortened: chain and account prefix."""
+    owner = g.get("owner")
+    if owner:
+        chain, _, account = owner.partition(":")
+        cast(dict[str, Any], request.scope)[USER_KEY] = f"{chain}:{account[:12]}"
+    return response
+
+
+def install(app: QuartTrio) -> None:
+    """Serve ``app``'s requests through :class:`Connection` and note each request's user for the access log."""
+    app.asgi_http_class = Connection  # type: ignore[assignment]
+    app.after_request(_note_user)

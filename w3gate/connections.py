@@ -1,0 +1,227 @@
+"""Hypercorn's listening sockets and open connections: bound early, limited in number, closed without loss.
+
+- The port is bound before anything else starts, so a port in use is one clear error (:class:`BindError`).
+- At most ``max_connections`` connections are open (lowered to fit the open-file limit). When a new one arrives
+  at the limit, the connection idle the longest (between requests, or still before its first full request
+  head) is closed to make room, so a flood of idle or slow-header connections cannot keep ``/healthz`` out;
+  if every connection is busy with a request, the newcomer gets a 503 at once rather than waiting.
+- When the server ends a connection while the client may still be sending (an answer given before the whole
+  body arrived), it half-closes first and reads on for up to ``LINGER`` seconds: closing a socket with unread
+  bytes resets the connection, and the client could lose the answer it was sent.
+- An idle connection is closed after ``keep_alive_timeout``; one whose client has gone is closed at once; one
+  whose client stops taking its answer (a send blocked for ``send_timeout``) is closed then. Hypercorn shielded
+  that send from every cancellation, so such a client held its connection for ever.
+
+Hypercorn has no setting for its connection class, so :func:`serve` puts :class:`BoundedTCPServer` in the place
+of ``hypercorn.trio.run.TCPServer`` while it serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.trio import run as hypercorn_run
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
+from hypercorn.utils import wrap_app
+
+log = logging.getLogger(__name__)
+LINGER = 2.0  # seconds a closing connection still reads what its client sends
+FD_RESERVE = 64  # open files kept for the database, logs, chain client and listening sockets
+REFUSAL_LOG_EVERY = 10.0  # seconds between two "limit reached" warnings
+
+
+class BindError(Exception):
+    """The listening address cannot be bound (in use, not local, not permitted)."""
+
+
+def bind(config: Config) -> Sockets:
+    """Bind (but do not yet listen on) the configured addresses."""
+    try:
+        return config.create_sockets()
+    except OSError as exc:
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        raise BindError(f"cannot listen on {', '.join(config.bind)}: {reason}") from None
+
+
+def connection_limit(wanted: int) -> int:
+    """``wanted``, or less if the open-file limit cannot hold that many connections (raised towards it first)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return wanted
+    limit = max(1, soft - FD_RESERVE)
+    log.warning("max_connections lowered from %d to %d to fit the open-file limit (%d)", wanted, limit, soft)
+    return limit
+
+
+class ConnectionPool:
+    """The open connections, and among them the idle ones, oldest first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: set[BoundedTCPServer] = set()
+        self.idle: dict[BoundedTCPServer, None] = {}  # insertion order: idle the longest first
+        self._warned = -REFUSAL_LOG_EVERY
+
+    def admit(self, conn: BoundedTCPServer) -> bool:
+        """Count ``conn`` in, closing the longest-idle connection if at the limit; False if all are busy."""
+        if len(self.open) >= self.limit:
+            victim = next(iter(self.idle), None)
+            if victim is None:
+                if time.monotonic() - self._warned >= REFUSAL_LOG_EVERY:
+                    self._warned = time.monotonic()
+                    log.warning("connection limit reached (%d open, none idle): new connections get 503", self.limit)
+                return False
+            self.release(victim)
+            victim.evict()
+        self.open.add(conn)
+        self.idle[conn] = None  # nothing asked yet
+        return True
+
+    def mark(self, conn: BoundedTCPServer, idle: bool) -> None:
+        self.idle.pop(conn, None)
+        if idle and conn in self.open:
+            self.idle[conn] = None
+
+    def release(self, conn: BoundedTCPServer) -> None:
+        self.open.discard(conn)
+        self.idle.pop(conn, None)
+
+
+class BoundedTCPServer(TCPServer):
+    """Hypercorn's TCP connection, counted in a pool, evictable while idle, and closed with a linger."""
+
+    pool: ConnectionPool  # these two are set on the class made by :func:`serve`
+    send_timeout: float
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._evicted = False
+        self._idle_scope: trio.CancelScope | None = None
+        self._reading: trio.CancelScope | None = None
+        self._done_reading = False
+
+    async def run(self) -> None:
+        if not self.pool.admit(self):
+            await self._refuse()
+            return
+        try:
+            await super().run()
+        finally:
+            self.pool.release(self)
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            await self._send(event.data)
+            return
+        await super().protocol_send(event)
+        if isinstance(event, Updated):
+            self.pool.mark(self, event.idle)
+
+    async def _send(self, data: bytes) -> None:
+        """Send, untouched by the app's cancellation (as Hypercorn does) but not for longer than ``send_timeout``."""
+        async with self.send_lock:
+            try:
+                with trio.CancelScope(shield=True), trio.fail_after(self.send_timeout):
+                    await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+            except trio.TooSlowError:  # the client does not read: a half-sent stream cannot be used again
+                await self.stream.aclose()
+                await self.protocol.handle(Closed())
+
+    def evict(self) -> None:
+        """Close this idle connection now (its idle wait ends early)."""
+        self._evicted = True
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def _idle_timeout(self) -> None:
+        with trio.move_on_after(self.config.keep_alive_timeout) as self._idle_scope:
+            if not self._evicted:
+                await self.context.terminated.wait()
+        self._idle_scope = None
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
+
+    async def _read_data(self) -> None:
+        with trio.CancelScope() as self._reading:
+            await super()._read_data()
+        self._done_reading = True
+        if self._reading.cancelled_caught:  # the linger ran out: the connection ends here
+            await self.protocol.handle(Closed())
+        await self.idle_task.stop()  # nothing left to wait for: without this the idle wait kept the socket open
+
+    async def _close(self) -> None:
+        reading = self._reading
+        if reading is None or self._done_reading:
+            await super()._close()
+            return
+        if reading.deadline != math.inf:
+            return  # already closing
+        try:  # the client may still be sending: half-close, read on for a while (see the module docstring)
+            await self.stream.send_eof()  # type: ignore[attr-defined]  # a plain socket stream here
+        except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError, AttributeError):
+            pass
+        reading.deadline = trio.current_time() + LINGER
+
+    async def _refuse(self) -> None:
+        body = orjson.dumps({"error": {"reason": "SERVICE_UNAVAILABLE", "details": "too many open connections"}})
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
+        )
+        with trio.move_on_after(LINGER):
+            try:
+                await self.stream.send_all(head.encode() + body)
+                await self.stream.send_eof()  # type: ignore[attr-defined]
+                while await self.stream.receive_some(MAX_RECV):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, AttributeError):
+                pass
+        await self.stream.aclose()
+
+
+async def serve(
+    app: Any,
+    config: Config,
+    sockets: Sockets,
+    max_connections: int,
+    send_timeout: float,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on the bound ``sockets`` with Hypercorn, through :class:`BoundedTCPServer`."""
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+    class Server(BoundedTCPServer):
+        pool = ConnectionPool(max_connections)
+
+    Server.send_timeout = send_timeout
+
+    original = hypercorn_run.TCPServer
+    hypercorn_run.TCPServer = Server  # type: ignore[misc, assignment]
+    try:
+        await hypercorn_run.worker_serve(
+            wrap_app(app, config.wsgi_max_body_size, None), config, sockets=sockets,
+            shutdown_trigger=shutdown_trigger, task_status=task_status,
+        )
+    finally:
+        hypercorn_run.TCPServer = original  # type: ignore[misc]
