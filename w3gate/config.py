@@ -43,6 +43,8 @@ class Settings:
     delegates: tuple[str, ...] = DEFAULT_DELEGATES
     max_body_bytes: int = 256 * 1024
     token_cache_size: int = 10_000
+    auth_check_threads: int = 0  # 0: one per core, at least 2
+    auth_queue_per_client: int = 32
     cors_origins: tuple[str, ...] = ("*",)
     shutdown_timeout: float = 8.0
     plugin_dir: Path | None = None
@@ -89,6 +91,8 @@ SCALARS: dict[str, Any] = {
     "delegates": _parse_list,
     "max_body_bytes": _parse_int,
     "token_cache_size": _parse_int,
+    "auth_check_threads": _parse_int,
+    "auth_queue_per_client": _parse_int,
     "cors_origins": _parse_list,
     "shutdown_timeout": float,
     "plugin_dir": lambda v: Path(str(v)).expanduser() if str(v) else None,
@@ -176,6 +180,10 @@ def validate(s: Settings) -> None:
         raise ConfigError("max_body_bytes must be at least 1024")
     if s.token_cache_size < 0:
         raise ConfigError("token_cache_size must be >= 0")
+    if not 0 <= s.auth_check_threads <= 256:
+        raise ConfigError("auth_check_threads must be 0 (one per core) to 256")
+    if s.auth_queue_per_client < 1:
+        raise ConfigError("auth_queue_per_client must be >= 1")
     if s.shutdown_timeout <= 0:
         raise ConfigError("shutdown_timeout must be > 0")
     url = s.database_url
