@@ -14,8 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
+import trio.testing
 from helpers import bearer, start_server_process
 from test_plugins_discovery import make_plugin
+
+from w3gate.w3auth.fairgate import FairGate
 
 HOLDING_PLUGIN = '''
 import os, time
@@ -108,3 +112,37 @@ def test_one_address_may_have_only_its_share_of_checks_waiting(holding_server):
     assert user.result() == 200
     assert sorted(f.result() for f in held + waiting) == [401] * 5 + [429]
     assert len(checked(plugins)) == 2 + 3 + 1  # the refused one cost no check
+
+
+async def test_a_waiting_check_given_up_frees_its_place():
+    """A request cancelled while its check waits (the client went away) leaves no slot or queue entry behind,
+    also when it is cancelled as the slot is handed to it (trio runs the two wake-ups in either order)."""
+    gate = FairGate(slots=1, per_client=2)
+    release = trio.Event()
+    admitted: list[str] = []
+
+    async def check(client: str, scope: trio.CancelScope | None = None) -> None:
+        with scope or trio.CancelScope():
+            async with gate.admitted(client):
+                admitted.append(client)
+                await release.wait()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check, "a")
+        await trio.testing.wait_all_tasks_blocked()
+        gone, handed = trio.CancelScope(), trio.CancelScope()
+        nursery.start_soon(check, "b", gone)
+        nursery.start_soon(check, "c", handed)
+        await trio.testing.wait_all_tasks_blocked()
+        assert gate.waiting == 2
+        gone.cancel()  # b gives up while waiting
+        await trio.testing.wait_all_tasks_blocked()
+        assert gate.waiting == 1
+        release.set()  # a's slot goes to c ...
+        handed.cancel()  # ... which is cancelled in the same turn: the slot must come back either way
+        await trio.testing.wait_all_tasks_blocked()
+    assert admitted == ["a"]
+    assert gate.waiting == 0
+    async with gate.admitted("d"):  # the one slot is free again
+        admitted.append("d")
+    assert admitted == ["a", "d"]
