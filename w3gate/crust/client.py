@@ -88,7 +88,7 @@ class Inclusion:
 # a closed socket shows up as an empty frame that json cannot parse; a JSON-RPC error on a read means the
 # node is not serving what it should (pruned state, overloaded): both are the endpoint's trouble
 _CONNECTION_ERRORS = (WebSocketException, ConnectionError, OSError, TimeoutError, json.JSONDecodeError,
-                      SubstrateRequestException)
+                      UnicodeDecodeError, SubstrateRequestException)
 
 
 def _compact_len(n: int) -> bytes:
@@ -162,7 +162,9 @@ class CrustClient:
                 type_registry_preset="crust",
                 type_registry=type_registry(chain, self.settings.typedefs),
                 auto_reconnect=False,
-                ws_options={"timeout": self.settings.rpc_timeout},
+                # websocket-client checks a text frame's UTF-8 in pure Python before recv() decodes it strictly
+                # (in C) anyway: that check was nearly all of a poll pass's CPU once records are not re-decoded
+                ws_options={"timeout": self.settings.rpc_timeout, "skip_utf8_validation": True},
             )
             self.chain = chain
             self._select()
