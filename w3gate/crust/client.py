@@ -414,7 +414,7 @@ class CrustClient:
                     if known is None:
                         record = self.decode_record(value, name)
                     else:
-                        record = known.decode(cid, name, value, self.spec_version, self.decode_record)
+                        record = known.decode(cid, name, value, (self.chain, self.spec_version), self.decode_record)
                     if out[cid] is None or name == self.files_map:
                         out[cid] = record
         return out, size

@@ -7,7 +7,7 @@ registry of that spec version; a record of another version's layout, or with byt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
@@ -51,7 +51,7 @@ def record_from_value(value: Any, files_map: str, spec_version: int | None) -> F
 
 
 class KnownRecords:
-    """The record last decoded per CID and map, with a digest of the bytes and the spec version it came from.
+    """The record last decoded per CID and map, with a digest of the bytes and the runtime it came from.
 
     The poller reads every watched record on every pass, and strict decoding of a replica map costs milliseconds
     of scalecodec (10,000 records with 0..60 replicas: 43 s of CPU a pass). A record whose bytes are unchanged
@@ -60,21 +60,21 @@ class KnownRecords:
     """
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[str, str], tuple[int | None, bytes, FileRecord]] = {}
+        self._by_key: dict[tuple[str, str], tuple[Hashable, bytes, FileRecord]] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def decode(self, cid: str, files_map: str, data_hex: str, spec_version: int | None,
+    def decode(self, cid: str, files_map: str, data_hex: str, runtime: Hashable,
                decode: Callable[[str, str], FileRecord]) -> FileRecord:
-        """The record of ``data_hex``: the one decoded before if the bytes are the same, else ``decode(data_hex,
-        files_map)``, remembered."""
+        """The record of ``data_hex``: the one decoded before if the bytes and ``runtime`` (chain and spec
+        version: what picks the types) are the same, else ``decode(data_hex, files_map)``, remembered."""
         digest = blake2b(data_hex.encode(), digest_size=16).digest()
         known = self._by_key.get((cid, files_map))
-        if known is not None and known[0] == spec_version and known[1] == digest:
+        if known is not None and known[0] == runtime and known[1] == digest:
             return known[2]
         record = decode(data_hex, files_map)
-        self._by_key[(cid, files_map)] = (spec_version, digest, record)
+        self._by_key[(cid, files_map)] = (runtime, digest, record)
         return record
 
     def keep(self, cids: Collection[str]) -> None:
