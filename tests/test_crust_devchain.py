@@ -11,8 +11,9 @@ from devchain_fixtures import ALICE, REPO, add_pin, order_of, run_tasks, setting
 
 from w3gate.crust.settings import load_crust_settings
 from w3gate.crust.typedefs import UnsupportedRuntime
-from w3gate.services.crust import CrustStatus, crust_tasks
-from w3gate.store import orders
+from w3gate.services.crust import Connection, CrustStatus, crust_tasks
+from w3gate.services.poller import poll_once
+from w3gate.store import orders, pins
 
 pytestmark = pytest.mark.devchain
 
@@ -61,6 +62,43 @@ async def test_renewal_when_expiry_is_near(db, devchain, relay, ordering_account
         nursery.cancel_scope.cancel()
     assert (await order_of(db, cid)).status == "pinned"
     assert (await trio.to_thread.run_sync(devchain.orders_of, {cid}))[cid] == 2
+
+
+async def test_poller_decodes_a_record_again_only_when_its_bytes_change(db, devchain, relay, ordering_account):
+    a, b = uniq("dec"), uniq("dec")
+    await add_pin(db, "u1", a)
+    b_pin = await add_pin(db, "u1", b)
+    settings = settings_for(relay)
+    async with trio.open_nursery() as nursery:  # the real tasks place both orders
+        await run_tasks(nursery, db, settings)
+        await wait_status(db, [a, b], "pinning")
+        nursery.cancel_scope.cancel()
+    status = CrustStatus()
+    conn = Connection(settings, status, "poller")
+    client = await conn.ensure()
+    decoded: list[str] = []
+    decode = client.decode_record
+
+    def counting(data_hex: str, files_map: str | None = None):  # counts the strict decodes the passes make
+        decoded.append(data_hex)
+        return decode(data_hex, files_map)
+
+    client.decode_record = counting  # type: ignore[method-assign]
+    try:
+        await poll_once(db, settings, status, conn)
+        assert len(decoded) == 2  # first pass: every record decoded
+        decoded.clear()
+        await poll_once(db, settings, status, conn)
+        assert decoded == []  # no record changed: nothing decoded again
+        await trio.to_thread.run_sync(devchain.set_replicas, a, 1, 5_000_000)
+        await poll_once(db, settings, status, conn)
+        assert len(decoded) == 1  # only the changed record, decoded in full
+        assert (await order_of(db, a)).replicas == 1
+        await db.run(pins.delete_pin, "u1", b_pin)  # b no longer watched: forgotten
+        await poll_once(db, settings, status, conn)
+        assert status.known_records is not None and len(status.known_records) == 1
+    finally:
+        await conn.call(client.close)
 
 
 async def test_low_balance_keeps_pins_queued(db, devchain, relay, ordering_account):

@@ -62,6 +62,8 @@ class Settings:
     body_timeout: float = 30.0  # seconds a request body may take to arrive, and a send of an answer may block
     max_connections: int = 1000  # open connections at most (lowered to fit the open-file limit)
     token_cache_size: int = 10_000
+    auth_check_threads: int = 0  # 0: one per core, at least 2
+    auth_queue_per_client: int = 32
     cors_origins: tuple[str, ...] = ("*",)
     shutdown_timeout: float = 8.0
     statement_timeout: float = 1.0  # seconds a list query that may scan (filters beyond status) may run
@@ -114,6 +116,8 @@ SCALARS: dict[str, Any] = {
     "body_timeout": float,
     "max_connections": _parse_int,
     "token_cache_size": _parse_int,
+    "auth_check_threads": _parse_int,
+    "auth_queue_per_client": _parse_int,
     "cors_origins": _parse_list,
     "shutdown_timeout": float,
     "statement_timeout": float,
@@ -209,6 +213,10 @@ def validate(s: Settings) -> None:
         raise ConfigError("max_connections must be >= 1")
     if s.token_cache_size < 0:
         raise ConfigError("token_cache_size must be >= 0")
+    if not 0 <= s.auth_check_threads <= 256:
+        raise ConfigError("auth_check_threads must be 0 (one per core) to 256")
+    if s.auth_queue_per_client < 1:
+        raise ConfigError("auth_queue_per_client must be >= 1")
     if s.shutdown_timeout <= 0:
         raise ConfigError("shutdown_timeout must be > 0")
     if not 0.001 <= s.statement_timeout <= 3600:

@@ -60,7 +60,9 @@ async def run(settings: Settings) -> None:
         settings=settings.chains,
         allowed=settings.allowed_chains,
     )
-    authenticator = Authenticator(registry, cache_size=settings.token_cache_size)
+    authenticator = Authenticator(registry, cache_size=settings.token_cache_size,
+                                  max_threads=settings.auth_check_threads or None,
+                                  queue_per_client=settings.auth_queue_per_client)
     db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
     await db.open()
     crust_status = CrustStatus()

@@ -98,7 +98,7 @@ def create_app(services: Services) -> QuartTrio:
             return Response("", status=204)
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
             try:
-                identity = await services.authenticator.authenticate(one_authorization())
+                identity = await services.authenticator.authenticate(one_authorization(), request.remote_addr)
             except AuthError as exc:
                 return failure(unauthorized(exc.details))
             g.owner = identity.user_key

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # value types only: importing client.py pulls in substrate-interface
     from w3gate.crust.client import AccountState, Inclusion, SignedBatch
-    from w3gate.crust.records import FileRecord
+    from w3gate.crust.records import FileRecord, KnownRecords
     from w3gate.crust.settings import CrustSettings
 
 
@@ -85,7 +85,8 @@ class ChainClient(Protocol):
 
     def files(self, cids: Sequence[str], at: str | None = None) -> dict[str, FileRecord | None]: ...
 
-    def files_sized(self, cids: Sequence[str], at: str | None = None) -> tuple[dict[str, FileRecord | None], int]: ...
+    def files_sized(self, cids: Sequence[str], at: str | None = None,
+                    known: KnownRecords | None = None) -> tuple[dict[str, FileRecord | None], int]: ...
 
 
 ClientFactory = Callable[["CrustSettings"], ChainClient]

@@ -36,7 +36,7 @@ from websocket import WebSocketException
 from w3gate.crust.account import keypair_from_secret
 from w3gate.crust.chain import MarketCall
 from w3gate.crust.errors import ChainUnavailable, DispatchFailure, TxRejected, classify_rejection
-from w3gate.crust.records import FileRecord, decode_record
+from w3gate.crust.records import FileRecord, KnownRecords, decode_record
 from w3gate.crust.settings import CrustSettings, era_period_for
 from w3gate.crust.typedefs import UnsupportedRuntime, chain_key, checked_range, covered, type_registry
 from w3gate.redact import redact_text, redact_url
@@ -94,7 +94,7 @@ class Inclusion:
 # a closed socket shows up as an empty frame that json cannot parse; a JSON-RPC error on a read means the
 # node is not serving what it should (pruned state, overloaded): both are the endpoint's trouble
 _CONNECTION_ERRORS = (WebSocketException, ConnectionError, OSError, TimeoutError, json.JSONDecodeError,
-                      SubstrateRequestException)
+                      UnicodeDecodeError, SubstrateRequestException)
 
 
 def _compact_len(n: int) -> bytes:
@@ -170,7 +170,9 @@ class CrustClient:
                 type_registry_preset="crust",
                 type_registry=type_registry(chain, self.settings.typedefs),
                 auto_reconnect=False,
-                ws_options={"timeout": self.settings.rpc_timeout},
+                # websocket-client checks a text frame's UTF-8 in pure Python before recv() decodes it strictly
+                # (in C) anyway: that check was nearly all of a poll pass's CPU once records are not re-decoded
+                ws_options={"timeout": self.settings.rpc_timeout, "skip_utf8_validation": True},
             )
             self.chain = chain
             self._select()
@@ -432,10 +434,12 @@ class CrustClient:
         """File records of ``cids``, read with ONE multi-key storage query."""
         return self.files_sized(cids, at)[0]
 
-    def files_sized(self, cids: Sequence[str], at: str | None = None) -> tuple[dict[str, FileRecord | None], int]:
+    def files_sized(self, cids: Sequence[str], at: str | None = None,
+                    known: KnownRecords | None = None) -> tuple[dict[str, FileRecord | None], int]:
         """:meth:`files` and the bytes of record data the node sent (the poller sizes its next query by it).
         Where the runtime has two maps (spec 17: ``FilesV2`` and the legacy ``Files`` that
-        ``do_file_migration`` empties), both are read in the same query and ``FilesV2`` wins."""
+        ``do_file_migration`` empties), both are read in the same query and ``FilesV2`` wins. With ``known``,
+        a record whose bytes did not change since it was last decoded there is not decoded again."""
         keys = {self.file_key(c, m): (c, m) for m in self._maps for c in cids}
         params: list[Any] = [list(keys)] + ([at] if at else [])
         result = self._rpc("state_queryStorageAt", params) or []
@@ -446,7 +450,10 @@ class CrustClient:
                 if value is not None and key in keys:
                     cid, name = keys[key]
                     size += len(value) // 2
-                    record = self.decode_record(value, name)
+                    if known is None:
+                        record = self.decode_record(value, name)
+                    else:
+                        record = known.decode(cid, name, value, (self.chain, self.spec_version), self.decode_record)
                     if out[cid] is None or name == self.files_map:
                         out[cid] = record
         return out, size

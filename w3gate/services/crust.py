@@ -18,6 +18,7 @@ from w3gate.store.db import Database
 
 if TYPE_CHECKING:
     from w3gate.crust.chain import ChainClient, ClientFactory
+    from w3gate.crust.records import KnownRecords
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class CrustStatus:
     renewal: str = "reorder"
     last_batch_cost: int | None = None  # what the last batch sent was computed to cost (smallest unit)
     record_bytes: float = 0.0  # the poller's moving average of a file record's size
+    known_records: KnownRecords | None = field(default=None, repr=False)  # the poller's decoded records, by digest
 
     def error(self, text: str) -> None:
         self.last_error = text[:500]

@@ -3,7 +3,8 @@
 Cost per round: one header read plus one multi-key ``state_queryStorageAt`` per page of CIDs (never one
 RPC per CID). A page is bounded by bytes, not by a key count: a record carries its replica map (200
 replicas are tens of KB), so the next page's key count follows the record size measured so far, aiming
-at ``poll_bytes`` of answer (and at most ``poll_batch_size`` keys).
+at ``poll_bytes`` of answer (and at most ``poll_batch_size`` keys). Records are decoded only when their bytes
+changed since the last pass (:class:`KnownRecords`, kept on the status for the CIDs still watched).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from w3gate.crust.records import KnownRecords
 from w3gate.crust.settings import CrustSettings
 from w3gate.services.crust import Connection, CrustStatus, now_ms
 from w3gate.store import orders
@@ -29,12 +31,17 @@ async def poll_once(db: Database, settings: CrustSettings, status: CrustStatus, 
     head = await conn.call(client.head)
     stats = {"rpc": 1, "orders": 0, "records": 0, "updated": 0, "bytes": 0, "largest_answer": 0}
     after = ""
+    if status.known_records is None:
+        status.known_records = KnownRecords()
+    watched: set[str] = set()
     while True:
         keys = page_keys(settings, status.record_bytes)
         page = await db.run(orders.watched_page, after, keys)
         if not page:
             break
-        records, size = await conn.call(client.files_sized, [p["cid"] for p in page])
+        cids = [p["cid"] for p in page]
+        watched.update(cids)
+        records, size = await conn.call(client.files_sized, cids, None, status.known_records)
         found = sum(1 for r in records.values() if r is not None)
         if found:  # a moving average of the record size, per record found
             status.record_bytes = (status.record_bytes * 3 + size / found) / 4 if status.record_bytes else size / found
@@ -78,6 +85,7 @@ async def poll_once(db: Database, settings: CrustSettings, status: CrustStatus, 
         after = page[-1]["cid"]
         if len(page) < keys:
             break
+    status.known_records.keep(watched)
     status.last_poll_ms = now_ms()
     return stats
 

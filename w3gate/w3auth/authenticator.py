@@ -4,7 +4,8 @@ W3Auth tokens are static bearer credentials (no expiry, FORMAT.md 5.1) that clie
 request, so a verified token is remembered: a repeated token costs a hash and a dict look-up instead of a
 signature check. Cache keys are a keyed hash of the credentials (the secret key lives only in this
 process), so neither the cache nor any log line holds a token. Signature checks run in worker threads so
-that they never stall the trio event loop.
+that they never stall the trio event loop, admitted fairly between client addresses (:mod:`fairgate`):
+whatever one client floods, another's first request waits for at most one check per other waiting client.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Protocol
 import trio
 
 from w3gate.hookspecs import Chain, Credentials, Identity, InvalidSignature
+from w3gate.w3auth.fairgate import FairGate, client_key
 from w3gate.w3auth.token import (
     INVALID_SIGNATURE,
     UNSUPPORTED,
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_NEGATIVE_CACHE_SIZE = 2_000
 DEFAULT_NEGATIVE_TTL = 60.0  # seconds; a rejected token is re-checked after this
+DEFAULT_QUEUE_PER_CLIENT = 32  # uncached checks one client address may have waiting; more get 429
 _LONG_RUN = re.compile(r"[0-9A-Za-z+/=_\-]{40,}")
 
 
@@ -91,7 +94,8 @@ class Authenticator:
 
     ``cache_size`` bounds the verified-token cache, ``negative_cache_size`` / ``negative_ttl`` the cache of
     tokens a verifier rejected (only definitive rejections, not verifier crashes, which may be transient);
-    ``max_threads`` bounds concurrent signature checks in :meth:`authenticate`.
+    ``max_threads`` bounds concurrent signature checks in :meth:`authenticate`, which admits waiting checks
+    round-robin by client address, at most ``queue_per_client`` waiting per address.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class Authenticator:
         negative_cache_size: int = DEFAULT_NEGATIVE_CACHE_SIZE,
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         max_threads: int | None = None,
+        queue_per_client: int = DEFAULT_QUEUE_PER_CLIENT,
     ) -> None:
         self.registry = registry
         self._valid = _LRU(cache_size)
@@ -109,6 +114,7 @@ class Authenticator:
         self._hash_key = os.urandom(32)
         self._max_threads = max_threads or max(2, os.cpu_count() or 2)
         self._limiter: trio.CapacityLimiter | None = None
+        self.gate = FairGate(self._max_threads, queue_per_client)
 
     # -- public -------------------------------------------------------------------------------------
 
@@ -120,17 +126,21 @@ class Authenticator:
         credentials, chain = self._resolve(token)
         return self._finish(key, chain, self._run_verify(chain, credentials))
 
-    async def authenticate(self, header: str | None) -> Identity:
-        """Verify from trio: uncached tokens are checked in a worker thread."""
+    async def authenticate(self, header: str | None, client: str | None = None) -> Identity:
+        """Verify from trio: uncached tokens are checked in a worker thread, taking turns by ``client``
+        (the peer's address); raises ApiError 429 when that address already has its share waiting."""
         token, key, cached = self._prepare(header)
         if cached is not None:
             return cached
         credentials, chain = self._resolve(token)
         if self._limiter is None:
             self._limiter = trio.CapacityLimiter(self._max_threads)
-        outcome = await trio.to_thread.run_sync(
-            self._run_verify, chain, credentials, limiter=self._limiter
-        )
+        async with self.gate.admitted(client_key(client)):
+            if (cached := self._cached(key)) is not None:  # verified by another request while this one waited
+                return cached
+            outcome = await trio.to_thread.run_sync(
+                self._run_verify, chain, credentials, limiter=self._limiter
+            )
         return self._finish(key, chain, outcome)
 
     def clear_cache(self) -> None:
@@ -159,7 +169,7 @@ class Authenticator:
         chain = self._lookup(credentials.chain_type)
         if chain is None:
             raise AuthError(UNSUPPORTED)
-        if not credentials.signature:  # the handler's undefined/empty signature never verifies
+        if not credentials.signature or not credentials.address:  # can never verify: no crypto spent
             raise AuthError(INVALID_SIGNATURE)
         return credentials, chain
 
