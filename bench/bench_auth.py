@@ -105,8 +105,8 @@ def main() -> None:
         for t in tokens:  # every token must really verify
             uncached.authenticate_sync(t)
         cycle = iter(range(1 << 62))
-        verify_rate = rate(lambda: uncached.authenticate_sync(tokens[next(cycle) % 8]), seconds)
-        hit_rate = rate(lambda: cached.authenticate_sync(tokens[0]), seconds)
+        verify_rate = rate(lambda t=tokens, c=cycle: uncached.authenticate_sync(t[next(c) % 8]), seconds)
+        hit_rate = rate(lambda t=tokens: cached.authenticate_sync(t[0]), seconds)
         print(f"{name:28} {verify_rate:18,.0f} {hit_rate:14,.0f}")
 
 

@@ -162,7 +162,8 @@ async def poll_bench(chain, settings, cids, mean) -> None:
         stats = await poll_once(db, settings, status, conn)
         took, cpu = time.perf_counter() - t, time.process_time() - cpu
         print(f"poll ({round_}): {cpu:.2f} s CPU, {stats['orders']} pinning CIDs, {stats['records']} records read, "
-              f"{calls['n']} RPC round trips, {stats['bytes'] / 1e6:.1f} MB of records (largest answer {stats['largest_answer'] / 1e6:.2f} MB; "
+              f"{calls['n']} RPC round trips, {stats['bytes'] / 1e6:.1f} MB of records "
+              f"(largest answer {stats['largest_answer'] / 1e6:.2f} MB; "
               f"poll_bytes {settings.poll_bytes / 1e6:.1f} MB, record mean {status.record_bytes:.0f} B), {took:.2f} s, "
               f"{stats['updated']} orders updated")
     await conn.call(conn.client.close)

@@ -104,7 +104,8 @@ def main() -> None:
         for _ in range(args.rounds):
             alone = wrk1(base + CHEAP, args.seconds, token)
             heavy: dict = {}
-            heavy_client = threading.Thread(target=lambda h=heavy: h.update(wrk1(base + HEAVY, args.seconds + 2, token)))
+            heavy_client = threading.Thread(
+                target=lambda h=heavy: h.update(wrk1(base + HEAVY, args.seconds + 2, token)))
             heavy_client.start()
             time.sleep(1)  # the heavy client is under way before the cheap one starts, and outlasts it
             beside = wrk1(base + CHEAP, args.seconds, token)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import Server, new_postgres_database, start_server_process, substrate_token
+
 from w3gate.store.db import Database
 
 try:  # the Crust devchain fixtures (session-scoped chain process)

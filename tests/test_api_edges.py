@@ -7,7 +7,6 @@ import json
 
 import httpx
 import pytest
-
 from helpers import HEALTH_TOKEN, Server, bearer
 from test_api_pins import CID_V1, add, assert_failure
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-
 from helpers import Server, bearer
+
 from w3gate.plugins import load_chains
 
 CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
@@ -203,7 +203,7 @@ def test_same_key_any_alias_or_address_form_is_one_user(server: Server) -> None:
         forms.append(address)
     forms.append("0x" + kp.public_key.hex())
     tokens = [bearer(f"{ct}-{a}:0x{kp.sign(a.encode()).hex()}") for ct, a in zip(
-        ["sub", "substrate", "crust", "cru", "SUB"], forms)]
+        ["sub", "substrate", "crust", "cru", "SUB"], forms, strict=True)]
     with server.client(tokens[0]) as c:
         st = add(c)
     for t in tokens[1:]:

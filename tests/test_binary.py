@@ -5,7 +5,8 @@ Skipped unless W3GATE_BINARY names a built binary (CI: ``packaging/build`` then
 loopback: embedded defaults, the built-in chains on the shared W3Auth vectors, SIGTERM and restart, a
 killed launcher, PostgreSQL, plugins from a plugin directory (a wheel installed with
 ``pip install --target DIR --no-deps``, one with a compiled extension module, one importing all of
-w3gate, the libraries for plugins and the standard library), the conformance suite, and a pin ordered on the real Crust devchain.
+w3gate, the libraries for plugins and the standard library), the conformance suite, and a pin ordered on
+the real Crust devchain.
 """
 
 from __future__ import annotations

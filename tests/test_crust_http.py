@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from devchain_fixtures import ALICE, crust_env
 
 pytestmark = pytest.mark.devchain

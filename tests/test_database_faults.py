@@ -7,7 +7,6 @@ import time
 
 import httpx
 import pytest
-
 from conftest import POSTGRES
 
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="needs W3GATE_TEST_POSTGRES_URL (a server to cut off)")

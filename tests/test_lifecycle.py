@@ -13,7 +13,6 @@ import threading
 import time
 
 import httpx
-
 from helpers import free_port
 
 CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"

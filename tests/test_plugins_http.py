@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import database_url_for_test
 from helpers import bearer, start_server_process, substrate_token
 

@@ -7,7 +7,6 @@ import json
 import time
 
 import httpx
-
 from helpers import free_port
 from test_lifecycle import w3gate
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-
 from conftest import POSTGRES, database_url_for_test
+
 from w3gate.store import pins as store
 from w3gate.store.db import Database
 from w3gate.store.models import Pin

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import database_url_for_test
 from tortoise import connections
 
-from conftest import database_url_for_test
 from w3gate.store import migrations, orders
 from w3gate.store.db import Database
 
@@ -125,7 +125,7 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
 
     async def insert_old_rows() -> None:
         conn = connections.get(old.connection_name)
-        for i, (cid, status, ms, tx) in enumerate(orders):
+        for cid, status, ms, tx in orders:
             await conn.execute_script(
                 "INSERT INTO orders (cid, status, created_ms, updated_ms, tx_hash) "
                 f"VALUES ('{cid}', '{status}', {ms}, {ms}, {'NULL' if tx is None else repr(tx)})"

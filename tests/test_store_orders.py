@@ -11,8 +11,8 @@ import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
-
 from conftest import open_store
+
 from w3gate.store import orders
 from w3gate.store import pins as store
 from w3gate.store.db import Database
@@ -78,7 +78,8 @@ async def test_one_batch_every_verdict(db) -> None:
         cids[5]: ("pause", "market off"),
     }
     await db.run(lambda: Order.filter(cid=cids[5]).update(attempts=1))
-    assert await resolve(db, verdicts, NOW + 1) == {"ok": 2, "fail": 2, "failed": 1, "requeue": 2, "pause": 1, "topped": 0}
+    assert await resolve(db, verdicts, NOW + 1) == (
+        {"ok": 2, "fail": 2, "failed": 1, "requeue": 2, "pause": 1, "topped": 0})
     found = await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error")
     assert found[0] == ("pinning", 42, 0, 0, None, {"pinning"})
     assert found[1] == ("pinning", 42, 0, 0, None, {"pinning"})
@@ -89,7 +90,8 @@ async def test_one_batch_every_verdict(db) -> None:
     assert found[5] == ("queued", None, 1, 0, "market off", {"queued"})
     assert found[6] == ("failed", None, 3, found[6][3], "rejected again", {"failed"})
     # resolving the same transaction again changes nothing
-    assert await resolve(db, verdicts, NOW + 2) == {"ok": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0, "topped": 0}
+    assert await resolve(db, verdicts, NOW + 2) == (
+        {"ok": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0, "topped": 0})
     assert await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error") == found
     # what /healthz shows: every order counted once, by status
     assert await orders.counts(db) == {"pinning": 2, "queued": 4, "failed": 1, "renewal_stopped": 0}
@@ -102,7 +104,8 @@ async def test_one_batch_every_verdict_for_renewals(db) -> None:
         cids[0]: ("ok", None), cids[1]: ("ok", None), cids[2]: ("requeue", None),
         cids[3]: ("fail", "rejected"), cids[5]: ("fail", "rejected again"), cids[4]: ("pause", "market off"),
     }
-    assert await resolve(db, verdicts, NOW + 1) == {"ok": 2, "fail": 2, "failed": 1, "requeue": 1, "pause": 1, "topped": 0}
+    assert await resolve(db, verdicts, NOW + 1) == (
+        {"ok": 2, "fail": 2, "failed": 1, "requeue": 1, "pause": 1, "topped": 0})
     found = await state(db, cids, "status", "renew_due", "renewals", "attempts", "next_try_ms", "error")
     # a renewal never changes what the user sees: the file stays pinned whatever the verdict
     assert found == [

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 import trio
+from conftest import POSTGRES, open_store
 from tortoise.transactions import in_transaction
 
-from conftest import POSTGRES, open_store
 from w3gate.store import pins as store
 from w3gate.store.db import Database
 from w3gate.store.models import Order, Pin
 from w3gate.store.pins import NewPin, PinQuery
 from w3gate.store.sqlite_inline import checkpoint
 
-CIDS = ["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "bafkqaaa", "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"]
+CIDS = ["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "bafkqaaa",
+        "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"]
 
 
 async def test_counts_match_a_full_count_through_every_change(tmp_path) -> None:
@@ -137,7 +138,8 @@ async def test_sqlite_log_is_checkpointed_by_maintain_not_by_commits(tmp_path) -
 
 
 async def test_an_unkeyed_order_of_the_same_text_is_adopted(tmp_path) -> None:
-    """The content-key migration (schema 7) leaves an order it merged away unkeyed; once the content's kept order is gone, pinning
+    """The content-key migration (schema 7) leaves an order it merged away unkeyed; once the content's kept
+    order is gone, pinning
     the content again in that text takes the unkeyed order back rather than failing on its text."""
     from w3gate.services.pins import parse_pin
 

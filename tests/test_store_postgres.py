@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from conftest import POSTGRES, database_url_for_test
+
 from w3gate.store import pins as store
 from w3gate.store.db import Database, _reset_if_in_transaction
 from w3gate.store.pins import NewPin

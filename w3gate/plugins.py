@@ -22,6 +22,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,7 @@ def _candidates(plugin_dir: Path | None) -> list[_Candidate]:
     from w3gate import __version__
 
     found = [
-        _Candidate(mod.rsplit(".", 1)[-1], __version__, "built-in", lambda m=mod: importlib.import_module(m))
+        _Candidate(mod.rsplit(".", 1)[-1], __version__, "built-in", partial(importlib.import_module, mod))
         for mod in DEFAULT_PLUGINS
     ]
     for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):

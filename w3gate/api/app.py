@@ -158,8 +158,9 @@ def create_app(services: Services) -> QuartTrio:
             details = f"the request body is larger than {services.max_body_bytes} bytes"
         reason = REASONS.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR")
         response = failure(ApiError(status, reason, details))
-        if status == 405 and getattr(err, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(err.valid_methods)
+        allowed = getattr(err, "valid_methods", None)  # werkzeug's MethodNotAllowed carries them
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(Exception)

@@ -118,7 +118,7 @@ class Connection:
 
         with trio.move_on_after(self.settings.call_timeout):
             try:
-                return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+                return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)  # type: ignore[call-arg]
             except trio.Cancelled:
                 self.client.abort()
                 raise
@@ -205,7 +205,7 @@ async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:
             resp.read(1024)
 
     try:
-        await trio.to_thread.run_sync(post, abandon_on_cancel=True)
+        await trio.to_thread.run_sync(post, abandon_on_cancel=True)  # type: ignore[call-arg]
     except Exception as exc:  # noqa: BLE001 - a webhook must not stop ordering
         log.warning("crust webhook %s failed: %s", redact_url(url), type(exc).__name__)
 

@@ -1,4 +1,5 @@
-"""The content-key migration step (schema 7): key the pins and orders of earlier releases by content (:mod:`w3gate.cids`).
+"""The content-key migration step (schema 7): key the pins and orders of earlier releases by content
+(:mod:`w3gate.cids`).
 
 Earlier releases keyed orders by the CID text as given, so one content pinned in several text forms
 could hold several orders. Each content keeps one: the one furthest along (pinned, pinning, in flight,

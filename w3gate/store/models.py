@@ -55,8 +55,8 @@ class Order(Model):
 
     ``cid`` is the text ordered on chain (the chain's file record is keyed by it), ``cid_key`` the content
     key pins link by (:mod:`w3gate.cids`). It is NULL for an order of a content an earlier release ordered in
-    two text forms, merged into the other by the content-key migration (schema 7): kept (the chain holds it), never claimed, renewed
-    or polled again.
+    two text forms, merged into the other by the content-key migration (schema 7): kept (the chain holds it),
+    never claimed, renewed or polled again.
 
     ``status``: ``queued`` (waiting), ``submitting`` (an extrinsic carrying it was signed and recorded
     in ``tx_hash``/``tx_nonce`` before it was sent: reconcile with the chain after a crash),

@@ -132,7 +132,8 @@ async def release_claim(token: str, now_ms: int) -> int:
 async def release_stale_claims(older_than_ms: int, now_ms: int) -> int:
     """Free claims left by a crash between claiming and recording (nothing of them was sent)."""
     async with in_transaction() as conn:
-        stale = await Order.filter(tx_hash__startswith=CLAIM_PREFIX, updated_ms__lt=older_than_ms).using_db(conn).values_list("cid", "status")
+        stale = await Order.filter(tx_hash__startswith=CLAIM_PREFIX, updated_ms__lt=older_than_ms).using_db(
+            conn).values_list("cid", "status")
         new = [c for c, s in stale if s == "submitting"]
         if new:
             await Order.filter(cid__in=new, tx_hash__startswith=CLAIM_PREFIX).using_db(conn).update(

@@ -77,7 +77,7 @@ async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -
     select = f"SELECT status, error, {', '.join(INFO_FIELDS)}, renew_due FROM orders WHERE cid_key = "
     sql = _Sql(sql_dialect)
     rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)
-    if not rows:  # the text is an unkeyed order's (the content-key migration merged it into one since dropped): adopt it
+    if not rows:  # an unkeyed order's text (the content-key migration merged it into one since dropped): adopt it
         await Order.filter(cid=pin.order_cid, cid_key__isnull=True).using_db(conn).update(cid_key=key)
         sql = _Sql(sql_dialect)
         rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)

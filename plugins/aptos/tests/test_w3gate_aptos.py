@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+import w3gate_aptos
 from nacl.signing import SigningKey
 
-import w3gate_aptos
 from w3gate.testing import bearer, check_token, load_vectors
 
 VECTORS = load_vectors(Path(__file__).parent / "vectors.json")

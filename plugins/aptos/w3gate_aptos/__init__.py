@@ -15,7 +15,6 @@ Identity: ``("aptos", "0x" + lower-case hex public key)``.
 
 from __future__ import annotations
 
-
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, SimpleChain, hookimpl
 from w3gate.w3auth.ed25519 import ed25519_valid
 from w3gate.w3auth.nodecodec import node_hex

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import base58
 import pytest
+import w3gate_avalanche
 from coincurve import PrivateKey
 
-import w3gate_avalanche
 from w3gate.testing import bearer, check_token, load_vectors
 
 VECTORS = load_vectors(Path(__file__).parent / "vectors.json")

@@ -6,9 +6,9 @@ account's own address (vector v093, accepted by Crust, is refused; see its w3gat
 from pathlib import Path
 
 import pytest
+import w3gate_elrond
 from nacl.signing import SigningKey
 
-import w3gate_elrond
 from w3gate.testing import bearer, check_token, load_vectors
 
 VECTORS = load_vectors(Path(__file__).parent / "vectors.json")

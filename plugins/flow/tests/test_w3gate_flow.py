@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import w3gate_flow  # noqa: E402
 from flow_access_fake import FlowAccessNode, FlowKey, composite  # noqa: E402
+
 from w3gate.hookspecs import InvalidSignature  # noqa: E402
 from w3gate.w3auth.token import parse_authorization  # noqa: E402
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import base58
 import pytest
+import w3gate_near
 from nacl.signing import SigningKey
 
-import w3gate_near
 from w3gate.testing import bearer, check_token, load_vectors
 
 VECTORS = load_vectors(Path(__file__).parent / "vectors.json")

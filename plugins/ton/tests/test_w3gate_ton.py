@@ -11,9 +11,9 @@ import base64
 from pathlib import Path
 
 import pytest
+import w3gate_ton
 from nacl.signing import SigningKey
 
-import w3gate_ton
 from w3gate.testing import bearer, check_token, load_vectors
 
 VECTORS = load_vectors(Path(__file__).parent / "vectors.json")

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 import w3gate_xx
+
 from w3gate.hookspecs import InvalidSignature
 from w3gate.w3auth.token import parse_authorization
 
