@@ -27,6 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("W3GATE_SHARED_DIR", REPO.parent / "shared"))
 RUN = SHARED / "crust-devchain" / "run"
 ALICE = "//Alice"
+# seconds the relay waits for a client's closing handshake when a test ends: the service's chain clients
+# (websocket-client) answer a close frame only while reading, so an idle one never does, and the library's
+# default 10 s per test added up to minutes
+CLOSE_TIMEOUT = 0.5
 
 
 def _free_port() -> int:
@@ -254,7 +258,7 @@ class Relay:
         self.finalized = 0  # the highest block number the relay has called finalized
         self._final_lock = threading.Lock()
         self.block_hashes: dict[int, str | None] = {}
-        self._server = serve(self._handle, "127.0.0.1", self.port, max_size=None)
+        self._server = serve(self._handle, "127.0.0.1", self.port, max_size=None, close_timeout=CLOSE_TIMEOUT)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
