@@ -165,8 +165,9 @@ def test_a_body_that_never_finishes_is_timed_out(edge: Server, headers: dict[str
     handler was reading it (408) or had answered without it (401)."""
     with _connect(edge) as sock:
         sock.sendall(_head("POST", "/psa/pins", headers, 1000) + b'{"cid": ')
-        status, resp_headers, _ = _response(sock)
+        status, resp_headers, body = _response(sock)
         assert status == (408 if headers else 401)
+        assert b'"REQUEST_TIMEOUT"' in body if headers else b'"UNAUTHORIZED"' in body
         assert resp_headers.get("connection", "").lower() == "close"
         assert _closed_by_server(sock)
 
