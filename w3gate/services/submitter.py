@@ -177,7 +177,7 @@ class Submitter:
         """Follow a recorded extrinsic until it is in a finalized block (apply per-item results) or provably
         dead. ``fresh``: signed in this process and never sent, so a refusal means no pool holds it."""
         calls: list[Any] = tx["cids"]  # the batch's calls in order (see orders.record_tx)
-        cids = list(dict.fromkeys(orders.call_cid(c) for c in calls))
+        cids = orders.batch_cids(calls)
         scanned = int(tx["start_block"]) - 1
         sent = False
         while True:
@@ -230,15 +230,15 @@ class Submitter:
         if now is None or now <= int(signed):
             return False
         reason = f"signed for runtime spec {signed}, replaced by spec {now} before it was included: re-signed"
-        await self._resolve(tx, {orders.call_cid(c): ("pause", reason) for c in tx["cids"]}, None)
-        log.warning("crust batch %s: %s; %d orders re-queued without an attempt charged",
-                    tx["hash"], reason, len(tx["cids"]))
+        cids = orders.batch_cids(tx["cids"])
+        await self._resolve(tx, {c: ("pause", reason) for c in cids}, None)
+        log.warning("crust batch %s: %s; %d orders re-queued without an attempt charged", tx["hash"], reason, len(cids))
         return True
 
     async def refused(self, tx: dict[str, Any], exc: TxRejected) -> None:
         """The node refused a batch no pool holds: re-queue it free, and pause (or fix what the kind says)."""
         reason = f"the node refused the order batch ({exc.kind}, code {exc.code}): {exc}"
-        await self._resolve(tx, {orders.call_cid(c): ("pause", reason) for c in tx["cids"]}, None)
+        await self._resolve(tx, {c: ("pause", reason) for c in orders.batch_cids(tx["cids"])}, None)
         self.status.error(reason)
         if exc.kind == EXHAUSTS:
             self.batch_cap = max(1, len(tx["cids"]) // 2)

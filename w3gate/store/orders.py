@@ -119,6 +119,11 @@ def call_cid(call: Any) -> str:
     return call if isinstance(call, str) else str(call["cid"])
 
 
+def batch_cids(calls: Sequence[Any]) -> list[str]:
+    """The CIDs of a recorded batch's calls, each once, in order (a prepaid renewal may be two calls)."""
+    return list(dict.fromkeys(call_cid(c) for c in calls))
+
+
 async def release_claim(token: str, now_ms: int) -> int:
     """Undo a claim that was never sent."""
     async with in_transaction() as conn:
