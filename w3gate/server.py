@@ -21,10 +21,11 @@ from w3gate import __version__, connections
 from w3gate.api.app import Services, create_app
 from w3gate.config import Settings
 from w3gate.plugins import load_chains
+from w3gate.redact import redact_url
 from w3gate.services.crust import CrustStatus, crust_tasks
 from w3gate.services.health import Health
 from w3gate.services.pins import PinService
-from w3gate.store.db import Database, redact_url
+from w3gate.store.db import Database
 from w3gate.w3auth.authenticator import Authenticator
 
 log = logging.getLogger("w3gate")

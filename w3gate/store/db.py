@@ -19,7 +19,7 @@ from w3gate.redact import redact_url
 from w3gate.store import migrations, sqlite_inline
 from w3gate.store.bridge import AsyncioThread, InlineLoop
 
-__all__ = ["Database", "configure_sql_log", "redact_url"]
+__all__ = ["Database", "StatementTimeout", "configure_sql_log"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
