@@ -1,4 +1,4 @@
-"""The HTTP face: the Pinning Service API under ``/psa``, ``/healthz``, CORS and spec-shaped errors.
+"""The HTTP face: the Pinning Service API under ``/psa``, ``/healthz``, the web page, CORS and spec-shaped errors.
 
 Every response that is not a success is the spec's Failure body, whatever raised it: validation, the
 framework (unknown route, wrong method, oversized body) or an internal fault, so no framework error page
@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from w3gate.api.connection import install
 from w3gate.api.queries import parse_list_query
+from w3gate.api.webpage import install_webpage
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.services.pins import PinService
 from w3gate.w3auth.authenticator import Authenticator, AuthError
@@ -137,6 +138,8 @@ def create_app(services: Services) -> QuartTrio:
     async def delete_pin(requestid: str) -> Response:
         await services.pins.delete(g.owner, requestid)
         return Response("", status=202)
+
+    install_webpage(app)  # the page at / (w3gate/api/webpage.py)
 
     @app.get("/healthz")
     async def healthz() -> Response:
