@@ -58,7 +58,7 @@ function setUpKinds(): void {
     $<HTMLInputElement>('kind-w3auth').checked = true;
     $<HTMLInputElement>('kind-bound').disabled = true;
     say('kind-note', 'This server makes no bound tokens (it has no /auth/params): a plain W3Auth token it is.');
-    ttl.disabled = true;
+    ttl.closest('label')!.hidden = true;
     return;
   }
   const p = params;
@@ -113,7 +113,7 @@ function renderToken(): void {
   document.querySelectorAll<HTMLButtonElement>('nav button[data-view="pins"]').forEach((b) => { b.disabled = !has; });
   if (!token) return;
   $('token').textContent = token.text;
-  $('kubo').textContent = `ipfs pin remote service add ${params?.domain.split(':')[0] ?? 'w3gate'} ${psaUrl} ${token.text}`;
+  $('kubo').textContent = `ipfs pin remote service add w3gate ${psaUrl} ${token.text}`;
   const who = `${token.chain} account ${token.address}`;
   if (token.kind === 'bound' && token.expiresAt && token.issuedAt) {
     const seconds = Math.round((Date.parse(token.expiresAt) - Date.parse(token.issuedAt)) / 1000);

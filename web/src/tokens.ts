@@ -39,8 +39,13 @@ const W3AUTH_PREFIX: Record<Chain, string> = { ethereum: 'eth', substrate: 'sub'
 
 export function nonce(length = 16): string {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-  const random = crypto.getRandomValues(new Uint8Array(length));
-  return Array.from(random, (b) => alphabet[b % alphabet.length]).join('');
+  let out = '';
+  while (out.length < length) {
+    for (const b of crypto.getRandomValues(new Uint8Array(length))) {
+      if (b < 248 && out.length < length) out += alphabet[b % 62]; // 248 = 4 * 62: no bias
+    }
+  }
+  return out;
 }
 
 /** The EIP-4361-shaped message (SIWE / SIWS for Substrate / Sign In With Solana). */
