@@ -138,13 +138,16 @@ def wallets() -> Wallets:
 
 @pytest.fixture
 def page(browser: Any, server: Server, wallets: Wallets) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    context = browser.new_context(viewport={"width": 1200, "height": 760},
+                                  permissions=["clipboard-read", "clipboard-write"])
+    context.set_default_timeout(15_000)
     context.expose_function("__w3gateTestSign", wallets.sign)
     context.add_init_script(wallets.init_script())
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(server.base_url + "/")
+    response = pg.goto(server.base_url + "/")
+    assert response is not None and response.status == 200, "no page at /"
     pg.wait_for_selector("body[data-ready=true]")
     yield pg
     context.close()
@@ -187,8 +190,8 @@ def test_page_and_its_files_are_served(server: Server) -> None:
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/html")
     assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
-    files = re.findall(r'(?:src|href)="(/web/[^"]+)"', resp.text)
-    assert sorted(files) == ["/web/app.js", "/web/style.css"]
+    files = re.findall(r'(?:src|href)="(web/[^"]+)"', resp.text)  # relative: w3gate may sit under a path
+    assert sorted(files) == ["web/app.js", "web/style.css"]
     app = httpx.get(server.base_url + "/web/app.js", timeout=10)
     assert app.headers["content-type"].startswith("text/javascript")
     for chunk in set(re.findall(r"chunk-[A-Z0-9]+\.js", app.text)):  # the lazily loaded parts
@@ -209,7 +212,10 @@ def test_w3auth_token_from_each_wallet(server: Server, page: Any, wallets: Walle
     assert "never expires" in page.inner_text("#token-summary")
     psa = params["psa"] if params else server.psa_url
     kubo = page.inner_text("#kubo").strip()
-    assert kubo.startswith("ipfs pin remote service add ") and kubo.endswith(f" {psa} {token}")
+    assert kubo == f"ipfs pin remote service add w3gate {psa} {token}"
+    page.click("button[data-copy=token]")
+    page.wait_for_selector("#copy-status:has-text('Copied')")
+    assert page.evaluate("navigator.clipboard.readText()") == token
     assert_same_user(server, token, wallets.w3auth(chain))
 
 

@@ -12,7 +12,9 @@ const TTLS = [3600, 86400, 7 * 86400, 30 * 86400, 90 * 86400, 365 * 86400];
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
 
 let params: AuthParams | null = null;
-let psaUrl = `${location.origin}/psa`;
+// relative URLs: the page also works behind a proxy that serves w3gate under a path
+const apiBase = new URL('psa', location.href).href; // the page's own requests: same origin
+let psaUrl = apiBase; // the one Kubo is told about: the server's public_url when it says
 let token: Token | null = null;
 let signer: Signer | null = null; // the account last signed with (kept for a revocation)
 let signers: Signer[] = [];
@@ -142,7 +144,7 @@ async function revokeAll(): Promise<void> {
       return;
     }
   }
-  const response = await fetch('/auth/revoke', { method: 'POST', headers: { Authorization: `Bearer ${proof!.text}` } });
+  const response = await fetch('auth/revoke', { method: 'POST', headers: { Authorization: `Bearer ${proof!.text}` } });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     say('revoke-status', `Not revoked: ${body.error?.details ?? response.statusText}`, true);
@@ -199,7 +201,7 @@ async function refresh(): Promise<void> {
   if (!token) return;
   const cursor = cursors[cursors.length - 1];
   try {
-    const { count, results } = await new Psa(psaUrl, token.text).list(filters, cursor);
+    const { count, results } = await new Psa(apiBase, token.text).list(filters, cursor);
     page = results;
     $('pins-body').replaceChildren(...results.map(row));
     if (!cursors.length) total = count; // a later page's count is of the pins older than its cursor
@@ -218,7 +220,7 @@ async function addPin(event: Event): Promise<void> {
   event.preventDefault();
   if (!token) return;
   try {
-    const st = await new Psa(psaUrl, token.text).add($<HTMLInputElement>('add-cid').value.trim(),
+    const st = await new Psa(apiBase, token.text).add($<HTMLInputElement>('add-cid').value.trim(),
       $<HTMLInputElement>('add-name').value.trim());
     say('add-status', `Added ${st.pin.cid}: ${st.status}.`);
     $<HTMLFormElement>('add-form').reset();
@@ -232,7 +234,7 @@ async function addPin(event: Event): Promise<void> {
 async function removePin(requestid: string): Promise<void> {
   if (!token) return;
   try {
-    await new Psa(psaUrl, token.text).remove(requestid);
+    await new Psa(apiBase, token.text).remove(requestid);
     say('add-status', `Removed ${requestid}.`);
     await refresh();
   } catch (err) {
@@ -254,7 +256,7 @@ async function copy(id: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const response = await fetch('/auth/params').catch(() => null);
+  const response = await fetch('auth/params').catch(() => null);
   if (response?.ok) {
     params = (await response.json()) as AuthParams;
     psaUrl = params.psa;
