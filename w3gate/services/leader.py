@@ -4,7 +4,8 @@ On PostgreSQL every instance serves the API and exactly one at a time runs the c
 session advisory lock, keyed by the ordering account (two fleets with different accounts on one database do not
 block each other), on a connection of its own. Two submitters of one account would read the same nonce and race.
 
-- A standby tries for the lock every ``leader_timeout / 4`` seconds (at most 2).
+- A standby tries for the lock every ``leader_timeout / 4`` seconds (at most 2); holding it, it waits two of those
+  intervals (the time a cut-off predecessor takes to notice, below) before it starts the chain work.
 - The leader checks its lock connection every ``leader_timeout / 4`` seconds and right before a batch is recorded
   (the point after which it will be sent, :meth:`Leadership.check`); a check that fails or takes longer than that
   ends its leadership at once: the chain work is cancelled (a claim not yet recorded is released) and it waits a
@@ -115,6 +116,12 @@ class Leadership:
             runner.stop()
 
     async def _lead(self, tasks: list[Task], lock: _PgLock) -> None:
+        # a predecessor cut off from the database notices within two check intervals (a check every interval,
+        # each bounded by one): start only after that, so that two instances never order at once
+        await trio.sleep(2 * self.interval)
+        if not await lock.holds(self.interval):
+            self.lost = True
+            return
         now = now_ms()
         # a predecessor's claims never recorded were never sent: free them now rather than after STALE_CLAIM_MS
         freed = await self.db.run(orders.release_stale_claims, now + 1, now)
