@@ -24,7 +24,7 @@ from helpers import Server, new_postgres_database, start_server_process, substra
 
 pytestmark = [pytest.mark.devchain,
               pytest.mark.skipif(not os.environ.get("W3GATE_TEST_POSTGRES_URL"), reason="needs PostgreSQL")]
-LEADER_TIMEOUT = 8.0
+LEADER_TIMEOUT = 4.0
 CIDS_PER_ROUND = 5
 
 
