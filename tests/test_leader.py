@@ -1,17 +1,21 @@
-"""One service per SQLite file (issue 12): a second ``w3gate serve`` on the same file refuses to start, and the
-one serving leads ordering. Several instances on PostgreSQL: tests/test_leader_failover.py."""
+"""One ordering leader (issue 12). SQLite: a second ``w3gate serve`` on the same file refuses to start, and the one
+serving leads ordering. PostgreSQL: a leader frozen (SIGSTOP: its socket stays open, as behind a network cut) is
+let go by the server after ``leader_timeout``, another instance leads, and the old one, thawed, steps down. The
+chain work itself on several instances: tests/test_leader_failover.py (devchain)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from typing import Any
 
 import pytest
-from helpers import free_port, start_server_process
+from helpers import free_port, new_postgres_database, start_server_process
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("W3GATE_TEST_POSTGRES_URL")),
-                                reason="SQLite only: the PostgreSQL pass runs test_leader_failover.py")
+POSTGRES = os.environ.get("W3GATE_TEST_POSTGRES_URL")
 ORDERING = {"W3GATE_CRUST_SEED": "//Alice", "W3GATE_CRUST_URL": "ws://127.0.0.1:9"}  # no chain: never reached
 
 
@@ -23,6 +27,7 @@ def serve_briefly(server, timeout: float = 60) -> subprocess.CompletedProcess[st
                           timeout=timeout, cwd=str(server.data_dir))
 
 
+@pytest.mark.skipif(bool(POSTGRES), reason="SQLite: the SQLite pass")
 def test_second_instance_on_one_sqlite_file_refuses_to_start(tmp_path):
     first = start_server_process(env=ORDERING, data_dir=tmp_path)
     try:
@@ -39,3 +44,38 @@ def test_second_instance_on_one_sqlite_file_refuses_to_start(tmp_path):
         assert again.health().json()["ordering"]["role"] == "leader"
     finally:
         assert again.stop() == 0
+
+
+def wait_for(fn: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := fn()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.1)
+    return value
+
+
+@pytest.mark.skipif(not POSTGRES, reason="needs PostgreSQL")
+def test_frozen_leader_is_let_go_after_leader_timeout_and_steps_down(tmp_path):
+    url = new_postgres_database(POSTGRES)
+    env = {**ORDERING, "W3GATE_LEADER_TIMEOUT": "3"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = start_server_process(env=env, database_url=url, data_dir=tmp_path / "a")
+    b = start_server_process(env=env, database_url=url, data_dir=tmp_path / "b")
+    servers = [a, b]
+    try:
+        roles = lambda: [s.health().json()["ordering"]["role"] for s in servers]  # noqa: E731
+        wait_for(lambda: sorted(roles()) == ["leader", "standby"], 30)
+        leader, standby = servers if roles()[0] == "leader" else servers[::-1]
+        leader.proc.send_signal(signal.SIGSTOP)  # no more checks; the kernel keeps its socket open
+        try:
+            wait_for(lambda: standby.health().json()["ordering"]["role"] == "leader", 30)
+        finally:
+            leader.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: leader.health().json()["ordering"]["role"] == "standby", 30)
+        assert standby.health().json()["ordering"]["role"] == "leader"
+        assert "ordering role: standby (the ordering lock's connection was lost" in leader.log_text()
+    finally:
+        for s in servers:
+            s.kill()
