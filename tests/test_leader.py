@@ -79,3 +79,34 @@ def test_frozen_leader_is_let_go_after_leader_timeout_and_steps_down(tmp_path):
     finally:
         for s in servers:
             s.kill()
+
+
+UPGRADE_AT = """
+import sys, time, trio
+from w3gate.store.db import Database
+
+async def main() -> None:
+    db = Database(sys.argv[1])
+    await trio.sleep_until(trio.current_time() + float(sys.argv[2]) - time.time())  # all at once
+    try:
+        print(await db.open())
+    finally:
+        await db.close()
+
+trio.run(main)
+"""
+
+
+@pytest.mark.skipif(not POSTGRES, reason="needs PostgreSQL")
+def test_instances_started_together_on_a_new_database_upgrade_it_once():
+    """A fleet's instances start at the same moment on a new database: each schema step runs once, none fails."""
+    url = new_postgres_database(POSTGRES)
+    at = str(time.time() + 3)  # past every process's imports
+    procs = [subprocess.Popen([sys.executable, "-c", UPGRADE_AT, url, at], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-1500:] for _, err in results]
+    from w3gate.store.migrations import LATEST
+
+    befores = sorted(int(out.strip().strip("()").split(",")[0]) for out, _ in results)
+    assert befores[0] == 0 and all(out.strip().endswith(f"{LATEST})") for out, _ in results)
