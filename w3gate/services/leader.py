@@ -92,14 +92,12 @@ class Leadership:
 
     async def _elect(self, tasks: list[Task]) -> None:
         key = lock_key(self.status.account or "")
-        runner = AsyncioThread("w3gate-leader")
+        lock = _PgLock(self.db.url, key, self.timeout, AsyncioThread("w3gate-leader"))
         try:
             while True:
                 self._set_role(STANDBY, "waiting for the ordering lock")
                 self._lock = None
-                lock = _PgLock(self.db.url, key, self.timeout, runner)
                 if not await lock.try_acquire(self.interval):
-                    await lock.close()
                     await trio.sleep(self.interval)
                     continue
                 self.lost = False
@@ -108,12 +106,14 @@ class Leadership:
                     await self._lead(tasks, lock)
                 finally:
                     with trio.CancelScope(shield=True):
-                        await lock.close()
+                        await lock.close()  # ends the session: the lock is free at once
                 if self.lost:  # let another instance take over: this one was cut off
                     await trio.sleep(self.timeout)
         finally:
             self._lock = None
-            runner.stop()
+            with trio.CancelScope(shield=True):
+                await lock.close()
+            lock.runner.stop()
 
     async def _lead(self, tasks: list[Task], lock: _PgLock) -> None:
         # a predecessor cut off from the database notices within two check intervals (a check every interval,
@@ -139,18 +139,30 @@ class Leadership:
 
 
 class _PgLock:
-    """A session advisory lock on a PostgreSQL connection of its own (asyncpg, on its own asyncio thread)."""
+    """A session advisory lock on a PostgreSQL connection of its own (asyncpg, on its own asyncio thread), kept
+    open between a standby's tries."""
+
+    # what makes the server end the session (and free the lock) of a leader that stopped talking, in ms or s
+    SESSION = {"idle_session_timeout": 1000, "tcp_user_timeout": 1000, "tcp_keepalives_idle": 1 / 3,
+               "tcp_keepalives_interval": 1 / 9}
 
     def __init__(self, url: str, key: int, timeout: float, runner: AsyncioThread) -> None:
         self.url, self.key, self.timeout, self.runner = url, key, timeout, runner
         self.conn: Any = None
 
     async def _call(self, fn: Callable[[], Awaitable[Any]], deadline: float) -> Any:
-        """Run ``fn`` on the lock's loop; False on any error or past ``deadline`` seconds (both sides)."""
+        """Run ``fn`` on the lock's loop; False on any error or past ``deadline`` seconds (both sides), and then
+        the connection is dropped (a hung connection cannot be trusted with the lock)."""
         import asyncio
 
         async def bounded() -> Any:
-            return await asyncio.wait_for(fn(), deadline)
+            try:
+                return await asyncio.wait_for(fn(), deadline)
+            except BaseException:
+                if self.conn is not None:
+                    self.conn.terminate()
+                    self.conn = None
+                raise
 
         with trio.move_on_after(deadline + 1):
             try:
@@ -160,27 +172,26 @@ class _PgLock:
                 return False
         return False
 
-    async def try_acquire(self, deadline: float) -> bool:
+    async def _connect(self) -> Any:
         import asyncpg  # type: ignore[import-untyped]
         from tortoise.backends.base.config_generator import expand_db_url
 
         creds = expand_db_url(self.url)["credentials"]
-        ms = str(int(self.timeout * 1000))
-        settings = {
-            "application_name": "w3gate ordering lock",
-            # the server ends the session (freeing the lock) when its leader stops talking
-            "idle_session_timeout": ms,
-            "tcp_user_timeout": ms,
-            "tcp_keepalives_idle": str(max(1, int(self.timeout / 3))),
-            "tcp_keepalives_interval": str(max(1, int(self.timeout / 9))),
-            "tcp_keepalives_count": "3",
-        }
+        conn = await asyncpg.connect(
+            host=creds.get("host"), port=creds.get("port"), user=creds.get("user"), password=creds.get("password"),
+            database=creds.get("database"), server_settings={"application_name": "w3gate ordering lock"})
+        for name, per_second in self.SESSION.items():
+            value = str(max(1, int(self.timeout * per_second)))
+            try:
+                await conn.execute(f"SET {name} = {value}")
+            except asyncpg.PostgresError as exc:  # an older server: the other settings still bound a dead leader
+                log.warning("ordering lock: PostgreSQL cannot set %s (%s)", name, exc)
+        return conn
 
+    async def try_acquire(self, deadline: float) -> bool:
         async def acquire() -> bool:
-            self.conn = await asyncpg.connect(
-                host=creds.get("host"), port=creds.get("port"), user=creds.get("user"),
-                password=creds.get("password"), database=creds.get("database"), server_settings=settings,
-                timeout=deadline)
+            if self.conn is None or self.conn.is_closed():
+                self.conn = await self._connect()
             return bool(await self.conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key))
 
         return bool(await self._call(acquire, deadline))
@@ -196,10 +207,11 @@ class _PgLock:
         return self.conn is not None and bool(await self._call(ask, deadline))
 
     async def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            async def close() -> bool:
-                conn.terminate()  # no round trip: the session ends and the server frees the lock
-                return True
+        """End the session (no round trip): the server frees the lock."""
+        async def close() -> bool:
+            if self.conn is not None:
+                self.conn.terminate()
+                self.conn = None
+            return True
 
-            await self._call(close, 1)
+        await self._call(close, 1)
