@@ -78,9 +78,9 @@ class Leadership:
     async def check(self) -> None:
         """Go on only as the leader: called before a batch is recorded (and so sent). Not the leader any more
         (the lock connection broke, or did not answer in time): step down, which cancels the caller."""
-        if self._lock is None:  # SQLite
+        if self.db.dialect == "sqlite":
             return
-        if not await self._lock.holds(self.interval):
+        if self._lock is None or not await self._lock.holds(self.interval):
             self._step_down("the ordering lock's connection was lost before a batch")
             await trio.lowlevel.checkpoint()  # raises Cancelled: the work's scope is cancelled
 
