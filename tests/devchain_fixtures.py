@@ -467,6 +467,7 @@ def crust_env(relay: Relay, **extra: str) -> dict[str, str]:
         "W3GATE_CRUST_RECONNECT_MAX": "1",
         "W3GATE_CRUST_REPLICAS": "2",
         "W3GATE_CRUST_MIN_BALANCE": "1000000000",
+        "W3GATE_LEADER_TIMEOUT": "4",  # on PostgreSQL a new leader orders after 1.5 s (30 s: after 3 s)
     }
     env.update(extra)
     return env

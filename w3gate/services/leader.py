@@ -4,16 +4,16 @@ On PostgreSQL every instance serves the API and exactly one at a time runs the c
 session advisory lock, keyed by the ordering account (two fleets with different accounts on one database do not
 block each other), on a connection of its own. Two submitters of one account would read the same nonce and race.
 
-- A standby tries for the lock every ``leader_timeout / 4`` seconds (at most 2); holding it, it waits two of those
-  intervals (the time a cut-off predecessor takes to notice, below) before it starts the chain work.
-- The leader checks its lock connection every ``leader_timeout / 4`` seconds and right before a batch is recorded
-  (the point after which it will be sent, :meth:`Leadership.check`); a check that fails or takes longer than that
-  ends its leadership at once: the chain work is cancelled (a claim not yet recorded is released) and it waits a
-  full ``leader_timeout`` before trying again, so that another instance takes over.
+- A standby tries for the lock every ``leader_timeout / 4`` seconds (at most 2); holding it, it waits the time a
+  cut-off predecessor takes to notice (below, at most 3 s) before it starts the chain work.
+- The leader checks its lock every ``leader_timeout / 8`` seconds (at most 1) and right before a batch is recorded
+  (the point after which it will be sent, :meth:`Leadership.check`); a check that fails or takes longer than
+  ``leader_timeout / 4`` (at most 2 s) ends its leadership at once: the chain work is cancelled (a claim not yet
+  recorded is released) and it waits a full ``leader_timeout`` before trying again, so another instance takes over.
 - The server ends the lock's session (and frees the lock) when the leader dies or is cut off: a kill closes the
   socket at once; a network cut or a frozen process is bounded by ``idle_session_timeout`` = ``leader_timeout``
   (the leader's checks keep the session busy far more often), TCP keepalives and ``tcp_user_timeout``. The
-  leader stops by ``leader_timeout / 2`` after its last good check, so it is gone before another can start.
+  leader stops by ``3/8 leader_timeout`` after its last good check, so it is gone before another can start.
 - Taking over, the new leader frees the claims its predecessor left unrecorded (nothing of them was sent) and
   settles its recorded batches (w3gate.services.submitter): no order lost, none placed twice.
 
@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 Task = Callable[[], Awaitable[None]]
 LEADER = "leader"
 STANDBY = "standby"
-MAX_RETRY = 2.0  # seconds between a standby's tries, at most
+MAX_RETRY = 2.0  # seconds between a standby's tries, at most (and at most leader_timeout / 4)
+MAX_CHECK_EVERY = 1.0  # seconds between a leader's checks of its lock, at most (and at most leader_timeout / 8)
+MAX_CHECK_TIME = 2.0  # seconds a check may take, at most (and at most leader_timeout / 4)
 
 
 def lock_key(account: str) -> int:
@@ -52,7 +54,9 @@ class Leadership:
 
     def __init__(self, db: Database, status: CrustStatus, timeout: float) -> None:
         self.db, self.status, self.timeout = db, status, timeout
-        self.interval = min(MAX_RETRY, timeout / 4)  # between a standby's tries; between a leader's checks
+        self.retry = min(MAX_RETRY, timeout / 4)
+        self.check_every = min(MAX_CHECK_EVERY, timeout / 8)
+        self.check_time = min(MAX_CHECK_TIME, timeout / 4)
         self._lock: _PgLock | None = None
         self._work_scope: trio.CancelScope | None = None
         self.lost = False
@@ -80,7 +84,7 @@ class Leadership:
         (the lock connection broke, or did not answer in time): step down, which cancels the caller."""
         if self.db.dialect == "sqlite":
             return
-        if self._lock is None or not await self._lock.holds(self.interval):
+        if self._lock is None or not await self._lock.holds(self.check_time):
             self._step_down("the ordering lock's connection was lost before a batch")
             await trio.lowlevel.checkpoint()  # raises Cancelled: the work's scope is cancelled
 
@@ -97,8 +101,8 @@ class Leadership:
             while True:
                 self._set_role(STANDBY, "waiting for the ordering lock")
                 self._lock = None
-                if not await lock.try_acquire(self.interval):
-                    await trio.sleep(self.interval)
+                if not await lock.try_acquire(self.check_time):
+                    await trio.sleep(self.retry)
                     continue
                 self.lost = False
                 self._lock = lock
@@ -116,10 +120,10 @@ class Leadership:
             lock.runner.stop()
 
     async def _lead(self, tasks: list[Task], lock: _PgLock) -> None:
-        # a predecessor cut off from the database notices within two check intervals (a check every interval,
-        # each bounded by one): start only after that, so that two instances never order at once
-        await trio.sleep(2 * self.interval)
-        if not await lock.holds(self.interval):
+        # a predecessor cut off from the database notices within check_every + check_time (at most 3/8 of
+        # leader_timeout): start only after that, so that two instances never order at once
+        await trio.sleep(self.check_every + self.check_time)
+        if not await lock.holds(self.check_time):
             self.lost = True
             return
         now = now_ms()
@@ -131,8 +135,8 @@ class Leadership:
             for task in tasks:
                 nursery.start_soon(task)
             while True:
-                await trio.sleep(self.interval)
-                if not await lock.holds(self.interval):
+                await trio.sleep(self.check_every)
+                if not await lock.holds(self.check_time):
                     self._step_down("the ordering lock's connection was lost")
                     break
         self._work_scope = None
