@@ -111,3 +111,12 @@ def test_instances_started_together_on_a_new_database_upgrade_it_once():
 
     befores = sorted(int(out.strip().strip("()").split(",")[0]) for out, _ in results)
     assert befores[0] == 0 and all(out.strip().endswith(f"{LATEST})") for out, _ in results)
+
+
+def test_leader_timeout_setting():
+    from w3gate.config import ConfigError, load_settings
+
+    assert load_settings(env={}).leader_timeout == 30.0
+    assert load_settings(env={"W3GATE_LEADER_TIMEOUT": "7.5"}).leader_timeout == 7.5
+    with pytest.raises(ConfigError, match="leader_timeout"):
+        load_settings(env={"W3GATE_LEADER_TIMEOUT": "0.5"})
