@@ -234,7 +234,8 @@ class Relay:
 
     Faults are injected at the wire, as a node would answer: :meth:`fail_next` queues an answer for the next
     call of a method (a JSON-RPC ``error`` object, a ``result`` of nonsense, or ``"drop"`` to close the
-    socket), so the services' handling of each is tested through their real client, unpatched.
+    socket), so the services' handling of each is tested through their real client, unpatched; ``"stall"`` keeps
+    the call unanswered (a node that hangs) until :meth:`unstall`, then answers it as usual (``stalls`` counts them).
 
     ``finality_lag`` = k makes ``chain_getFinalizedHead`` answer the canonical block k below the best head, and
     never lower than it answered before, as a GRANDPA node does (chopsticks finalizes every block itself):
@@ -258,6 +259,8 @@ class Relay:
         self.finalized = 0  # the highest block number the relay has called finalized
         self._final_lock = threading.Lock()
         self.block_hashes: dict[int, str | None] = {}
+        self.stalls = 0
+        self._unstalled = threading.Event()
         self._server = serve(self._handle, "127.0.0.1", self.port, max_size=None, close_timeout=CLOSE_TIMEOUT)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -281,6 +284,10 @@ class Relay:
                 fault = self.faults.get(method, [None]).pop(0) if self.faults.get(method) else None
                 if fault == "drop":
                     break
+                if fault == "stall":
+                    self.stalls += 1
+                    self._unstalled.wait()
+                    fault = None
                 if fault is not None:
                     if method == "author_submitExtrinsic":
                         self.submitted.append(req["params"][0])
@@ -335,14 +342,21 @@ class Relay:
     def fail_next(self, method: str, *answers: Any) -> None:
         """Answer the next calls of ``method`` with ``answers`` in turn: ``{"error": {...}}``,
         ``{"result": ...}``, or ``"drop"`` (close the connection)."""
+        if "stall" in answers:
+            self._unstalled.clear()
         self.faults.setdefault(method, []).extend(answers)
 
+    def unstall(self) -> None:
+        """Answer the stalled calls."""
+        self._unstalled.set()
+
     def release(self) -> None:
-        held, self.held = self.held, []
+        held, self.held = list(dict.fromkeys(self.held)), []  # a pool holds an extrinsic sent twice once
         if held:
             self.chain.new_block(held)
 
     def stop(self) -> None:
+        self._unstalled.set()
         self._server.shutdown()
 
 
@@ -453,6 +467,7 @@ def crust_env(relay: Relay, **extra: str) -> dict[str, str]:
         "W3GATE_CRUST_RECONNECT_MAX": "1",
         "W3GATE_CRUST_REPLICAS": "2",
         "W3GATE_CRUST_MIN_BALANCE": "1000000000",
+        "W3GATE_LEADER_TIMEOUT": "4",  # on PostgreSQL a new leader orders after 1.5 s (30 s: after 3 s)
     }
     env.update(extra)
     return env

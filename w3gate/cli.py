@@ -102,11 +102,12 @@ def _serve(settings: object) -> int:
     from w3gate.plugins import PluginError
     from w3gate.server import run
     from w3gate.store.migrations import SchemaTooNew
+    from w3gate.store.single_instance import AlreadyRunning
 
     log = logging.getLogger("w3gate")
     try:
         trio.run(run, settings)
-    except (BindError, PluginError, SchemaTooNew) as exc:
+    except (BindError, PluginError, SchemaTooNew, AlreadyRunning) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_CONFIG
     except KeyboardInterrupt:

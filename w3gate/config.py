@@ -74,6 +74,8 @@ class Settings:
     crust: CrustSettings = field(default_factory=lambda: load_crust_settings({}, {}, Path(".")))
     health_token: str = field(default="", repr=False)
     log_sql: bool = False
+    # leader (issue 12): several instances on one PostgreSQL elect one ordering leader
+    leader_timeout: float = 30.0  # seconds a dead or cut-off leader can keep ordering to itself
 
     @property
     def db_url(self) -> str:
@@ -126,6 +128,7 @@ SCALARS: dict[str, Any] = {
     "allowed_chains": lambda v: _parse_list(v) or None,
     "health_token": str,
     "log_sql": lambda v: v if isinstance(v, bool) else _parse_bool(v),
+    "leader_timeout": float,
 }
 TABLES = ("chains", "crust")
 
@@ -221,6 +224,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("shutdown_timeout must be > 0")
     if not 0.001 <= s.statement_timeout <= 3600:
         raise ConfigError("statement_timeout must be from 0.001 to 3600 seconds")
+    if not 1 <= s.leader_timeout <= 3600:
+        raise ConfigError("leader_timeout must be from 1 to 3600 seconds")
     url = s.database_url
     if url and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
         raise ConfigError("database_url must start with sqlite://, postgres:// or postgresql://")

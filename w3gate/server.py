@@ -24,8 +24,10 @@ from w3gate.plugins import load_chains
 from w3gate.redact import redact_url
 from w3gate.services.crust import CrustStatus, crust_tasks
 from w3gate.services.health import Health
+from w3gate.services.leader import Leadership
 from w3gate.services.pins import PinService
 from w3gate.store.db import Database
+from w3gate.store.single_instance import InstanceLock
 from w3gate.w3auth.authenticator import Authenticator
 
 log = logging.getLogger("w3gate")
@@ -65,10 +67,12 @@ async def run(settings: Settings) -> None:
                                   max_threads=settings.auth_check_threads or None,
                                   queue_per_client=settings.auth_queue_per_client)
     db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
-    await db.open()
+    instance = InstanceLock.of(settings.db_url)
+    instance.acquire()  # SQLite: AlreadyRunning (exit status 2) when another w3gate serves the file
     crust_status = CrustStatus()
     stop = trio.Event()
     try:
+        await db.open()
         pins = PinService(db, settings.delegates)
         app = create_app(
             Services(
@@ -81,7 +85,9 @@ async def run(settings: Settings) -> None:
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
-        tasks = crust_tasks(db, settings.crust, crust_status)  # builds the chain client: imports done here
+        leadership = Leadership(db, crust_status, settings.leader_timeout)
+        # builds the chain client (imports done here); on PostgreSQL its tasks run only while this instance leads
+        tasks = leadership.run_when_leader(crust_tasks(db, settings.crust, crust_status, guard=leadership.check))
         _freeze_heap()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)
@@ -103,6 +109,7 @@ async def run(settings: Settings) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await db.close()
+        instance.release()
         log.info("w3gate stopped")
 
 

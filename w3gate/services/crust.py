@@ -51,6 +51,7 @@ class CrustStatus:
     last_batch_cost: int | None = None  # what the last batch sent was computed to cost (smallest unit)
     record_bytes: float = 0.0  # the poller's moving average of a file record's size
     known_records: KnownRecords | None = field(default=None, repr=False)  # the poller's decoded records, by digest
+    role: str | None = None  # "leader" | "standby" (w3gate.services.leader); None while ordering is off
 
     def error(self, text: str) -> None:
         self.last_error = text[:500]
@@ -81,6 +82,7 @@ class CrustStatus:
             "era_period": self.era_period,
             "renewal": self.renewal,
             "last_batch_cost": None if self.last_batch_cost is None else str(self.last_batch_cost),
+            "role": self.role,
         }
 
 
@@ -211,8 +213,11 @@ async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:
 
 
 def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus,
-                client_factory: ClientFactory | None = None) -> list[Callable[[], Awaitable[None]]]:
-    """The submitter and poller tasks (run each forever in the service's nursery), or [] if ordering is off."""
+                client_factory: ClientFactory | None = None,
+                guard: Callable[[], Awaitable[None]] | None = None) -> list[Callable[[], Awaitable[None]]]:
+    """The submitter and poller tasks (run each forever in the service's nursery), or [] if ordering is off.
+    ``guard``: awaited before each batch is recorded; it cancels the submitter when this instance is no longer
+    the ordering leader (w3gate.services.leader)."""
     from w3gate.services.poller import run_poller
     from w3gate.services.submitter import run_submitter
 
@@ -231,7 +236,7 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus,
     poll_conn = Connection(settings, status, "poller", turns, client_factory)
 
     async def submitter() -> None:
-        await run_submitter(db, settings, status, submit_conn)
+        await run_submitter(db, settings, status, submit_conn, guard)
 
     async def poller() -> None:
         await run_poller(db, settings, status, poll_conn)

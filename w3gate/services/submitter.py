@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -43,8 +44,10 @@ COUNTS_EVERY_MS = 30_000  # the /healthz order counts scan the orders table: not
 
 
 class Submitter:
-    def __init__(self, db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection) -> None:
+    def __init__(self, db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection,
+                 guard: Callable[[], Awaitable[None]] | None = None) -> None:
         self.db, self.settings, self.status, self.conn = db, settings, status, conn
+        self.guard = guard  # cancels this task unless the instance still leads ordering
         self.next_nonce = 0
         self.counted_ms = 0
         self.delays = {a: int(settings.retry_delay(a) * 1000) for a in range(1, settings.max_attempts + 1)}
@@ -137,6 +140,8 @@ class Submitter:
                   "start_block": signed.start_block, "era_end": signed.era_end, "spec_version": signed.spec_version}
             calls_json = [i[0] if not isinstance(i, MarketCall) else
                           {"cid": i.cid, "call": i.call, "amount": str(i.amount)} for i in items]
+            if self.guard is not None:  # the last moment to find out another instance may be ordering now
+                await self.guard()
             await self.db.run(orders.record_tx, token, tx, [c.cid for c in claimed], now_ms(), costs,
                               self.client.renewal, calls_json)
         except orders.ClaimLost as exc:
@@ -306,5 +311,6 @@ def per_cid(calls: list[Any], results: list[tuple[str, str | None]]) -> dict[str
     return {cid: ("topped", None) if v[0] == "ok" and topped[cid] else v for cid, v in out.items()}
 
 
-async def run_submitter(db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection) -> None:
-    await Submitter(db, settings, status, conn).run()
+async def run_submitter(db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection,
+                        guard: Callable[[], Awaitable[None]] | None = None) -> None:
+    await Submitter(db, settings, status, conn, guard).run()

@@ -191,6 +191,9 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
 LATEST = len(MIGRATIONS)
 
 
+UPGRADE_LOCK = 0x77336761746501  # PostgreSQL advisory lock key held by the transaction of an upgrade step
+
+
 class SchemaTooNew(Exception):
     """The database was written by a newer w3gate."""
 
@@ -206,11 +209,20 @@ async def current_version(conn: BaseDBAsyncClient) -> int:
     return int(rows[0]["v"] or 0) if rows else 0
 
 
+async def _serialized(tx: BaseDBAsyncClient) -> int:
+    """On PostgreSQL, wait for any other instance's upgrade step (instances of a fleet start together on a new
+    database: each step once, and no two ``CREATE TABLE IF NOT EXISTS`` at once); the version, read under the lock."""
+    if dialect_of(tx) == "postgres":
+        await tx.execute_query(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
+    return await current_version(tx)
+
+
 async def upgrade(conn: BaseDBAsyncClient, target: int = LATEST) -> tuple[int, int]:
     """Apply every step after the database's version up to ``target``; return (before, after)."""
     from tortoise.transactions import in_transaction
 
-    before = await current_version(conn)
+    async with in_transaction(conn.connection_name) as tx:
+        before = await _serialized(tx)
     if before > LATEST:
         raise SchemaTooNew(
             f"the database is at schema version {before}, this w3gate knows up to {LATEST}: upgrade w3gate"
@@ -219,6 +231,8 @@ async def upgrade(conn: BaseDBAsyncClient, target: int = LATEST) -> tuple[int, i
     for version in range(before + 1, target + 1):
         _title, steps = MIGRATIONS[version - 1]
         async with in_transaction(conn.connection_name) as tx:
+            if await _serialized(tx) >= version:  # another instance did it meanwhile
+                continue
             for step in steps:
                 if callable(step):
                     await step(tx, dialect_of(conn))
