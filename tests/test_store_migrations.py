@@ -57,9 +57,10 @@ async def test_database_from_a_newer_release_is_refused(tmp_path) -> None:
     db = Database(url)
     await db.open()
 
-    async def bump() -> None:
+    async def bump() -> None:  # what a newer release with a step older ones cannot use writes
         await connections.get(db.connection_name).execute_script(
-            f"UPDATE schema_version SET version = {migrations.LATEST + 1}"
+            f"UPDATE schema_version SET version = {migrations.LATEST + 1}; "
+            f"UPDATE schema_compat SET min_compatible = {migrations.LATEST + 1}"
         )
 
     await db.run(bump)
@@ -176,3 +177,51 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
         assert [c.cid for c in claimed] == [str(b)]
     finally:
         await new.close()
+
+
+async def test_older_release_runs_on_a_newer_schema_only_while_every_newer_step_is_additive(
+        tmp_path, monkeypatch) -> None:
+    """A rolling upgrade: a newer release (this one plus steps) upgrades the database; this release keeps
+    opening and using it while the newer steps are all marked ADDITIVE, and refuses it after one that is not."""
+    url = _url(tmp_path)
+    released = list(migrations.MIGRATIONS)
+    additive = ("a newer release's additive step", [migrations.ADDITIVE, "ALTER TABLE pins ADD COLUMN later TEXT"])
+    breaking = ("a newer release's step older ones cannot use", ["CREATE TABLE later_things (x INTEGER)"])
+
+    async def open_as(steps: list) -> tuple[int, int]:
+        monkeypatch.setattr(migrations, "MIGRATIONS", steps)
+        db = Database(url)
+        try:
+            return await db.open()
+        finally:
+            monkeypatch.setattr(migrations, "MIGRATIONS", released)
+            await db.close()
+
+    latest = migrations.LATEST
+    assert await open_as(released) == (0, latest)
+    assert await open_as([*released, additive]) == (latest, latest + 1)  # the newer release migrates
+    # this release opens it as it is and stores and reads pins in it
+    db = Database(url)
+    assert await db.open() == (latest + 1, latest + 1)
+    from w3gate.store import pins
+
+    async def store_and_count() -> int:
+        cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+        await pins.create_pin("substrate:0x01", pins.NewPin(cid=cid, name="n"), 1)
+        return len(await connections.get(db.connection_name).execute_query_dict("SELECT id FROM pins"))
+
+    assert await db.run(store_and_count) == 1
+    await db.close()
+    assert await open_as([*released, additive, breaking]) == (latest + 1, latest + 2)
+    with pytest.raises(migrations.SchemaTooNew, match=f"needs a release that knows schema {latest + 2}"):
+        await Database(url).open()
+    # the newest release itself still opens it, and a release knowing the additive step does not
+    assert await open_as([*released, additive, breaking]) == (latest + 2, latest + 2)
+    with pytest.raises(migrations.SchemaTooNew):
+        await open_as([*released, additive])
+
+
+def test_min_compatible_is_the_last_step_not_marked_additive(monkeypatch) -> None:
+    steps = [("a", ["x"]), ("b", [migrations.ADDITIVE, "y"]), ("c", ["z"]), ("d", [migrations.ADDITIVE, "w"])]
+    monkeypatch.setattr(migrations, "MIGRATIONS", steps)
+    assert [migrations.min_compatible(v) for v in (1, 2, 3, 4)] == [1, 1, 3, 3]
