@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import database_url_for_test
+from helpers import start_server_process, substrate_token
 from tortoise import connections
 
 from w3gate.store import migrations, orders
@@ -225,3 +226,38 @@ def test_min_compatible_is_the_last_step_not_marked_additive(monkeypatch) -> Non
     steps = [("a", ["x"]), ("b", [migrations.ADDITIVE, "y"]), ("c", ["z"]), ("d", [migrations.ADDITIVE, "w"])]
     monkeypatch.setattr(migrations, "MIGRATIONS", steps)
     assert [migrations.min_compatible(v) for v in (1, 2, 3, 4)] == [1, 1, 3, 3]
+
+
+async def test_the_service_serves_on_a_newer_compatible_schema_and_will_not_start_on_an_incompatible_one(
+        tmp_path, monkeypatch) -> None:
+    """The same rule end to end: ``w3gate serve`` of this release on a database a newer release upgraded."""
+    url = _url(tmp_path)
+    released = list(migrations.MIGRATIONS)
+    additive = ("a newer release's additive step", [migrations.ADDITIVE, "CREATE TABLE later_things (x INTEGER)"])
+    breaking = ("a newer release's step older ones cannot use", ["ALTER TABLE pins ADD COLUMN later TEXT"])
+
+    async def upgrade_as(steps: list) -> None:  # the newer release, in this process
+        monkeypatch.setattr(migrations, "MIGRATIONS", steps)
+        db = Database(url)
+        try:
+            await db.open()
+        finally:
+            monkeypatch.setattr(migrations, "MIGRATIONS", released)
+            await db.close()
+
+    await upgrade_as([*released, additive])
+    (tmp_path / "a").mkdir()
+    server = start_server_process(database_url=url, data_dir=tmp_path / "a")
+    try:
+        with server.client(substrate_token("//Alice")) as client:
+            assert client.post("/pins", json={"cid": "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"}
+                               ).status_code == 202
+        assert f"is at schema {migrations.LATEST + 1}, newer than this release's {migrations.LATEST}" \
+            in server.log_text()
+    finally:
+        assert server.stop() == 0
+    await upgrade_as([*released, additive, breaking])
+    (tmp_path / "b").mkdir()
+    refused = f"exited with 2(.|\n)*needs a release that knows schema {migrations.LATEST + 2}"
+    with pytest.raises(RuntimeError, match=refused):
+        start_server_process(database_url=url, data_dir=tmp_path / "b")
