@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
-from conftest import database_url_for_test
+from conftest import POSTGRES, database_url_for_test
 from helpers import start_server_process, substrate_token
 from tortoise import connections
 
@@ -261,3 +265,34 @@ async def test_the_service_serves_on_a_newer_compatible_schema_and_will_not_star
     refused = f"exited with 2(.|\n)*needs a release that knows schema {migrations.LATEST + 2}"
     with pytest.raises(RuntimeError, match=refused):
         start_server_process(database_url=url, data_dir=tmp_path / "b")
+
+
+OPEN_AT_ONCE = """
+import sys, time, pathlib, trio
+from w3gate.store.db import Database
+go = pathlib.Path(sys.argv[2])
+pathlib.Path(sys.argv[3]).touch()  # ready
+while not go.exists():
+    time.sleep(0.001)
+async def main():
+    db = Database(sys.argv[1])
+    print(await db.open())
+    await db.close()
+trio.run(main)
+"""
+
+
+@pytest.mark.skipif(not POSTGRES, reason="several instances share PostgreSQL only")
+def test_instances_starting_at_once_on_a_new_database_all_open_it(tmp_path) -> None:
+    """systemd starts a fleet's units together: each process creates or upgrades the schema, one at a time."""
+    url = database_url_for_test()
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, url, str(go), str(tmp_path / f"ready{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    while not all((tmp_path / f"ready{i}").exists() for i in range(4)) and all(p.poll() is None for p in procs):
+        time.sleep(0.005)
+    go.touch()
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in results]
+    opened = [out.strip() for out, _ in results]  # (before, after) each: the first found nothing
+    assert f"(0, {migrations.LATEST})" in opened and all(o.endswith(f", {migrations.LATEST})") for o in opened)

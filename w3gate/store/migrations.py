@@ -216,6 +216,7 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
 ]
 
 LATEST = len(MIGRATIONS)
+MIGRATION_LOCK = 0x7733_6761_7465_0001  # PostgreSQL advisory lock key held while the schema is checked/upgraded
 # the step that made schema_compat: from it on every upgrade records min_compatible
 COMPAT_STEP = next(i for i, (title, _) in enumerate(MIGRATIONS, 1) if title.startswith("rolling upgrades:"))
 
@@ -255,6 +256,30 @@ async def stored_min_compatible(conn: BaseDBAsyncClient, version: int) -> int:
     return int(rows[0]["v"]) if rows and rows[0]["v"] is not None else version
 
 
+async def _lock(tx: BaseDBAsyncClient) -> None:
+    """Serialize schema changes between instances starting at once on one PostgreSQL (systemd starts a fleet's
+    units together): held to the end of the transaction. ``CREATE TABLE IF NOT EXISTS`` alone is not safe
+    against a concurrent one there. SQLite serves one instance."""
+    if dialect_of(tx) == "postgres":
+        await tx.execute_query(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+
+
+async def _version_locked(conn: BaseDBAsyncClient) -> int:
+    from tortoise.transactions import in_transaction
+
+    async with in_transaction(conn.connection_name) as tx:
+        await _lock(tx)
+        return await current_version(tx)
+
+
+def _check_newer(version: int, needed: int) -> None:
+    if needed > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"the database is at schema version {version} and needs a release that knows schema {needed}; "
+            f"this w3gate knows up to {len(MIGRATIONS)}: upgrade w3gate"
+        )
+
+
 async def upgrade(conn: BaseDBAsyncClient, target: int | None = None) -> tuple[int, int]:
     """Apply every step after the database's version up to ``target`` (default: every step this release
     knows); return (before, after). A newer database is used as it is when this release knows at least its
@@ -263,19 +288,17 @@ async def upgrade(conn: BaseDBAsyncClient, target: int | None = None) -> tuple[i
 
     latest = len(MIGRATIONS)
     target = latest if target is None else target
-    before = await current_version(conn)
+    before = await _version_locked(conn)
     if before > latest:
-        needed = await stored_min_compatible(conn, before)
-        if needed > latest:
-            raise SchemaTooNew(
-                f"the database is at schema version {before} and needs a release that knows schema {needed}; "
-                f"this w3gate knows up to {latest}: upgrade w3gate"
-            )
+        _check_newer(before, await stored_min_compatible(conn, before))
         return before, before
     pk = PK[dialect_of(conn)]
     for version in range(before + 1, target + 1):
         _title, steps = MIGRATIONS[version - 1]
         async with in_transaction(conn.connection_name) as tx:
+            await _lock(tx)
+            if await current_version(tx) >= version:  # another instance applied it meanwhile
+                continue
             for step in steps:
                 if isinstance(step, Additive):
                     continue
@@ -291,4 +314,7 @@ async def upgrade(conn: BaseDBAsyncClient, target: int | None = None) -> tuple[i
                 await tx.execute_query(
                     f"INSERT INTO schema_compat (min_compatible) VALUES ({min_compatible(version)})"
                 )
+    now = await current_version(conn)
+    if now > latest:  # a newer release's instance upgraded it past this release meanwhile
+        _check_newer(now, await stored_min_compatible(conn, now))
     return before, max(before, target)
