@@ -10,7 +10,8 @@ NULL, new indexes: nothing they read or write changes meaning) starts with the :
 The database records ``min_compatible``: the oldest schema version a release must know to use it (the
 last step before it not marked additive). A release that knows fewer steps than the database has runs on
 it unchanged if it knows at least ``min_compatible`` (and says so in the log), and refuses it otherwise, so
-one instance of a fleet can be replaced at a time while the others keep serving.
+one instance of a fleet can be replaced at a time while the others keep serving. On PostgreSQL the check and
+each step run under an advisory lock, so instances starting at once take turns instead of racing.
 A step that must compute (parse CIDs, say) is an async function of (connection, dialect), run in the
 same transaction as the SQL around it.
 """
