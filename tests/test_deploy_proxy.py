@@ -9,6 +9,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -39,9 +40,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tls: tuple[Path, Path, Path]
     servers: list[Server] = []
     nginx = Nginx(tmp_path_factory.mktemp("nginx"), tls[1], tls[2])
     try:
-        for _ in range(2 if POSTGRES else 1):  # SQLite: one instance per database file
-            servers.append(start_server_process(env=PROXY_ENV, database_url=url,
-                                                data_dir=tmp_path_factory.mktemp("w3gate")))
+        dirs = [tmp_path_factory.mktemp("w3gate") for _ in range(2 if POSTGRES else 1)]  # SQLite: one per file
+        with ThreadPoolExecutor() as pool:  # started together, as systemd starts a fleet's units
+            starting = [pool.submit(start_server_process, env=PROXY_ENV, database_url=url, data_dir=d) for d in dirs]
+        servers.extend(f.result() for f in starting if f.exception() is None)
+        for f in starting:
+            if f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
         nginx.start([int(s.base_url.rsplit(":", 1)[1]) for s in servers])
         yield nginx, servers
     finally:
