@@ -111,9 +111,10 @@ def start_server_process(
     database_url: str | None = None,
     command: Sequence[str] | None = None,
     ready_timeout: float = 60,
+    port: int | None = None,
 ) -> Server:
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="w3gate-test-"))
-    port = free_port()
+    port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))}
     full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1", "W3GATE_HEALTH_TOKEN": HEALTH_TOKEN})
     if database_url:

@@ -50,3 +50,17 @@ def test_era_bounds_are_the_chains(period: int, current: int, birth: int, death:
     """sp-runtime's Era::mortal(period, current): phase = current % period quantised by period >> 12; the
     birth is the last block at or before ``current`` with that phase; valid until birth + period."""
     assert era_bounds(period, current) == (birth, death)
+
+
+def test_secret_from_systemd_credentials_directory(tmp_path: Path) -> None:
+    """``LoadCredential=crust-seed:FILE`` (packaging/systemd): systemd puts the file in $CREDENTIALS_DIRECTORY."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "crust-seed").write_text("//Alice\n")
+    settings = load_crust_settings({}, {"CREDENTIALS_DIRECTORY": str(creds)}, tmp_path)
+    assert settings.seed is not None and settings.seed.reveal() == "//Alice"
+    # an explicit setting wins over the credential; a credentials directory without it leaves ordering off
+    explicit = load_crust_settings({}, {"CREDENTIALS_DIRECTORY": str(creds), "W3GATE_CRUST_SEED": "//Bob"}, tmp_path)
+    assert explicit.seed is not None and explicit.seed.reveal() == "//Bob"
+    (creds / "crust-seed").unlink()
+    assert load_crust_settings({}, {"CREDENTIALS_DIRECTORY": str(creds)}, tmp_path).seed is None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
-from conftest import database_url_for_test
+from conftest import POSTGRES, database_url_for_test
+from helpers import start_server_process, substrate_token
 from tortoise import connections
 
 from w3gate.store import migrations, orders
@@ -57,9 +62,10 @@ async def test_database_from_a_newer_release_is_refused(tmp_path) -> None:
     db = Database(url)
     await db.open()
 
-    async def bump() -> None:
+    async def bump() -> None:  # what a newer release with a step older ones cannot use writes
         await connections.get(db.connection_name).execute_script(
-            f"UPDATE schema_version SET version = {migrations.LATEST + 1}"
+            f"UPDATE schema_version SET version = {migrations.LATEST + 1}; "
+            f"UPDATE schema_compat SET min_compatible = {migrations.LATEST + 1}"
         )
 
     await db.run(bump)
@@ -176,3 +182,118 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
         assert [c.cid for c in claimed] == [str(b)]
     finally:
         await new.close()
+
+
+async def test_older_release_runs_on_a_newer_schema_only_while_every_newer_step_is_additive(
+        tmp_path, monkeypatch) -> None:
+    """A rolling upgrade: a newer release (this one plus steps) upgrades the database; this release keeps
+    opening and using it while the newer steps are all marked ADDITIVE, and refuses it after one that is not."""
+    url = _url(tmp_path)
+    released = list(migrations.MIGRATIONS)
+    additive = ("a newer release's additive step", [migrations.ADDITIVE, "ALTER TABLE pins ADD COLUMN later TEXT"])
+    breaking = ("a newer release's step older ones cannot use", ["CREATE TABLE later_things (x INTEGER)"])
+
+    async def open_as(steps: list) -> tuple[int, int]:
+        monkeypatch.setattr(migrations, "MIGRATIONS", steps)
+        db = Database(url)
+        try:
+            return await db.open()
+        finally:
+            monkeypatch.setattr(migrations, "MIGRATIONS", released)
+            await db.close()
+
+    latest = migrations.LATEST
+    assert await open_as(released) == (0, latest)
+    assert await open_as([*released, additive]) == (latest, latest + 1)  # the newer release migrates
+    # this release opens it as it is and stores and reads pins in it
+    db = Database(url)
+    assert await db.open() == (latest + 1, latest + 1)
+    from w3gate.store import pins
+
+    async def store_and_count() -> int:
+        cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+        await pins.create_pin("substrate:0x01", pins.NewPin(cid=cid, name="n"), 1)
+        return len(await connections.get(db.connection_name).execute_query_dict("SELECT id FROM pins"))
+
+    assert await db.run(store_and_count) == 1
+    await db.close()
+    assert await open_as([*released, additive, breaking]) == (latest + 1, latest + 2)
+    with pytest.raises(migrations.SchemaTooNew, match=f"needs a release that knows schema {latest + 2}"):
+        await Database(url).open()
+    # the newest release itself still opens it, and a release knowing the additive step does not
+    assert await open_as([*released, additive, breaking]) == (latest + 2, latest + 2)
+    with pytest.raises(migrations.SchemaTooNew):
+        await open_as([*released, additive])
+
+
+def test_min_compatible_is_the_last_step_not_marked_additive(monkeypatch) -> None:
+    steps = [("a", ["x"]), ("b", [migrations.ADDITIVE, "y"]), ("c", ["z"]), ("d", [migrations.ADDITIVE, "w"])]
+    monkeypatch.setattr(migrations, "MIGRATIONS", steps)
+    assert [migrations.min_compatible(v) for v in (1, 2, 3, 4)] == [1, 1, 3, 3]
+
+
+@pytest.mark.skipif(bool(POSTGRES), reason="the service-level check runs in the SQLite pass; the rule is the same")
+async def test_the_service_serves_on_a_newer_compatible_schema_and_will_not_start_on_an_incompatible_one(
+        tmp_path, monkeypatch) -> None:
+    """The same rule end to end: ``w3gate serve`` of this release on a database a newer release upgraded."""
+    url = _url(tmp_path)
+    released = list(migrations.MIGRATIONS)
+    additive = ("a newer release's additive step", [migrations.ADDITIVE, "CREATE TABLE later_things (x INTEGER)"])
+    breaking = ("a newer release's step older ones cannot use", ["ALTER TABLE pins ADD COLUMN later TEXT"])
+
+    async def upgrade_as(steps: list) -> None:  # the newer release, in this process
+        monkeypatch.setattr(migrations, "MIGRATIONS", steps)
+        db = Database(url)
+        try:
+            await db.open()
+        finally:
+            monkeypatch.setattr(migrations, "MIGRATIONS", released)
+            await db.close()
+
+    await upgrade_as([*released, additive])
+    (tmp_path / "a").mkdir()
+    server = start_server_process(database_url=url, data_dir=tmp_path / "a")
+    try:
+        with server.client(substrate_token("//Alice")) as client:
+            assert client.post("/pins", json={"cid": "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"}
+                               ).status_code == 202
+        assert f"is at schema {migrations.LATEST + 1}, newer than this release's {migrations.LATEST}" \
+            in server.log_text()
+    finally:
+        assert server.stop() == 0
+    await upgrade_as([*released, additive, breaking])
+    (tmp_path / "b").mkdir()
+    refused = f"exited with 2(.|\n)*needs a release that knows schema {migrations.LATEST + 2}"
+    with pytest.raises(RuntimeError, match=refused):
+        start_server_process(database_url=url, data_dir=tmp_path / "b")
+
+
+OPEN_AT_ONCE = """
+import sys, time, pathlib, trio
+from w3gate.store.db import Database
+go = pathlib.Path(sys.argv[2])
+pathlib.Path(sys.argv[3]).touch()  # ready
+while not go.exists():
+    time.sleep(0.001)
+async def main():
+    db = Database(sys.argv[1])
+    print(await db.open())
+    await db.close()
+trio.run(main)
+"""
+
+
+@pytest.mark.skipif(not POSTGRES, reason="several instances share PostgreSQL only")
+def test_instances_starting_at_once_on_a_new_database_all_open_it(tmp_path) -> None:
+    """systemd starts a fleet's units together: each process creates or upgrades the schema, one at a time."""
+    url = database_url_for_test()
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, url, str(go), str(tmp_path / f"ready{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    while not all((tmp_path / f"ready{i}").exists() for i in range(4)) and all(p.poll() is None for p in procs):
+        time.sleep(0.005)
+    go.touch()
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in results]
+    opened = [out.strip() for out, _ in results]  # (before, after) each: the first found nothing
+    assert f"(0, {migrations.LATEST})" in opened and all(o.endswith(f", {migrations.LATEST})") for o in opened)

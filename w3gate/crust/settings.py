@@ -11,7 +11,10 @@ seed                   W3GATE_CRUST_SEED, CRUST_SEED    (none)                  
                                                                                 URI (``mnemonic//hard/soft``, ``//Alice``). Prefer
                                                                                 the env var or ``seed_file``; without a secret
                                                                                 ordering is off and pins stay queued
-seed_file              W3GATE_CRUST_SEED_FILE           (none)                  file holding the secret (relative to the config file)
+seed_file              W3GATE_CRUST_SEED_FILE           (none)                  file holding the secret (relative to the config file).
+                                                                                Unset, and run by systemd with
+                                                                                ``LoadCredential=crust-seed:FILE``: the secret is read
+                                                                                from ``$CREDENTIALS_DIRECTORY/crust-seed``
 key_type               W3GATE_CRUST_KEY_TYPE            sr25519                 sr25519 or ed25519
 url                    W3GATE_CRUST_URL, WS_ENDPOINT    wss://rpc.crust.network chain websocket endpoint
 ss58_format            W3GATE_CRUST_SS58_FORMAT         66                      address format used in logs and /healthz
@@ -246,6 +249,7 @@ def _parse(key: str, kind: str, raw: Any, bounds: tuple[float, float] | None, ba
     return value
 
 
+CREDENTIAL_NAME = "crust-seed"  # the systemd credential w3gate reads the secret from
 _HEX_SEED = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
@@ -289,10 +293,16 @@ def load_crust_settings(table: Mapping[str, Any], env: Mapping[str, str], base_d
             break
     if secret is None:
         seed_file = env.get("W3GATE_CRUST_SEED_FILE") or table.get("seed_file")
+        path = None
         if seed_file:
             path = Path(str(seed_file)).expanduser()
             if not path.is_absolute():
                 path = base_dir / path
+        elif env.get("CREDENTIALS_DIRECTORY"):  # systemd's LoadCredential=crust-seed:...
+            path = Path(env["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+            if not path.is_file():
+                path = None
+        if path is not None:
             try:
                 secret = path.read_text(encoding="utf-8").strip()
             except OSError as exc:

@@ -120,7 +120,7 @@ class Database:
     def _sqlite_path(self) -> str:
         return self.url.removeprefix("sqlite://")
 
-    async def open(self, *, upgrade_to: int = migrations.LATEST) -> tuple[int, int]:
+    async def open(self, *, upgrade_to: int | None = None) -> tuple[int, int]:
         """Connect and upgrade the schema; returns the (before, after) schema versions."""
         if self.dialect == "sqlite":
             Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
@@ -131,10 +131,14 @@ class Database:
             await self.close()
             raise
 
-    async def _open(self, upgrade_to: int) -> tuple[int, int]:
+    async def _open(self, upgrade_to: int | None) -> tuple[int, int]:
         await Tortoise.init(config=_tortoise_config(self.url, self.connection_name), _enable_global_fallback=True)
         before, after = await migrations.upgrade(connections.get(self.connection_name), upgrade_to)
-        if before != after:
+        if before > len(migrations.MIGRATIONS):
+            log.warning("database %s is at schema %d, newer than this release's %d but compatible with it: "
+                        "running on it unchanged (a rolling upgrade in progress?)",
+                        redact_url(self.url), before, len(migrations.MIGRATIONS))
+        elif before != after:
             log.info("database %s upgraded from schema %d to %d", redact_url(self.url), before, after)
         return before, after
 

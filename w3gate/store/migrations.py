@@ -2,8 +2,16 @@
 
 Why not ``generate_schemas``: it only creates missing tables, it never upgrades an existing database.
 Here ``schema_version`` records the last step applied, and :func:`upgrade` runs every later step, so a
-newer w3gate opens an older database and upgrades it in place. A database newer than this release is
-refused rather than misread. SQL is written once for both dialects; ``{pk}`` is the one difference.
+newer w3gate opens an older database and upgrades it in place. SQL is written once for both dialects;
+``{pk}`` is the one difference.
+
+Rolling upgrades: a step that older releases can live with (new tables, new columns with a default or
+NULL, new indexes: nothing they read or write changes meaning) starts with the :data:`ADDITIVE` marker.
+The database records ``min_compatible``: the oldest schema version a release must know to use it (the
+last step before it not marked additive). A release that knows fewer steps than the database has runs on
+it unchanged if it knows at least ``min_compatible`` (and says so in the log), and refuses it otherwise, so
+one instance of a fleet can be replaced at a time while the others keep serving. On PostgreSQL the check and
+each step run under an advisory lock, so instances starting at once take turns instead of racing.
 A step that must compute (parse CIDs, say) is an async function of (connection, dialect), run in the
 same transaction as the SQL around it.
 """
@@ -22,8 +30,20 @@ PK = {
     "postgres": "BIGSERIAL PRIMARY KEY",
 }
 
+
+
+class Additive:
+    """Marker, first in a step list: releases that do not know this step keep using the database."""
+
+    def __repr__(self) -> str:
+        return "ADDITIVE"
+
+
+ADDITIVE = Additive()
+
 # Never edit a released step: append a new one.
-Step = str | dict[str, str] | Callable[[Any, str], Awaitable[None]]  # SQL for both, SQL per dialect, or code
+# SQL for both, SQL per dialect, code, or the ADDITIVE marker
+Step = str | dict[str, str] | Callable[[Any, str], Awaitable[None]] | Additive
 
 MIGRATIONS: list[tuple[str, list[Step]]] = [
     (
@@ -186,16 +206,34 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             "DROP INDEX pins_owner_cid",
         ],
     ),
+    (
+        "rolling upgrades: the oldest schema a release must know to use the database",
+        [
+            ADDITIVE,
+            # one row, written with schema_version by every upgrade (see module docstring)
+            "CREATE TABLE schema_compat (min_compatible INTEGER NOT NULL)",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)
-
-
-UPGRADE_LOCK = 0x77336761746501  # PostgreSQL advisory lock key held by the transaction of an upgrade step
+MIGRATION_LOCK = 0x7733_6761_7465_0001  # PostgreSQL advisory lock key held while the schema is checked/upgraded
+# the step that made schema_compat: from it on every upgrade records min_compatible
+COMPAT_STEP = next(i for i, (title, _) in enumerate(MIGRATIONS, 1) if title.startswith("rolling upgrades:"))
 
 
 class SchemaTooNew(Exception):
-    """The database was written by a newer w3gate."""
+    """The database was written by a newer w3gate that older releases cannot use."""
+
+
+def is_additive(version: int) -> bool:
+    """Whether older releases keep using the database after step ``version`` (1-based)."""
+    return any(isinstance(step, Additive) for step in MIGRATIONS[version - 1][1])
+
+
+def min_compatible(version: int) -> int:
+    """The oldest schema a release must know to use a database at ``version``: its last non-additive step."""
+    return next((v for v in range(version, 0, -1) if not is_additive(v)), 0)
 
 
 def dialect_of(conn: BaseDBAsyncClient) -> str:
@@ -209,31 +247,62 @@ async def current_version(conn: BaseDBAsyncClient) -> int:
     return int(rows[0]["v"] or 0) if rows else 0
 
 
-async def _serialized(tx: BaseDBAsyncClient) -> int:
-    """On PostgreSQL, wait for any other instance's upgrade step (instances of a fleet start together on a new
-    database: each step once, and no two ``CREATE TABLE IF NOT EXISTS`` at once); the version, read under the lock."""
+async def stored_min_compatible(conn: BaseDBAsyncClient, version: int) -> int:
+    """What a newer release recorded as the oldest schema that can use this database; ``version`` itself
+    when nothing was recorded (a release from before the rule wrote it: no older release may use it)."""
+    try:
+        rows = await conn.execute_query_dict("SELECT MAX(min_compatible) AS v FROM schema_compat")
+    except Exception:  # noqa: BLE001 - no such table: written before the rule
+        return version
+    return int(rows[0]["v"]) if rows and rows[0]["v"] is not None else version
+
+
+async def _lock(tx: BaseDBAsyncClient) -> None:
+    """Serialize schema changes between instances starting at once on one PostgreSQL (systemd starts a fleet's
+    units together): held to the end of the transaction. ``CREATE TABLE IF NOT EXISTS`` alone is not safe
+    against a concurrent one there. SQLite serves one instance."""
     if dialect_of(tx) == "postgres":
-        await tx.execute_query(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
-    return await current_version(tx)
+        await tx.execute_query(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
 
 
-async def upgrade(conn: BaseDBAsyncClient, target: int = LATEST) -> tuple[int, int]:
-    """Apply every step after the database's version up to ``target``; return (before, after)."""
+async def _version_locked(conn: BaseDBAsyncClient) -> int:
     from tortoise.transactions import in_transaction
 
     async with in_transaction(conn.connection_name) as tx:
-        before = await _serialized(tx)
-    if before > LATEST:
+        await _lock(tx)
+        return await current_version(tx)
+
+
+def _check_newer(version: int, needed: int) -> None:
+    if needed > len(MIGRATIONS):
         raise SchemaTooNew(
-            f"the database is at schema version {before}, this w3gate knows up to {LATEST}: upgrade w3gate"
+            f"the database is at schema version {version} and needs a release that knows schema {needed}; "
+            f"this w3gate knows up to {len(MIGRATIONS)}: upgrade w3gate"
         )
+
+
+async def upgrade(conn: BaseDBAsyncClient, target: int | None = None) -> tuple[int, int]:
+    """Apply every step after the database's version up to ``target`` (default: every step this release
+    knows); return (before, after). A newer database is used as it is when this release knows at least its
+    ``min_compatible``: (before, before) is returned and the caller logs it; otherwise SchemaTooNew."""
+    from tortoise.transactions import in_transaction
+
+    latest = len(MIGRATIONS)
+    target = latest if target is None else target
+    before = await _version_locked(conn)
+    if before > latest:
+        _check_newer(before, await stored_min_compatible(conn, before))
+        return before, before
     pk = PK[dialect_of(conn)]
     for version in range(before + 1, target + 1):
         _title, steps = MIGRATIONS[version - 1]
         async with in_transaction(conn.connection_name) as tx:
-            if await _serialized(tx) >= version:  # another instance did it meanwhile
+            await _lock(tx)
+            if await current_version(tx) >= version:  # another instance applied it meanwhile
                 continue
             for step in steps:
+                if isinstance(step, Additive):
+                    continue
                 if callable(step):
                     await step(tx, dialect_of(conn))
                     continue
@@ -241,4 +310,12 @@ async def upgrade(conn: BaseDBAsyncClient, target: int = LATEST) -> tuple[int, i
                 await tx.execute_script(sql)
             await tx.execute_query("DELETE FROM schema_version")
             await tx.execute_query(f"INSERT INTO schema_version (version) VALUES ({version})")
+            if version >= COMPAT_STEP:
+                await tx.execute_query("DELETE FROM schema_compat")
+                await tx.execute_query(
+                    f"INSERT INTO schema_compat (min_compatible) VALUES ({min_compatible(version)})"
+                )
+    now = await current_version(conn)
+    if now > latest:  # a newer release's instance upgraded it past this release meanwhile
+        _check_newer(now, await stored_min_compatible(conn, now))
     return before, max(before, target)
