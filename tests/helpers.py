@@ -109,7 +109,7 @@ class Server:
 
 def start_server_process(
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     args: Sequence[str] = (),
     data_dir: Path | None = None,
     database_url: str | None = None,
@@ -126,6 +126,7 @@ def start_server_process(
     if os.environ.get("W3GATE_TEST_PLUGIN_DIR"):  # a binary under test finds the plugins there
         full_env["W3GATE_PLUGIN_DIR"] = os.environ["W3GATE_TEST_PLUGIN_DIR"]
     full_env.update(env or {})
+    full_env = {k: v for k, v in full_env.items() if v is not None}  # None in env: leave the variable unset
     log_path = data_dir / f"server-{port}.log"
     # W3GATE_TEST_COMMAND runs the suite against another build, e.g. the frozen binary
     default = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]
