@@ -239,6 +239,6 @@ def test_defaults_refuse_an_auth_flood(start_server) -> None:
     limit = Limits().auth_failures_per_minute
     # no trusted proxy: an X-Forwarded-For a client makes up is not believed (each names another address)
     with httpx.Client(headers={"Authorization": forged}) as client:  # the bucket refills 1 a second meanwhile
-        statuses = [client.get(server.psa_url + "/pins", headers={"X-Forwarded-For": f"203.0.113.{i % 250}"}).status_code
-                    for i in range(3 * limit)]
+        statuses = [client.get(server.psa_url + "/pins", headers={"X-Forwarded-For": f"203.0.113.{i % 250}"})
+                    .status_code for i in range(3 * limit)]
     assert statuses[:limit] == [401] * limit and 429 in statuses
