@@ -26,6 +26,7 @@ from substrateinterface import Keypair
 
 from w3gate import cli
 from w3gate.admission.settings import Limits
+from w3gate.clientaddr import client_address, parse_networks
 from w3gate.config import load_settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "w3gate.example.toml"
@@ -246,3 +247,17 @@ def test_defaults_refuse_an_auth_flood(start_server) -> None:
         statuses = [client.get(server.psa_url + "/pins", headers={"X-Forwarded-For": f"203.0.113.{i % 250}"})
                     .status_code for i in range(3 * limit)]
     assert statuses[:limit] == [401] * limit and 429 in statuses
+
+
+@pytest.mark.parametrize("peer, header, expected", [
+    ("203.0.113.9", "198.51.100.7", "203.0.113.9"),  # not a trusted proxy: its header is not believed
+    ("10.0.0.2", None, "10.0.0.2"),  # a trusted proxy that names nobody: itself
+    ("10.0.0.2", "198.51.100.7", "198.51.100.7"),
+    ("10.0.0.2", "1.2.3.4, 198.51.100.7, 10.0.0.3", "198.51.100.7"),  # the client made up 1.2.3.4; hops skipped
+    ("10.0.0.2", "[2001:db8::1]:4711", "2001:db8::1"),
+    ("10.0.0.2", "198.51.100.7:1234", "198.51.100.7"),
+    ("10.0.0.2", "unknown, 10.0.0.3", "10.0.0.3"),  # not an address: stop at the last trusted hop
+    ("::ffff:10.0.0.2", "198.51.100.7", "198.51.100.7"),  # an IPv4 proxy seen on a dual-stack socket
+])
+def test_client_address(peer: str, header: str | None, expected: str) -> None:
+    assert client_address(peer, header, parse_networks(["10.0.0.0/8"])) == expected
