@@ -33,7 +33,7 @@ import trio
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from helpers import free_port, new_postgres_database, substrate_token  # noqa: E402
+from helpers import UNBINDING_LIMITS, free_port, new_postgres_database, substrate_token  # noqa: E402
 
 # A new CIDv1 (raw, sha2-256 multihash of random bytes, base32) for every POST: validating and storing
 # distinct CIDs is what real clients cost, a repeated one would flatter any cache on the way.
@@ -187,7 +187,7 @@ def bench_size(n: int, db: str, args: argparse.Namespace, token: str) -> dict:
     result: dict = {"fill_s": time.monotonic() - started}
     port, ceiling_port = free_port(), free_port()
     base, ceiling_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ceiling_port}/"
-    env = {**os.environ, "W3GATE_DATABASE_URL": db_url, "W3GATE_LOG_LEVEL": "warning"}
+    env = {**os.environ, "W3GATE_DATABASE_URL": db_url, "W3GATE_LOG_LEVEL": "warning", **UNBINDING_LIMITS}
     server = start_process(["-m", "w3gate", "serve", "--port", str(port), "--data-dir", str(data_dir)],
                            base + "/healthz", env)
     ceiling = start_process([str(Path(__file__).parent / "hello_asgi.py"), str(ceiling_port)], ceiling_url)

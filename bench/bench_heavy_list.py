@@ -29,7 +29,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import owner_of, start_process, stop_process
-from helpers import free_port, substrate_token  # bench_api put tests/ on the path
+from helpers import UNBINDING_LIMITS, free_port, substrate_token  # bench_api put tests/ on the path
 
 HEAVY = "/psa/pins?name=zz-no-such-name&match=ipartial"
 CHEAP = "/psa/pins"
@@ -94,7 +94,7 @@ def main() -> None:
     print(f"{args.pins} pins filled in {time.monotonic() - started:.1f} s")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "W3GATE_DATABASE_URL": db_url, "W3GATE_LOG_LEVEL": "warning"}
+    env = {**os.environ, "W3GATE_DATABASE_URL": db_url, "W3GATE_LOG_LEVEL": "warning", **UNBINDING_LIMITS}
     if args.statement_timeout:
         env["W3GATE_STATEMENT_TIMEOUT"] = args.statement_timeout
     server = start_process(["-m", "w3gate", "serve", "--port", str(port), "--data-dir", str(data_dir)],

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import POST_NEW_CIDS_LUA, start_process, stop_process, wrk
-from helpers import free_port, substrate_token  # bench_api put tests/ on the path
+from helpers import UNBINDING_LIMITS, free_port, substrate_token  # bench_api put tests/ on the path
 
 MiB = 1024 * 1024
 
@@ -38,7 +38,8 @@ def main() -> None:
     wal = Path(f"{db_path}-wal")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "W3GATE_DATABASE_URL": f"sqlite://{db_path}", "W3GATE_LOG_LEVEL": "warning"}
+    env = {**os.environ, "W3GATE_DATABASE_URL": f"sqlite://{db_path}", "W3GATE_LOG_LEVEL": "warning",
+           **UNBINDING_LIMITS}
     server = start_process(["-m", "w3gate", "serve", "--port", str(port), "--data-dir", str(data_dir)],
                            base + "/healthz", env)
     peak, done = 0, threading.Event()

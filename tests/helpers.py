@@ -19,6 +19,10 @@ import httpx
 from w3gate.testing import bearer
 
 HEALTH_TOKEN = "operator-health-token-for-tests"  # every test server's W3GATE_HEALTH_TOKEN
+# Limits (issue 10) that never bind, but are checked as on a real instance: every test server and benchmark
+# gets them unless it sets its own (tests/test_limits*.py do; test_default_limits starts with the defaults)
+UNBINDING_LIMITS = {f"W3GATE_LIMITS_{key}": str(10**12) for key in (
+    "PINS_PER_USER", "BYTES_PER_USER", "PINS_PER_DAY_PER_USER", "REQUESTS_PER_MINUTE", "AUTH_FAILURES_PER_MINUTE")}
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("W3GATE_SHARED_DIR", REPO.parent / "shared"))
 
@@ -105,7 +109,7 @@ class Server:
 
 def start_server_process(
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     args: Sequence[str] = (),
     data_dir: Path | None = None,
     database_url: str | None = None,
@@ -116,12 +120,14 @@ def start_server_process(
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="w3gate-test-"))
     port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))}
-    full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1", "W3GATE_HEALTH_TOKEN": HEALTH_TOKEN})
+    full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1", "W3GATE_HEALTH_TOKEN": HEALTH_TOKEN,
+                     **UNBINDING_LIMITS})
     if database_url:
         full_env["W3GATE_DATABASE_URL"] = database_url
     if os.environ.get("W3GATE_TEST_PLUGIN_DIR"):  # a binary under test finds the plugins there
         full_env["W3GATE_PLUGIN_DIR"] = os.environ["W3GATE_TEST_PLUGIN_DIR"]
     full_env.update(env or {})
+    full_env = {k: v for k, v in full_env.items() if v is not None}  # None in env: leave the variable unset
     log_path = data_dir / f"server-{port}.log"
     # W3GATE_TEST_COMMAND runs the suite against another build, e.g. the frozen binary
     default = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]

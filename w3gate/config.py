@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from w3gate.admission.settings import Access, Limits, load_access, load_limits
 from w3gate.crust.settings import CrustSettings, load_crust_settings
 from w3gate.redact import HIDDEN, redact_url
 
@@ -49,6 +50,19 @@ class Settings:
                                                 parameters (owners, names, meta: user data); off, the ORM's
                                                 statement log is silenced whatever the level
     ============  ===================  =======  ==========================================================
+
+    Who may pin and how much (issue 10; ``[limits]`` and ``[access]``: :mod:`w3gate.admission.settings`):
+
+    ====================  ==========================  =======  ============================================
+    key                   environment                 default  meaning
+    ====================  ==========================  =======  ============================================
+    trusted_proxy_header  W3GATE_TRUSTED_PROXY_HEADER (none)   header naming the client address (e.g.
+                                                               ``X-Forwarded-For``), believed only from a
+                                                               peer in trusted_proxies; unset: the peer
+    trusted_proxies       W3GATE_TRUSTED_PROXIES      (none)   CIDRs of the reverse proxies
+    admission             (table only)                {}       ``[admission]``: options for admission
+                                                               plugins (each reads its own sub-table)
+    ====================  ==========================  =======  ============================================
     """
 
     host: str = "127.0.0.1"
@@ -76,6 +90,12 @@ class Settings:
     log_sql: bool = False
     # leader (issue 12): several instances on one PostgreSQL elect one ordering leader
     leader_timeout: float = 30.0  # seconds a dead or cut-off leader can keep ordering to itself
+    # limits and access (issue 10): who may pin, how much, how fast
+    limits: Limits = field(default_factory=Limits)
+    access: Access = field(default_factory=Access)
+    trusted_proxy_header: str = ""  # empty: the client address is the socket's peer
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose trusted_proxy_header is believed
+    admission: Mapping[str, Any] = field(default_factory=dict)  # [admission]: admission plugins' options
 
     @property
     def db_url(self) -> str:
@@ -129,8 +149,10 @@ SCALARS: dict[str, Any] = {
     "health_token": str,
     "log_sql": lambda v: v if isinstance(v, bool) else _parse_bool(v),
     "leader_timeout": float,
+    "trusted_proxy_header": lambda v: str(v).strip(),
+    "trusted_proxies": _parse_list,
 }
-TABLES = ("chains", "crust")
+TABLES = ("chains", "crust", "limits", "access", "admission")
 
 
 def load_settings(
@@ -143,6 +165,7 @@ def load_settings(
     raw: dict[str, Any] = {}
     crust_table: dict[str, Any] = {}
     chains_table: dict[str, Any] = {}
+    tables: dict[str, dict[str, Any]] = {"limits": {}, "access": {}, "admission": {}}
     base_dir = Path.cwd()
     config_file = config_file or (Path(env["W3GATE_CONFIG"]) if env.get("W3GATE_CONFIG") else None)
     if config_file is not None:
@@ -159,6 +182,8 @@ def load_settings(
                 crust_table = _table(key, value)
             elif key == "chains":
                 chains_table = _table(key, value)
+            elif key in tables:
+                tables[key] = _table(key, value)
             elif key in SCALARS:
                 raw[key] = value
             else:
@@ -180,7 +205,12 @@ def load_settings(
         crust = load_crust_settings(crust_table, env, base_dir)
     except ValueError as exc:
         raise ConfigError(f"invalid crust setting: {exc}") from exc
-    settings = replace(Settings(), **values, chains=chains_table, crust=crust)
+    try:
+        limits, access = load_limits(tables["limits"], env), load_access(tables["access"], env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    settings = replace(Settings(), **values, chains=chains_table, crust=crust, limits=limits, access=access,
+                       admission=tables["admission"])
     validate(settings)
     return settings
 
@@ -229,6 +259,12 @@ def validate(s: Settings) -> None:
     url = s.database_url
     if url and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
         raise ConfigError("database_url must start with sqlite://, postgres:// or postgresql://")
+    from w3gate.clientaddr import parse_networks
+
+    try:
+        parse_networks(s.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"invalid trusted_proxies: {exc}") from exc
     if s.plugin_dir is not None and not s.plugin_dir.is_dir():
         raise ConfigError(f"plugin_dir {s.plugin_dir} is not a directory")
 
@@ -245,6 +281,8 @@ def describe(s: Settings) -> dict[str, Any]:
             v = HIDDEN if v else ""
         elif f.name == "crust":
             v = _describe_crust(v)
+        elif f.name in ("limits", "access"):
+            v = {k.name: _plain(getattr(v, k.name)) for k in fields(v)}
         else:
             v = _plain(v)
         out[f.name] = v

@@ -1,9 +1,11 @@
-"""The plugin contract: how a chain's wallet signatures are taught to w3gate.
+"""The plugin contract: how a chain's wallet signatures are taught to w3gate, and who may pin.
 
 This module is public API, versioned by ``HOOKSPEC_VERSION``. A plugin is a module (found through the
 ``w3gate`` entry-point group, or in the operator's plugin directory) with a ``@hookimpl`` function
-``w3gate_chains`` returning :class:`Chain` objects. The built-in chains (substrate, ethereum, solana)
-register through this very hook, exactly as a third-party plugin does.
+``w3gate_chains`` returning :class:`Chain` objects, and/or ``w3gate_admit`` accepting or refusing pin
+requests. The built-in chains (substrate, ethereum, solana) register through the chains hook, and the
+built-in limits (``[limits]``, ``[access]``, per-user settings) through the admission hook, exactly as a
+third-party plugin does.
 
 Compatibility: within one major ``HOOKSPEC_VERSION`` fields and hooks are only ever added, never removed
 or changed in meaning.
@@ -17,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pluggy
 
-HOOKSPEC_VERSION = "1.0"
+HOOKSPEC_VERSION = "1.1"  # 1.1: w3gate_admit (PinRequest, Refusal, Quota); Chain.identity_of
 PROJECT_NAME = "w3gate"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -74,6 +76,10 @@ class Chain(Protocol):
     ``verify``: checks the signature and returns the signer's :class:`Identity`, or ``None`` (or raises
     :class:`InvalidSignature`) when it does not verify. It is called in a worker thread, so it may block
     (e.g. on a network look-up) but must be thread-safe. Any other exception also counts as invalid.
+
+    Optional (1.1): ``identity_of(address) -> Identity | None``, the identity of an address without a
+    signature, so that the operator can name a user by any address form (``[access]`` lists, ``w3gate
+    users``). A chain without it is named by its canonical account as ``w3gate users list`` shows it.
     """
 
     name: str
@@ -100,4 +106,61 @@ def w3gate_chains(settings: Mapping[str, Any]) -> Sequence[Chain]:  # type: igno
 
     ``settings`` is the operator's ``[chains]`` configuration table (e.g. ``settings.get("flow", {})``),
     so a plugin can read options such as an access-node URL. Implementations may omit the argument.
+    """
+
+
+# -- admission (1.1) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PinRequest:
+    """A pin request about to be accepted (``POST /pins``, or ``POST /pins/{requestid}`` replacing one).
+
+    ``cid`` is the CID as the user wrote it, ``size`` the bytes the Crust order will be placed for (the
+    chain's reported size when the content is known, else the operator's ``default_file_size``, capped to
+    the runtime's maximum): the figure ``bytes_per_user`` counts. ``replaces`` is the requestid replaced.
+    """
+
+    identity: Identity
+    cid: str
+    name: str | None
+    meta: Mapping[str, str]
+    size: int
+    replaces: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Refuse the pin request: the client gets ``status`` (a 4xx) and the spec's Failure body
+    ``{"error": {"reason": reason, "details": details}}``; ``retry_after`` (seconds) adds ``Retry-After``."""
+
+    reason: str
+    details: str
+    status: int = 403
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Accept, provided the user's totals stay within these once the pin is added (0: no bound).
+
+    The store checks them in the transaction that adds the pin, so they hold under concurrent requests.
+    ``pins``: live pins; ``bytes``: the sum of their ``size``; ``pins_per_day``: pins added this UTC day.
+    When several plugins answer, the smallest bound of each kind applies.
+    """
+
+    pins: int = 0
+    bytes: int = 0
+    pins_per_day: int = 0
+
+
+@hookspec
+def w3gate_admit(request: PinRequest, settings: Mapping[str, Any]) -> Refusal | Quota | None:
+    """Accept (``None``, or a :class:`Quota`) or refuse (a :class:`Refusal`) a pin request.
+
+    Called for every pin request, after the request is valid and before anything is stored; every
+    plugin is asked and any refusal refuses. ``settings`` is the operator's ``[admission]`` table
+    (read your own sub-table). Third-party hooks run in a worker thread (they may block briefly, and
+    must be thread-safe); one that raises or takes over 10 s refuses the request with 503.
+    Implementations may omit the ``settings`` argument.
     """

@@ -33,6 +33,7 @@ from w3gate.hookspecs import Chain
 
 __all__ = [
     "DEFAULT_PLUGINS",
+    "Admitter",
     "ENTRY_POINT_GROUP",
     "ChainRegistry",
     "PluginError",
@@ -62,7 +63,8 @@ class PluginInfo:
     """A loaded plugin, as ``w3gate plugins`` lists it.
 
     ``chains`` are the canonical names of the chains it returned; ``aliases`` the chain types it serves;
-    ``disabled`` the chain types it offered that ``allowed_chains`` turned away.
+    ``disabled`` the chain types it offered that ``allowed_chains`` turned away; ``admits``: it has a
+    ``w3gate_admit`` hook.
     """
 
     name: str
@@ -71,6 +73,17 @@ class PluginInfo:
     chains: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     disabled: tuple[str, ...] = ()
+    admits: bool = False
+
+
+@dataclass(frozen=True)
+class Admitter:
+    """A plugin's ``w3gate_admit`` hook, called by :mod:`w3gate.admission.service` for each pin request."""
+
+    name: str
+    function: Callable[..., Any]
+    wants_settings: bool
+    builtin: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class ChainRegistry:
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
     plugin_dir: Path | None = None
+    admitters: list[Admitter] = field(default_factory=list)  # third parties' admission hooks, by plugin order
 
     def lookup(self, chain_type: str) -> Chain | None:
         """The chain serving a token's raw chain type (trimmed and lower-cased as Crust does), or None."""
@@ -184,10 +198,15 @@ def _chain_types(chain: Chain) -> list[str]:
     return names
 
 
+def _admitters(pm: pluggy.PluginManager, plugin: object, name: str) -> list[Admitter]:
+    return [Admitter(name, i.function, "settings" in i.argnames)
+            for i in pm.hook.w3gate_admit.get_hookimpls() if i.plugin is plugin]
+
+
 def _call_hook(pm: pluggy.PluginManager, plugin: object, settings: Mapping[str, Any]) -> list[Chain]:
     impls = [i for i in pm.hook.w3gate_chains.get_hookimpls() if i.plugin is plugin]
-    if not impls:
-        raise PluginError("it has no @hookimpl w3gate_chains function")
+    if not impls and not any(i.plugin is plugin for i in pm.hook.w3gate_admit.get_hookimpls()):
+        raise PluginError("it has no @hookimpl w3gate_chains or w3gate_admit function")
     chains: list[Chain] = []
     for impl in impls:
         kwargs = {"settings": settings} if "settings" in impl.argnames else {}
@@ -228,6 +247,7 @@ def load_chains(
             plugin = cand.load()
             pm.register(plugin, name=f"{cand.name} [{cand.source}]")
             chains = _call_hook(pm, plugin, settings)
+            admitters = _admitters(pm, plugin, cand.name)
         except Exception as exc:  # a broken plugin must not take the others down
             if plugin is not None and pm.is_registered(plugin):
                 pm.unregister(plugin)
@@ -257,10 +277,11 @@ def load_chains(
                 owner_of[chain_type] = f"chain {chain.name!r} of plugin {cand.name!r} ({cand.source})"
                 registry.by_alias[chain_type] = chain
                 accepted.append(chain_type)
+        registry.admitters += admitters
         registry.plugins.append(
             PluginInfo(
                 cand.name, cand.version, cand.source,
-                tuple(dict.fromkeys(c.name for c in chains)), tuple(accepted), tuple(disabled),
+                tuple(dict.fromkeys(c.name for c in chains)), tuple(accepted), tuple(disabled), bool(admitters),
             )
         )
 
@@ -275,7 +296,7 @@ def format_plugins(registry: ChainRegistry) -> str:
     """The ``w3gate plugins`` listing: each plugin's name, version, chain types and origin, then failures."""
     rows = [("NAME", "VERSION", "CHAIN TYPES", "FROM")]
     for p in registry.plugins:
-        types = " ".join(p.aliases) or "-"
+        types = (" ".join(p.aliases) + (" (admission)" if p.admits else "")).strip() or "-"
         if p.disabled:
             types += f" (not allowed: {' '.join(p.disabled)})"
         rows.append((p.name, p.version, types, p.source))

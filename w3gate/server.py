@@ -18,9 +18,12 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from w3gate import __version__, connections
+from w3gate.admission.service import Admission, resolve_access
 from w3gate.api.app import Services, create_app
+from w3gate.clientaddr import parse_networks
 from w3gate.config import Settings
-from w3gate.plugins import load_chains
+from w3gate.crust.settings import order_size
+from w3gate.plugins import PluginError, load_chains
 from w3gate.redact import redact_url
 from w3gate.services.crust import CrustStatus, crust_tasks
 from w3gate.services.health import Health
@@ -66,6 +69,10 @@ async def run(settings: Settings) -> None:
     authenticator = Authenticator(registry, cache_size=settings.token_cache_size,
                                   max_threads=settings.auth_check_threads or None,
                                   queue_per_client=settings.auth_queue_per_client)
+    try:
+        access = resolve_access(settings.access, registry)
+    except ValueError as exc:
+        raise PluginError(f"[access]: {exc}") from exc
     db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
     instance = InstanceLock.of(settings.db_url)
     instance.acquire()  # SQLite: AlreadyRunning (exit status 2) when another w3gate serves the file
@@ -73,7 +80,12 @@ async def run(settings: Settings) -> None:
     stop = trio.Event()
     try:
         await db.open()
-        pins = PinService(db, settings.delegates)
+        admission = Admission(
+            db, settings.limits, access, admitters=registry.admitters, settings=settings.admission,
+            order_size=lambda known: order_size(known, settings.crust.default_file_size, crust_status.max_file_size),
+        )
+        await admission.refresh()  # blocks and users' own limits hold from the first request
+        pins = PinService(db, settings.delegates, admission)
         app = create_app(
             Services(
                 pins=pins,
@@ -82,6 +94,9 @@ async def run(settings: Settings) -> None:
                 cors_origins=settings.cors_origins,
                 max_body_bytes=settings.max_body_bytes,
                 health_token=settings.health_token or None,
+                admission=admission,
+                trusted_proxy_header=settings.trusted_proxy_header,
+                trusted_proxies=parse_networks(settings.trusted_proxies),
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
@@ -101,7 +116,7 @@ async def run(settings: Settings) -> None:
                 "w3gate %s listening on %s (API under /psa), database %s, chains: %s",
                 __version__, ", ".join(bound), redact_url(settings.db_url), ", ".join(registry.chain_names),
             )
-            for task in [db.maintain, *tasks]:
+            for task in [db.maintain, admission.run, *tasks]:
                 nursery.start_soon(_until_stopped, task, stop)
             await stop.wait()
             # Hypercorn drains in-flight requests on its own; the background tasks are cancelled.

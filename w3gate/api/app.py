@@ -18,9 +18,11 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from w3gate.admission.service import Admission
 from w3gate.api.connection import install
 from w3gate.api.queries import parse_list_query
 from w3gate.api.webpage import install_webpage
+from w3gate.clientaddr import Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.services.pins import PinService
 from w3gate.w3auth.authenticator import Authenticator, AuthError
@@ -53,6 +55,9 @@ class Services:
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 256 * 1024
     health_token: str | None = None  # the operator's token for /healthz details; None: details to nobody
+    admission: Admission | None = None  # limits and access (None: none)
+    trusted_proxy_header: str = ""  # the header naming the client when the peer is a trusted proxy
+    trusted_proxies: tuple[Network, ...] = ()
 
 
 def _json(data: Any, status: int) -> Response:
@@ -62,6 +67,8 @@ def _json(data: Any, status: int) -> Response:
 
 def failure(err: ApiError) -> Response:
     response = _json(err.body(), err.status)
+    if err.retry_after is not None:
+        response.headers["Retry-After"] = str(err.retry_after)
     if err.status == 401:  # RFC 9110 section 11.6.1: a 401 names the scheme it wants
         response.headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
     return response
@@ -99,11 +106,24 @@ def create_app(services: Services) -> QuartTrio:
         if request.method == "OPTIONS":  # CORS preflight needs no token, as in Crust's gateway
             return Response("", status=204)
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            admission = services.admission
+            client = client_address(
+                request.remote_addr,
+                request.headers.get(services.trusted_proxy_header) if services.trusted_proxy_header else None,
+                services.trusted_proxies,
+            )
             try:
-                identity = await services.authenticator.authenticate(one_authorization(), request.remote_addr)
+                identity = await services.authenticator.authenticate(
+                    one_authorization(), client, before_check=None if admission is None else
+                    lambda: admission.check_client(client))
             except AuthError as exc:
+                if admission is not None:
+                    admission.auth_failed(client)
                 return failure(unauthorized(exc.details))
+            if admission is not None:
+                admission.check_request(identity)
             g.owner = identity.user_key
+            g.identity = identity
         return None
 
     app.after_request(_cors)
@@ -124,7 +144,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.post(f"{PREFIX}/pins")
     async def add_pin() -> Response:
-        return _json(await services.pins.add(g.owner, await _body()), 202)
+        return _json(await services.pins.add(g.owner, await _body(), g.identity), 202)
 
     @app.get(f"{PREFIX}/pins/<requestid>")
     async def get_pin(requestid: str) -> Response:
@@ -132,7 +152,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.post(f"{PREFIX}/pins/<requestid>")
     async def replace_pin(requestid: str) -> Response:
-        return _json(await services.pins.replace(g.owner, requestid, await _body()), 202)
+        return _json(await services.pins.replace(g.owner, requestid, await _body(), g.identity), 202)
 
     @app.delete(f"{PREFIX}/pins/<requestid>")
     async def delete_pin(requestid: str) -> Response:

@@ -74,6 +74,11 @@ class EthereumChain:
                 return Identity(chain=NAME, account=wanted, address=address)
         return None
 
+    def identity_of(self, address: str) -> Identity | None:
+        """The user of an address in any case (the lower-case address), without a signature."""
+        wanted = address.strip().lower()
+        return Identity(chain=NAME, account=wanted, address=address) if _ADDRESS.fullmatch(wanted) else None
+
 
 @hookimpl
 def w3gate_chains(settings: Mapping[str, Any]) -> list[EthereumChain]:

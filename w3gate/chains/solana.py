@@ -41,6 +41,14 @@ class SolanaChain:
             return None
         return Identity(chain=NAME, account=base58.b58encode(key).decode(), address=address)
 
+    def identity_of(self, address: str) -> Identity | None:
+        """The user of a base58 public key, without a signature."""
+        try:
+            key = base58.b58decode(address.strip())
+        except ValueError:
+            return None
+        return Identity(chain=NAME, account=base58.b58encode(key).decode(), address=address) if len(key) == 32 else None
+
 
 @hookimpl
 def w3gate_chains(settings: Mapping[str, Any]) -> list[SolanaChain]:

@@ -160,6 +160,21 @@ class SubstrateChain:
                 return identity
         return None
 
+    def identity_of(self, address: str) -> Identity | None:
+        """The user of an address without a signature: a 32-byte key as is, a 33-byte ECDSA key by its
+        account id (blake2-256), 20 bytes as the Ethereum account it names; any SS58 prefix or hex."""
+        try:
+            account = decode_address(address.strip())
+        except InvalidSignature:
+            return None
+        if len(account) == 32:
+            return _account_identity(account, address)
+        if len(account) == 33:
+            return _account_identity(blake2_256(account), address)
+        if len(account) == 20:
+            return Identity(chain="ethereum", account="0x" + account.hex(), address=address)
+        return None
+
 
 @hookimpl
 def w3gate_chains(settings: Mapping[str, Any]) -> list[SubstrateChain]:

@@ -179,6 +179,14 @@ CRU = 10**12  # smallest units per CRU (the chain's tokenDecimals: 12)
 RENEWAL_STRATEGIES = ("reorder", "prepaid")
 
 
+def order_size(file_size: int | None, default_file_size: int, max_file_size: int | None = None) -> int:
+    """The size (bytes) an order is placed for: the chain's reported size once known, else
+    ``default_file_size``, never above the runtime's ``Market.MaximumFileSize``. The submitter orders by it
+    and admission counts it against ``bytes_per_user``."""
+    size = file_size or default_file_size
+    return size if max_file_size is None else min(size, max_file_size)
+
+
 def era_period_for(period: int, block_hash_count: int) -> int:
     """The era period the chain will use: a power of two no larger than ``BlockHashCount`` (an extrinsic
     whose birth block's hash the chain no longer keeps is invalid, so a longer era would only look longer)."""

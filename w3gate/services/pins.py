@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from w3gate.cids import CidError, ContentId, parse
 from w3gate.errors import ApiError, bad_request, not_found
+from w3gate.hookspecs import Identity
 from w3gate.multiaddrs import MultiaddrError, check_multiaddr
 from w3gate.services.clock import UniqueMillis, rfc3339_ms
 from w3gate.store import pins as store
 from w3gate.store.db import Database, StatementTimeout
 from w3gate.store.models import PIN_STATUSES
-from w3gate.store.pins import NewPin, PinQuery, PinRecord
+from w3gate.store.pins import UNBOUNDED, NewPin, PinQuery, PinRecord
+from w3gate.store.users import QuotaExceeded
+
+if TYPE_CHECKING:
+    from w3gate.admission.service import Admission
 
 __all__ = ["PIN_STATUSES", "PinQuery", "PinService", "check_cid", "check_meta", "parse_pin"]
 
@@ -106,10 +111,11 @@ def parse_pin(body: Any) -> NewPin:
 class PinService:
     """What the HTTP layer calls; every method is scoped to one owner (a user key)."""
 
-    def __init__(self, db: Database, delegates: Sequence[str]) -> None:
+    def __init__(self, db: Database, delegates: Sequence[str], admission: Admission | None = None) -> None:
         self.db = db
         self.delegates = list(delegates)
         self.clock = UniqueMillis()
+        self.admission = admission  # None: every valid pin is accepted (scripts, tests of the store)
 
     def status_of(self, record: PinRecord) -> dict[str, Any]:
         pin: dict[str, Any] = {"cid": record.cid}
@@ -128,16 +134,30 @@ class PinService:
             "info": record.info,
         }
 
-    async def add(self, owner: str, body: Any) -> dict[str, Any]:
+    async def _stored(self, identity: Identity | None, pin: NewPin, replaces: str | None,
+                      write: Any, *args: Any) -> tuple[PinRecord | None, int]:
+        """``write(*args, quota, size)`` once the admission hooks accept ``pin``; a quota refusal from the
+        store (its transaction rolled back) becomes the limit's Failure."""
+        if self.admission is None or identity is None:
+            return await self.db.run(write, *args, UNBOUNDED, 0)  # type: ignore[no-any-return]
+        quota, size = await self.admission.admit(identity, pin, replaces)
+        try:
+            return await self.db.run(write, *args, quota, size)  # type: ignore[no-any-return]
+        except QuotaExceeded as exc:
+            raise self.admission.over_quota(exc, size) from None
+
+    async def add(self, owner: str, body: Any, identity: Identity | None = None) -> dict[str, Any]:
         pin = parse_pin(body)
-        record, used = await self.db.run(store.create_pin, owner, pin, self.clock.next())
+        record, used = await self._stored(identity, pin, None, store.create_pin, owner, pin, self.clock.next())
         self.clock.seen(used)
+        assert record is not None
         return self.status_of(record)
 
-    async def replace(self, owner: str, requestid: str, body: Any) -> dict[str, Any]:
+    async def replace(self, owner: str, requestid: str, body: Any, identity: Identity | None = None) -> dict[str, Any]:
         pin = parse_pin(body)
         check_requestid(requestid)
-        record, used = await self.db.run(store.replace_pin, owner, requestid, pin, self.clock.next())
+        record, used = await self._stored(identity, pin, requestid, store.replace_pin, owner, requestid, pin,
+                                          self.clock.next())
         self.clock.seen(used)
         if record is None:
             raise _no_such_pin(requestid)

@@ -29,7 +29,7 @@ import trio
 
 from w3gate.crust.chain import ChainClient, MarketCall
 from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT, TxRejected
-from w3gate.crust.settings import CrustSettings
+from w3gate.crust.settings import CrustSettings, order_size
 from w3gate.services.crust import Connection, CrustStatus, notify_webhook, now_ms
 from w3gate.store import orders
 from w3gate.store.db import Database
@@ -114,7 +114,7 @@ class Submitter:
             head = await self.conn.call(self.client.finalized_head)
             size_cap = self.client.max_file_size
             by_prepaid = [c.cid for c in claimed if c.renewal and self.client.renewal == "prepaid"]
-            items: list[Any] = [(c.cid, min(c.file_size or self.settings.default_file_size, size_cap))
+            items: list[Any] = [(c.cid, order_size(c.file_size, self.settings.default_file_size, size_cap))
                                 for c in claimed if c.cid not in by_prepaid]
             if by_prepaid:
                 calls, idle = await self.conn.call(plan_prepaid, self.client, by_prepaid, head)

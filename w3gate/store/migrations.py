@@ -214,6 +214,62 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             "CREATE TABLE schema_compat (min_compatible INTEGER NOT NULL)",
         ],
     ),
+    (
+        "users: usage kept by triggers, per-user limits and blocks (issue 10)",
+        [
+            ADDITIVE,
+            # the bytes a pin was admitted for (the order's size then): what bytes_per_user counts, and what
+            # deleting it gives back; pins made before this step count 0
+            "ALTER TABLE pins ADD COLUMN size BIGINT NOT NULL DEFAULT 0",
+            # one row per identity (Identity.user_key): live pins and their bytes (kept by triggers, whatever
+            # code writes pins, an older instance's included), pins added on UTC day `day` (kept by admission),
+            # last seen, and the operator's settings: NULL limits are the configuration's
+            """CREATE TABLE users (
+                user_key VARCHAR(255) PRIMARY KEY,
+                address VARCHAR(255),
+                pins BIGINT NOT NULL DEFAULT 0,
+                bytes BIGINT NOT NULL DEFAULT 0,
+                day BIGINT NOT NULL DEFAULT 0,
+                day_pins BIGINT NOT NULL DEFAULT 0,
+                last_seen_ms BIGINT NOT NULL DEFAULT 0,
+                blocked INTEGER NOT NULL DEFAULT 0,
+                note TEXT,
+                pins_per_user BIGINT,
+                bytes_per_user BIGINT,
+                pins_per_day_per_user BIGINT,
+                requests_per_minute BIGINT
+            )""",
+            # bumped by every change of a user's settings: the service re-reads them when it moves
+            "CREATE TABLE users_version (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+            "INSERT INTO users_version (id, version) VALUES (1, 0)",
+            "INSERT INTO users (user_key, pins) SELECT owner, COUNT(*) FROM pins GROUP BY owner",
+            {
+                "sqlite": """
+                CREATE TRIGGER pins_users_insert AFTER INSERT ON pins BEGIN
+                    INSERT INTO users (user_key, pins, bytes) VALUES (NEW.owner, 1, NEW.size)
+                    ON CONFLICT (user_key) DO UPDATE SET pins = pins + 1, bytes = bytes + excluded.bytes;
+                END;
+                CREATE TRIGGER pins_users_delete AFTER DELETE ON pins BEGIN
+                    UPDATE users SET pins = pins - 1, bytes = bytes - OLD.size WHERE user_key = OLD.owner;
+                END;
+                """,
+                "postgres": """
+                CREATE FUNCTION w3gate_users_usage() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP = 'DELETE' THEN
+                        UPDATE users SET pins = pins - 1, bytes = bytes - OLD.size WHERE user_key = OLD.owner;
+                    ELSE
+                        INSERT INTO users (user_key, pins, bytes) VALUES (NEW.owner, 1, NEW.size)
+                        ON CONFLICT (user_key) DO UPDATE SET pins = users.pins + 1, bytes = users.bytes + NEW.size;
+                    END IF;
+                    RETURN NULL;
+                END $$;
+                CREATE TRIGGER pins_users_usage AFTER INSERT OR DELETE ON pins
+                    FOR EACH ROW EXECUTE FUNCTION w3gate_users_usage();
+                """,
+            },
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

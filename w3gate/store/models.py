@@ -33,6 +33,7 @@ class Pin(Model):
     created_ms = fields.BigIntField(unique=True)
     origins = fields.TextField(default="[]")
     meta = fields.TextField(default="{}")
+    size = fields.BigIntField(default=0)  # bytes it was admitted for (bytes_per_user); schema 9
 
     class Meta:
         table = "pins"

@@ -17,6 +17,8 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from w3gate.hookspecs import Quota
+from w3gate.store import users
 from w3gate.store.db import Database
 from w3gate.store.models import PIN_STATUS_OF_ORDER, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
 from w3gate.store.rawsql import Sql as _Sql
@@ -96,8 +98,13 @@ async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -
     return order
 
 
-async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int) -> PinRecord:
+UNBOUNDED = Quota()
+
+
+async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
+                  size: int = 0) -> PinRecord:
     dialect = _dialect(conn)
+    await users.admit(conn, owner, quota, size, created_ms)  # first: a refusal has written nothing
     order = await _ensure_order(conn, dialect, pin, created_ms)
     row = {
         "requestid": str(uuid.uuid4()),
@@ -110,9 +117,9 @@ async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int) -> PinRec
         "meta": json.dumps(pin.meta, ensure_ascii=False),
     }
     sql = _Sql(dialect)
-    values = ", ".join(sql.arg(v) for v in (row["requestid"], owner, *list(row.values())[1:]))
+    values = ", ".join(sql.arg(v) for v in (row["requestid"], owner, *list(row.values())[1:], size))
     inserted = await conn.execute_query_dict(
-        f"INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta) "
+        f"INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta, size) "
         f"VALUES ({values}) RETURNING id",
         sql.args,
     )
@@ -143,13 +150,17 @@ async def _with_unique_created(work: Any, created_ms: int) -> tuple[PinRecord, i
     raise RuntimeError("could not find a free created timestamp")
 
 
-async def create_pin(owner: str, pin: NewPin, created_ms: int) -> tuple[PinRecord, int]:
-    """Insert a pin request; returns it and the ``created`` value used."""
-    return await _with_unique_created(lambda conn, ms: _insert(conn, owner, pin, ms), created_ms)
+async def create_pin(owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
+                     size: int = 0) -> tuple[PinRecord, int]:
+    """Insert a pin request admitted for ``size`` bytes within ``quota`` (else
+    :class:`~w3gate.store.users.QuotaExceeded`, nothing stored); returns it and the ``created`` value used."""
+    return await _with_unique_created(lambda conn, ms: _insert(conn, owner, pin, ms, quota, size), created_ms)
 
 
-async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int) -> tuple[PinRecord | None, int]:
-    """Delete ``requestid`` and insert ``pin`` atomically; (None, ms) when ``requestid`` is not the owner's."""
+async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
+                      size: int = 0) -> tuple[PinRecord | None, int]:
+    """Delete ``requestid`` and insert ``pin`` atomically; (None, ms) when ``requestid`` is not the owner's.
+    The old pin is given back before ``quota`` is checked, so replacing at the limit works."""
 
     async def work(conn: Any, ms: int) -> PinRecord | None:
         mine = Pin.filter(owner=owner, requestid=requestid).using_db(conn)
@@ -157,7 +168,7 @@ async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int) 
         if old_key is None:
             return None
         await mine.delete()
-        record = await _insert(conn, owner, pin, ms)
+        record = await _insert(conn, owner, pin, ms, quota, size)
         if old_key != pin.key:
             await _release_order(conn, str(old_key))
         return record

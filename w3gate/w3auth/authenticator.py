@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -126,12 +127,22 @@ class Authenticator:
         credentials, chain = self._resolve(token)
         return self._finish(key, chain, self._run_verify(chain, credentials))
 
-    async def authenticate(self, header: str | None, client: str | None = None) -> Identity:
+    async def authenticate(self, header: str | None, client: str | None = None,
+                           before_check: Callable[[], None] | None = None) -> Identity:
         """Verify from trio: uncached tokens are checked in a worker thread, taking turns by ``client``
-        (the peer's address); raises ApiError 429 when that address already has its share waiting."""
-        token, key, cached = self._prepare(header)
-        if cached is not None:
-            return cached
+        (the client address, :mod:`w3gate.clientaddr`); raises ApiError 429 when that address already has
+        its share waiting. ``before_check`` runs for any token not verified before (it may refuse by raising)."""
+        if before_check is None:
+            token, key, cached = self._prepare(header)
+            if cached is not None:
+                return cached
+        else:
+            token, key = self._token_key(header)
+            identity = self._valid.get(key)
+            if identity is not None:
+                return identity  # type: ignore[return-value]
+            before_check()
+            self._cached(key)  # a token rejected before: refused again without a check
         credentials, chain = self._resolve(token)
         if self._limiter is None:
             self._limiter = trio.CapacityLimiter(self._max_threads)
@@ -158,11 +169,13 @@ class Authenticator:
 
         The key is a hash of the token word itself, so a cache hit costs no decoding at all.
         """
-        token = extract_token(header)
-        key = hashlib.blake2b(
-            token.encode("utf-8", "surrogatepass"), digest_size=32, key=self._hash_key
-        ).digest()
+        token, key = self._token_key(header)
         return token, key, self._cached(key)
+
+    def _token_key(self, header: str | None) -> tuple[str, bytes]:
+        token = extract_token(header)
+        key = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=32, key=self._hash_key).digest()
+        return token, key
 
     def _resolve(self, token: str) -> tuple[Credentials, Chain]:
         credentials = parse_token(token)

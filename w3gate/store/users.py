@@ -1,0 +1,161 @@
+"""Users (identities): usage, the operator's per-user limits and blocks, and the atomic quota check.
+
+Live pins and their bytes are kept by triggers on ``pins`` (schema 9), so they are right whatever code
+writes pins. A pin is admitted by one conditional ``UPDATE`` of the user's row in the transaction that
+inserts it: the row lock serialises one user's concurrent requests on PostgreSQL (each re-checks the
+committed totals), SQLite runs one transaction at a time, so a quota holds under any concurrency. A
+refused request rolls back: nothing is stored and the day's count is unchanged.
+
+These are asyncio coroutines for the ORM's loop; trio code reaches them through ``Database.run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from w3gate.admission.settings import PER_USER
+from w3gate.hookspecs import Quota
+from w3gate.store.rawsql import Sql
+from w3gate.store.rawsql import conn as _conn
+from w3gate.store.rawsql import dialect as _dialect
+
+DAY_MS = 86_400_000
+_COLUMNS = ("user_key, address, pins, bytes, day, day_pins, last_seen_ms, blocked, note, "
+            + ", ".join(PER_USER))
+
+
+class QuotaExceeded(Exception):
+    """The pin would take the user past ``limit`` (a :class:`Quota` field's limit name)."""
+
+    def __init__(self, limit: str, current: int, maximum: int) -> None:
+        super().__init__(limit)
+        self.limit, self.current, self.maximum = limit, current, maximum
+
+
+@dataclass(frozen=True)
+class UserRow:
+    user_key: str
+    address: str | None
+    pins: int
+    bytes: int
+    pins_today: int
+    last_seen_ms: int
+    blocked: bool
+    note: str | None
+    limits: dict[str, int | None]  # the operator's own values for this user; None: the configuration's
+
+
+def _row(r: Mapping[str, Any], today: int) -> UserRow:
+    return UserRow(
+        user_key=r["user_key"], address=r["address"], pins=int(r["pins"]), bytes=int(r["bytes"]),
+        pins_today=int(r["day_pins"]) if int(r["day"]) == today else 0, last_seen_ms=int(r["last_seen_ms"]),
+        blocked=bool(r["blocked"]), note=r["note"],
+        limits={k: (None if r[k] is None else int(r[k])) for k in PER_USER},
+    )
+
+
+async def admit(conn: Any, owner: str, quota: Quota, size: int, now_ms: int) -> None:
+    """Count a pin of ``size`` bytes against ``quota`` in ``conn``'s transaction, or raise
+    :class:`QuotaExceeded` (the caller's transaction then rolls back). An unbounded quota costs nothing."""
+    if not (quota.pins or quota.bytes or quota.pins_per_day):
+        return
+    today = now_ms // DAY_MS
+    for _ in range(2):
+        sql = Sql(_dialect(conn))  # placeholders are handed out in the order they appear
+        assign = f"day_pins = CASE WHEN day = {sql.arg(today)} THEN day_pins + 1 ELSE 1 END, day = {sql.arg(today)}"
+        conditions = [f"user_key = {sql.arg(owner)}"]
+        if quota.pins:
+            conditions.append(f"pins < {sql.arg(quota.pins)}")
+        if quota.bytes:
+            conditions.append(f"bytes + {sql.arg(size)} <= {sql.arg(quota.bytes)}")
+        if quota.pins_per_day:
+            conditions.append(f"(day <> {sql.arg(today)} OR day_pins < {sql.arg(quota.pins_per_day)})")
+        rows = await conn.execute_query_dict(
+            f"UPDATE users SET {assign} WHERE {' AND '.join(conditions)} RETURNING pins", sql.args)
+        if rows:
+            return
+        sql = Sql(_dialect(conn))
+        found = await conn.execute_query_dict(
+            f"SELECT pins, bytes, day, day_pins FROM users WHERE user_key = {sql.arg(owner)}", sql.args)
+        if not found:  # a new user: make the row (a concurrent first request may make it first), check again
+            sql = Sql(_dialect(conn))
+            await conn.execute_query(
+                f"INSERT INTO users (user_key) VALUES ({sql.arg(owner)}) ON CONFLICT DO NOTHING", sql.args)
+            continue
+        r = found[0]
+        if quota.pins and int(r["pins"]) >= quota.pins:
+            raise QuotaExceeded("pins_per_user", int(r["pins"]), quota.pins)
+        if quota.bytes and int(r["bytes"]) + size > quota.bytes:
+            raise QuotaExceeded("bytes_per_user", int(r["bytes"]), quota.bytes)
+        raise QuotaExceeded("pins_per_day_per_user", int(r["day_pins"]), quota.pins_per_day)
+    raise RuntimeError(f"no users row for {owner!r} after inserting it")
+
+
+async def known_file_size(key: str) -> int | None:
+    """The chain-reported size of a content's order, if it has one (what the submitter will order)."""
+    conn = _conn()
+    sql = Sql(_dialect(conn))
+    rows = await conn.execute_query_dict(f"SELECT file_size FROM orders WHERE cid_key = {sql.arg(key)}", sql.args)
+    return int(rows[0]["file_size"]) if rows and rows[0]["file_size"] is not None else None
+
+
+async def version() -> int:
+    rows = await _conn().execute_query_dict("SELECT version FROM users_version")
+    return int(rows[0]["version"]) if rows else 0
+
+
+async def with_settings() -> tuple[int, list[UserRow]]:
+    """(version, every user with a setting of the operator's: a block or a limit of their own)."""
+    conn = _conn()
+    any_limit = " OR ".join(f"{k} IS NOT NULL" for k in PER_USER)
+    rows = await conn.execute_query_dict(f"SELECT {_COLUMNS} FROM users WHERE blocked <> 0 OR {any_limit}")
+    return await version(), [_row(r, 0) for r in rows]
+
+
+async def seen(entries: Sequence[tuple[str, str, int]]) -> None:
+    """Record (user_key, address, ms) of users seen; one statement per user, in one transaction."""
+    async with in_transaction() as conn:
+        for owner, address, ms in entries:
+            sql = Sql(_dialect(conn))
+            await conn.execute_query(
+                f"INSERT INTO users (user_key, address, last_seen_ms) VALUES ({sql.arg(owner)}, "
+                f"{sql.arg(address[:255])}, {sql.arg(ms)}) ON CONFLICT (user_key) DO UPDATE SET "
+                "address = excluded.address, last_seen_ms = CASE WHEN excluded.last_seen_ms > users.last_seen_ms "
+                "THEN excluded.last_seen_ms ELSE users.last_seen_ms END", sql.args)
+
+
+async def list_users(limit: int, now_ms: int) -> list[UserRow]:
+    """The users seen last first (then by pins)."""
+    conn = _conn()
+    sql = Sql(_dialect(conn))
+    rows = await conn.execute_query_dict(
+        f"SELECT {_COLUMNS} FROM users ORDER BY last_seen_ms DESC, pins DESC, user_key LIMIT {sql.arg(limit)}",
+        sql.args)
+    return [_row(r, now_ms // DAY_MS) for r in rows]
+
+
+async def get_user(owner: str, now_ms: int) -> UserRow | None:
+    conn = _conn()
+    sql = Sql(_dialect(conn))
+    rows = await conn.execute_query_dict(f"SELECT {_COLUMNS} FROM users WHERE user_key = {sql.arg(owner)}", sql.args)
+    return _row(rows[0], now_ms // DAY_MS) if rows else None
+
+
+async def update_settings(owner: str, changes: Mapping[str, Any]) -> None:
+    """Set ``changes`` (per-user limits, ``blocked``, ``note``) on a user, creating the row, and move the
+    settings version on so that running services re-read them."""
+    allowed = {*PER_USER, "blocked", "note"}
+    if not changes or set(changes) - allowed:
+        raise ValueError(f"settable: {', '.join(sorted(allowed))}")
+    async with in_transaction() as conn:
+        sql = Sql(_dialect(conn))
+        await conn.execute_query(f"INSERT INTO users (user_key) VALUES ({sql.arg(owner)}) ON CONFLICT DO NOTHING",
+                                 sql.args)
+        sql = Sql(_dialect(conn))
+        assignments = ", ".join(f"{k} = {sql.arg(v)}" for k, v in changes.items())
+        await conn.execute_query(f"UPDATE users SET {assignments} WHERE user_key = {sql.arg(owner)}", sql.args)
+        await conn.execute_query("UPDATE users_version SET version = version + 1")
