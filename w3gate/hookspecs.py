@@ -2,8 +2,9 @@
 
 This module is public API, versioned by ``HOOKSPEC_VERSION``. A plugin is a module (found through the
 ``w3gate`` entry-point group, or in the operator's plugin directory) with a ``@hookimpl`` function
-``w3gate_chains`` returning :class:`Chain` objects. The built-in chains (substrate, ethereum, solana)
-register through this very hook, exactly as a third-party plugin does.
+``w3gate_chains`` returning :class:`Chain` objects, and (since 1.1) optionally ``w3gate_signers`` returning
+:class:`Signer` objects, which teach ``w3gate token`` to make that chain's tokens from a secret. The built-in
+chains (substrate, ethereum, solana) register through these very hooks, exactly as a third-party plugin does.
 
 Compatibility: within one major ``HOOKSPEC_VERSION`` fields and hooks are only ever added, never removed
 or changed in meaning.
@@ -17,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pluggy
 
-HOOKSPEC_VERSION = "1.0"
+HOOKSPEC_VERSION = "1.1"
 PROJECT_NAME = "w3gate"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -81,6 +82,42 @@ class Chain(Protocol):
 
     def verify(self, credentials: Credentials) -> Identity | None: ...
 
+    # Optional (1.1): a chain that also verifies bound tokens (docs/tokens.md) has ``sign_in``, the account
+    # word of its sign-in message ("Ethereum" in "... sign in with your Ethereum account:"), and
+    # ``verify_sign_in(address, message, signature) -> Identity | None`` checking ``signature`` (bytes) of
+    # ``message`` (the UTF-8 message bytes) by ``address`` (as the message gives it); same rules as verify.
+
+
+@runtime_checkable
+class SigningKey(Protocol):
+    """A key loaded from a user's secret by a :class:`Signer` (never logged or printed).
+
+    ``address``: the address its tokens name. ``w3auth_credentials()``: the W3Auth token's decoded text,
+    ``<chain type>-<address>:<signature>``. ``sign(message)``: the signature bytes of ``message`` as the
+    chain's wallets sign a sign-in message (what ``verify_sign_in`` accepts).
+    """
+
+    address: str
+
+    def w3auth_credentials(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Makes a chain's keys from the secrets its wallets export (``w3gate token --chain NAME``).
+
+    ``name``: the ``--chain`` value (the chain's canonical name). ``sign_in``: the account word of its bound
+    tokens (as :class:`Chain`), or ``None`` when it makes W3Auth tokens only. ``load(secret)``: the key, or
+    ``ValueError`` with a message that never quotes the secret.
+    """
+
+    name: str
+    sign_in: str | None
+
+    def load(self, secret: str) -> SigningKey: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SimpleChain:
@@ -100,4 +137,12 @@ def w3gate_chains(settings: Mapping[str, Any]) -> Sequence[Chain]:  # type: igno
 
     ``settings`` is the operator's ``[chains]`` configuration table (e.g. ``settings.get("flow", {})``),
     so a plugin can read options such as an access-node URL. Implementations may omit the argument.
+    """
+
+
+@hookspec
+def w3gate_signers(settings: Mapping[str, Any]) -> Sequence[Signer]:  # type: ignore[empty-body]
+    """Return the signers this plugin offers to ``w3gate token`` (optional hook, hookspec 1.1).
+
+    ``settings`` is the ``[chains]`` table, as for :func:`w3gate_chains`. Implementations may omit it.
     """
