@@ -1,4 +1,4 @@
-"""``w3gate`` command line: ``serve`` (the default), ``plugins``, ``--version``."""
+"""``w3gate`` command line: ``serve`` (the default), ``plugins``, ``token``, ``--version``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--print-config", action="store_true", help="print the merged settings and exit")
     plugins = sub.add_parser("plugins", help="list the chain plugins that load, and any that failed")
     _common(plugins)
+    from w3gate.token_cli import add_parser as add_token_parser
+
+    _common(add_token_parser(sub))
     return parser
 
 
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CONFIG
         print(format_plugins(registry))
         return 0
+    if command == "token":
+        from w3gate.token_cli import run as run_token
+
+        return run_token(args, settings)
     if getattr(args, "print_config", False):
         print(json.dumps(describe(settings), indent=2, default=str))
         return 0

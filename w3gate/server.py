@@ -25,6 +25,7 @@ from w3gate.redact import redact_url
 from w3gate.services.crust import CrustStatus, crust_tasks
 from w3gate.services.health import Health
 from w3gate.services.pins import PinService
+from w3gate.services.tokens import TokenService, policy_for
 from w3gate.store.db import Database
 from w3gate.w3auth.authenticator import Authenticator
 
@@ -61,10 +62,14 @@ async def run(settings: Settings) -> None:
         settings=settings.chains,
         allowed=settings.allowed_chains,
     )
+    db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
+    token_service = TokenService(db, policy_for(settings.public_base, settings.tokens.max_ttl),
+                                 settings.tokens.default_ttl, settings.tokens.w3auth)
     authenticator = Authenticator(registry, cache_size=settings.token_cache_size,
                                   max_threads=settings.auth_check_threads or None,
-                                  queue_per_client=settings.auth_queue_per_client)
-    db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
+                                  queue_per_client=settings.auth_queue_per_client,
+                                  bound_policy=token_service.policy, w3auth=settings.tokens.w3auth,
+                                  revoked_before=token_service.revoked_before)
     await db.open()
     crust_status = CrustStatus()
     stop = trio.Event()
@@ -78,6 +83,7 @@ async def run(settings: Settings) -> None:
                 cors_origins=settings.cors_origins,
                 max_body_bytes=settings.max_body_bytes,
                 health_token=settings.health_token or None,
+                tokens=token_service,
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
@@ -94,6 +100,11 @@ async def run(settings: Settings) -> None:
             log.info(
                 "w3gate %s listening on %s (API under /psa), database %s, chains: %s",
                 __version__, ", ".join(bound), redact_url(settings.db_url), ", ".join(registry.chain_names),
+            )
+            log.info(
+                "make a token at %s/ or with `w3gate token --chain substrate|ethereum|solana --secret-file FILE`, "
+                "then: ipfs pin remote service add NAME %s/psa TOKEN",
+                settings.public_base, settings.public_base,
             )
             for task in [db.maintain, *tasks]:
                 nursery.start_soon(_until_stopped, task, stop)

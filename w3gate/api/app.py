@@ -22,6 +22,7 @@ from w3gate.api.connection import install
 from w3gate.api.queries import parse_list_query
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.services.pins import PinService
+from w3gate.services.tokens import TokenService
 from w3gate.w3auth.authenticator import Authenticator, AuthError
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Services:
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 256 * 1024
     health_token: str | None = None  # the operator's token for /healthz details; None: details to nobody
+    tokens: TokenService | None = None  # bound tokens: GET /auth/params, POST /auth/revoke
 
 
 def _json(data: Any, status: int) -> Response:
@@ -137,6 +139,24 @@ def create_app(services: Services) -> QuartTrio:
     async def delete_pin(requestid: str) -> Response:
         await services.pins.delete(g.owner, requestid)
         return Response("", status=202)
+
+    @app.get("/auth/params")
+    async def auth_params() -> Response:
+        if services.tokens is None:
+            raise ApiError(404, "NOT_FOUND", "bound tokens are not set up on this service")
+        return _json(services.tokens.params(), 200)
+
+    @app.post("/auth/revoke")
+    async def auth_revoke() -> Response:
+        if services.tokens is None:
+            raise ApiError(404, "NOT_FOUND", "bound tokens are not set up on this service")
+        try:
+            identity, claims = await services.authenticator.authenticate_claims(
+                one_authorization(), request.remote_addr
+            )
+        except AuthError as exc:
+            return failure(unauthorized(exc.details))
+        return _json(await services.tokens.revoke(identity.user_key, claims), 200)
 
     @app.get("/healthz")
     async def healthz() -> Response:
