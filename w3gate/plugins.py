@@ -273,12 +273,13 @@ def load_chains(
 
 
 def load_signers(
-    *, plugin_dir: Path | str | None = None, settings: Mapping[str, Any] | None = None
+    *, plugin_dir: Path | str | None = None, settings: Mapping[str, Any] | None = None, wanted: str | None = None
 ) -> dict[str, Any]:
     """Every plugin's ``w3gate_signers`` (hookspec 1.1, optional), by lower-case chain name, for ``w3gate token``.
 
     A plugin that fails to load or answer is logged and skipped; the first signer of a name wins (built-ins
-    come first).
+    come first). With ``wanted``, loading stops at the first plugin that offers it (a built-in chain loads no
+    third-party plugin at all).
     """
     if plugin_dir is not None:
         plugin_dir = add_plugin_dir(plugin_dir)
@@ -302,6 +303,8 @@ def load_signers(
                 log.error("plugin %r: %r is not a Signer (needs name, sign_in and load)", cand.name, signer)
                 continue
             signers.setdefault(signer.name.strip().lower(), signer)
+        if wanted is not None and wanted.strip().lower() in signers:
+            break
     return signers
 
 

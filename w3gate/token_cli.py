@@ -69,7 +69,7 @@ def days(seconds: int) -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from w3gate.plugins import load_signers
 
-    signers = load_signers(plugin_dir=settings.plugin_dir, settings=settings.chains)
+    signers = load_signers(plugin_dir=settings.plugin_dir, settings=settings.chains, wanted=args.chain)
     signer = signers.get(args.chain.strip().lower())
     if signer is None:
         print(f"w3gate token: unknown chain {args.chain!r} (known: {', '.join(sorted(signers))})", file=sys.stderr)
