@@ -266,6 +266,8 @@ def make_message(
     lines = [f"{domain} wants you to sign in with your {family} account:", address, ""]
     if statement:
         lines += [statement, ""]
+    elif family == "Ethereum":  # EIP-4361 keeps the statement's (empty) line; SIWS and SIWSol drop it
+        lines.append("")
     lines += [f"URI: {uri}", f"Version: {VERSIONS.get(family, ('1',))[0]}"]
     chain_id = chain_id or CHAIN_IDS.get(family)
     if chain_id:
