@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -228,7 +229,8 @@ def test_revoke_refuses_older_tokens_and_keeps_the_revoking_one(service, chain: 
 
 
 def run_token_cli(service, *args: str, secret: str | None = None, secret_file: Path | None = None):
-    cmd = [sys.executable, "-m", "w3gate", "token", "--url", service.base_url, *args]
+    binary = os.environ.get("W3GATE_TEST_COMMAND", "").split()  # the frozen binary, on the binary pass
+    cmd = [*(binary or [sys.executable, "-m", "w3gate"]), "token", "--url", service.base_url, *args]
     if secret_file is not None:
         cmd += ["--secret-file", str(secret_file)]
     env = {k: v for k, v in service.env.items() if not k.startswith("W3GATE_TOKENS")}
@@ -286,3 +288,24 @@ def test_w3auth_off_refuses_plain_tokens(start_server) -> None:
     refused(pins(server, wallet.w3auth()), "plain W3Auth tokens are turned off")
     assert pins(server, wallet.token(server)).status_code == 200
     assert httpx.get(server.base_url + "/auth/params").json()["w3auth"] is False
+
+
+@pytest.mark.skipif(not os.environ.get("W3GATE_TEST_POSTGRES_URL"), reason="needs PostgreSQL")
+def test_a_revocation_holds_at_another_instance_of_the_database(service, tmp_path: Path) -> None:
+    """Two instances on one PostgreSQL database: a revocation made at one is read by the other (which had not
+    seen the user within REVOCATION_TTL; one that had reads it again once that has passed)."""
+    from helpers import start_server_process
+
+    other = start_server_process(data_dir=tmp_path, database_url=service.env["W3GATE_DATABASE_URL"],
+                                 env={"W3GATE_TOKENS_MAX_TTL": str(MAX_TTL), "W3GATE_TOKENS_DEFAULT_TTL": "86400",
+                                      "W3GATE_PUBLIC_URL": service.base_url})
+    try:
+        wallet = Wallet("ethereum")
+        earlier = wallet.token(service, issued_ago_s=60)
+        fresh = wallet.token(service)
+        assert httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh}).status_code == 200
+        refused(pins(other, earlier), "revoked")
+        refused(pins(other, wallet.w3auth()), "revoked")
+        assert pins(other, fresh).status_code == 200
+    finally:
+        other.stop()
