@@ -291,10 +291,10 @@ def load_signers(
             plugin = cand.load()
             pm.register(plugin, name=f"{cand.name} [{cand.source}]")
             impls = [i for i in pm.hook.w3gate_signers.get_hookimpls() if i.plugin is plugin]
-            found = []
+            found: list[Any] = []
             for impl in impls:
                 kwargs = {"settings": settings or {}} if "settings" in impl.argnames else {}
-                found += list(impl.function(**kwargs) or [])
+                found += list(impl.function(**kwargs) or [])  # type: ignore[call-overload]
         except Exception as exc:  # a broken plugin must not take the others down
             log.error("plugin %r (%s): no signers: %s: %s", cand.name, cand.source, type(exc).__name__, exc)
             continue

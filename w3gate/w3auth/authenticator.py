@@ -179,7 +179,7 @@ class Authenticator:
 
     # -- steps --------------------------------------------------------------------------------------
 
-    def _prepare(self, header: str | None) -> tuple[str, bytes, Identity | None]:
+    def _prepare(self, header: str | None) -> tuple[str, bytes, Identity | BoundClaims | None]:
         """The header's token, its cache key, and its identity if it was verified before.
 
         The key is a hash of the token word itself, so a cache hit costs no decoding at all.
