@@ -74,3 +74,21 @@ def test_signed_messages_verify_as_the_same_user_as_w3auth(chain: str) -> None:
 
     plain = auth.authenticate_sync("Bearer " + base64.b64encode(key.w3auth_credentials().encode()).decode())
     assert claims.identity.user_key == plain.user_key
+
+
+def test_a_bound_token_is_verified_once_then_served_from_the_cache() -> None:
+    import time
+
+    from w3gate.plugins import ChainRegistry, load_chains
+
+    key = SIGNERS["solana"].load(MNEMONIC)
+    policy = BoundPolicy("pins.example.org", "https://pins.example.org", 86400)
+    now = int(time.time() * 1000)
+    message = make_message("Solana", domain=policy.domain, address=key.address, uri=policy.uri,
+                           issued_at_ms=now, expires_ms=now + 3_600_000)
+    header = "Bearer " + encode_token(message, key.sign(message.encode()))
+    auth = Authenticator(load_chains(), bound_policy=policy)
+    first = auth.authenticate_sync(header)
+    assert auth.cached_tokens == 1
+    auth.registry = ChainRegistry()  # no chain left to verify with: only the cache can answer
+    assert auth.authenticate_sync(header) == first
