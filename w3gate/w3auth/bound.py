@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import secrets
 import string
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Final
+from typing import Any, Final
 
 from w3gate.hookspecs import Identity
 from w3gate.w3auth.token import AuthError
@@ -157,15 +159,24 @@ def parse_message(message: str) -> SignIn:
     return _parse_siwe(message) if family == "Ethereum" else _parse_generic(message, family)
 
 
-def _parse_siwe(message: str) -> SignIn:
-    with warnings.catch_warnings():  # abnf warns about the grammar's redefined core rules
+_siwe_lock = threading.Lock()
+
+
+@functools.cache
+def _siwe_message() -> Any:
+    """siwe's SiweMessage, imported on first use (it imports web3: 1-3 s) by one thread at a time."""
+    with _siwe_lock, warnings.catch_warnings():  # abnf warns about the grammar's redefined core rules
         warnings.simplefilter("ignore")
         from siwe import SiweMessage
 
-        try:
-            parsed = SiweMessage.from_message(message, abnf=False)  # the ABNF parser: 25 ms a message
-        except Exception as exc:  # siwe raises ValueError and pydantic errors alike
-            raise AuthError(f"{MALFORMED}: not an EIP-4361 message ({type(exc).__name__})") from None
+        return SiweMessage
+
+
+def _parse_siwe(message: str) -> SignIn:
+    try:
+        parsed = _siwe_message().from_message(message, abnf=False)  # its ABNF parser: 25 ms a message
+    except Exception as exc:  # siwe raises ValueError and pydantic errors alike
+        raise AuthError(f"{MALFORMED}: not an EIP-4361 message ({type(exc).__name__})") from None
     if parsed.version != "1":
         raise AuthError(f"{MALFORMED}: Version must be 1")
     return SignIn(
