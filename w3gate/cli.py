@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"w3gate: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     _setup_logging(settings.log_level)
+    if command == "token":
+        from w3gate.token_cli import run as run_token
+
+        return run_token(args, settings)  # before the store's import: the command needs no database
     from w3gate.store.db import configure_sql_log
 
     configure_sql_log(settings.log_sql)
@@ -87,10 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CONFIG
         print(format_plugins(registry))
         return 0
-    if command == "token":
-        from w3gate.token_cli import run as run_token
-
-        return run_token(args, settings)
     if getattr(args, "print_config", False):
         print(json.dumps(describe(settings), indent=2, default=str))
         return 0

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from w3gate.config import Settings
-from w3gate.services.tokens import policy_for, statement_for
-from w3gate.w3auth.bound import encode_token, make_message, rfc3339
+from w3gate.w3auth.bound import encode_token, make_message, policy_for, rfc3339, statement_for
 
 EXIT_USAGE = 2
 _DURATION = re.compile(r"(\d+)([smhd]?)")

@@ -10,27 +10,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from w3gate.errors import unauthorized
 from w3gate.store import revocations as store
 from w3gate.store.db import Database
-from w3gate.w3auth.bound import BoundClaims, BoundPolicy, rfc3339
+from w3gate.w3auth.bound import BoundClaims, BoundPolicy, policy_for, rfc3339, statement_for
 
 __all__ = ["REVOCATION_TTL", "REVOKE_WINDOW_MS", "TokenService", "policy_for"]
 
 REVOCATION_TTL = 5.0  # seconds a remembered revocation instant is trusted before it is read again
 REVOKE_WINDOW_MS = 10 * 60 * 1000  # POST /auth/revoke needs a bound token issued this recently
 MAX_REMEMBERED = 100_000  # users whose revocation instant is remembered; past it the memory starts afresh
-
-
-def policy_for(public_url: str, max_ttl_s: int) -> BoundPolicy:
-    """The bound-token audience of a service reached at ``public_url`` (host[:port] and the URL itself)."""
-    return BoundPolicy(domain=urlsplit(public_url).netloc, uri=public_url.rstrip("/"), max_ttl_s=max_ttl_s)
-
-
-def statement_for(policy: BoundPolicy) -> str:
-    return f"Use {urlsplit(policy.uri).hostname} as my IPFS pinning service."
 
 
 @dataclass

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from w3gate.hookspecs import Identity
 from w3gate.w3auth.token import AuthError
@@ -38,7 +39,9 @@ __all__ = [
     "encode_token",
     "make_message",
     "parse_message",
+    "policy_for",
     "split_token",
+    "statement_for",
 ]
 
 BOUND_PREFIX: Final = "w3b1."
@@ -263,6 +266,15 @@ def check_claims(claims: BoundClaims, now_ms: int, revoked_before_ms: int | None
             f"{REVOKED}: issued at {rfc3339(claims.issued_at_ms)}, before the user revoked their tokens "
             f"({rfc3339(revoked_before_ms)})"
         )
+
+
+def policy_for(public_url: str, max_ttl_s: int) -> BoundPolicy:
+    """The bound-token audience of a service reached at ``public_url`` (host[:port] and the URL itself)."""
+    return BoundPolicy(domain=urlsplit(public_url).netloc, uri=public_url.rstrip("/"), max_ttl_s=max_ttl_s)
+
+
+def statement_for(policy: BoundPolicy) -> str:
+    return f"Use {urlsplit(policy.uri).hostname} as my IPFS pinning service."
 
 
 def new_nonce() -> str:
