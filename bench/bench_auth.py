@@ -1,4 +1,4 @@
-"""How fast W3Auth tokens are authenticated: uncached verifications per key type, and cache hits.
+"""How fast tokens are authenticated: uncached verifications per key type, and cache hits (W3Auth and bound).
 
 Run: python bench/bench_auth.py [seconds-per-case]. Prints figures; it is not a test. Tokens are made
 here with real keys (substrate-interface, eth-account, coincurve, solders); every chain loaded by
@@ -23,6 +23,9 @@ from substrateinterface import Keypair, KeypairType
 
 from w3gate.plugins import load_chains
 from w3gate.w3auth.authenticator import Authenticator
+from w3gate.w3auth.bound import BoundPolicy, encode_token, make_message
+
+POLICY = BoundPolicy("pin.example.org", "https://pin.example.org", 86400)
 
 
 def bearer(credentials: str) -> str:
@@ -74,6 +77,29 @@ def sol_token(n: int) -> str:
     return bearer(f"sol-{address}:{bytes(kp.sign_message(address.encode())).hex()}")
 
 
+def bound_token(family: str, address: str, sign: Callable[[bytes], bytes], n: int) -> str:
+    now = int(time.time() * 1000)
+    message = make_message(family, domain=POLICY.domain, address=address, uri=POLICY.uri, issued_at_ms=now - n,
+                           expires_ms=now + 3_600_000, statement="Use pin.example.org as my IPFS pinning service.")
+    return "Bearer " + encode_token(message, sign(message.encode()))
+
+
+def siwe_token(n: int) -> str:
+    acct = Account.from_key(seed("siwe", n))
+    return bound_token("Ethereum", acct.address,
+                       lambda m: bytes(acct.sign_message(encode_defunct(primitive=m)).signature), n)
+
+
+def siws_token(n: int) -> str:
+    kp = Keypair.create_from_seed("0x" + seed("siws", n).hex(), ss58_format=42)
+    return bound_token("Substrate", kp.ss58_address, lambda m: bytes(kp.sign(m)), n)
+
+
+def siwsol_token(n: int) -> str:
+    kp = SolKeypair.from_seed(seed("siwsol", n))
+    return bound_token("Solana", str(kp.pubkey()), lambda m: bytes(kp.sign_message(m)), n)
+
+
 CASES: dict[str, Callable[[int], str]] = {
     "substrate sr25519": lambda n: sub_token(KeypairType.SR25519, n),
     "substrate ed25519": lambda n: sub_token(KeypairType.ED25519, n),
@@ -82,6 +108,9 @@ CASES: dict[str, Callable[[int], str]] = {
     "ethereum (text)": eth_text_token,
     "ethereum (bytes)": eth_bytes_token,
     "solana": sol_token,
+    "bound ethereum (SIWE)": siwe_token,
+    "bound substrate (SIWS)": siws_token,
+    "bound solana (SIWSol)": siwsol_token,
 }
 
 
@@ -97,8 +126,8 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
     registry = load_chains()
-    uncached = Authenticator(registry, cache_size=0, negative_cache_size=0)
-    cached = Authenticator(registry)
+    uncached = Authenticator(registry, cache_size=0, negative_cache_size=0, bound_policy=POLICY)
+    cached = Authenticator(registry, bound_policy=POLICY)
     print(f"{'case':28} {'uncached tokens/s':>18} {'cached hits/s':>14}")
     for name, make in CASES.items():
         tokens = [make(n) for n in range(8)]

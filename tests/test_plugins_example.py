@@ -67,6 +67,15 @@ def test_served_from_the_plugin_dir(start_server, plugin_dir: Path) -> None:
                      headers={"Authorization": "Bearer " + base64.b64encode(forged.encode()).decode()})
     assert resp.status_code == 401 and resp.json()["error"]["details"] == "Invalid Signature"
 
+    # the plugin's signer: w3gate token --chain example makes a token the server accepts
+    command = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]
+    made = subprocess.run([*command, "token", "--chain", "example", "--w3auth", "--quiet"], env=server.env,
+                          input=bytes(key).hex(), capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "Bearer " + made.stdout.strip() == header
+    resp = httpx.get(server.psa_url + "/pins", headers={"Authorization": "Bearer " + made.stdout.strip()})
+    assert resp.status_code == 200, resp.text
+
 
 def test_listed_by_w3gate_plugins(plugin_dir: Path) -> None:
     command = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]

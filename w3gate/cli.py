@@ -1,4 +1,4 @@
-"""``w3gate`` command line: ``serve`` (the default), ``plugins``, ``users``, ``--version``."""
+"""``w3gate`` command line: ``serve`` (the default), ``plugins``, ``users``, ``token``, ``--version``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     from w3gate import users_cli
 
     users_cli.add_parser(sub, _common)
+    from w3gate.token_cli import add_parser as add_token_parser
+
+    _common(add_token_parser(sub))
     return parser
 
 
@@ -71,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"w3gate: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     _setup_logging(settings.log_level)
+    if command == "token":
+        from w3gate.token_cli import run as run_token
+
+        return run_token(args, settings)  # before the store's import: the command needs no database
     from w3gate.store.db import configure_sql_log
 
     configure_sql_log(settings.log_sql)

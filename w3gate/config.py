@@ -24,6 +24,18 @@ DEFAULT_DELEGATES = (
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """The ``[tokens]`` table (env ``W3GATE_TOKENS_<KEY>``): bound tokens and plain W3Auth tokens."""
+
+    w3auth: bool = True  # accept plain W3Auth tokens (false: bound tokens only)
+    max_ttl: int = 90 * DAY  # seconds: the longest lifetime a bound token may claim
+    default_ttl: int = 30 * DAY  # seconds: the lifetime w3gate token and the page ask for
+
+
 class ConfigError(ValueError):
     """An invalid setting: reported as one line, exit status 2."""
 
@@ -53,7 +65,7 @@ class Settings:
 
     Who may pin and how much (issue 10; ``[limits]`` and ``[access]``: :mod:`w3gate.admission.settings`):
 
-    ====================  ==========================  =======  ============================================
+    ====================  ==========================  =======  =====================================
     key                   environment                 default  meaning
     ====================  ==========================  =======  ============================================
     trusted_proxy_header  W3GATE_TRUSTED_PROXY_HEADER (none)   header naming the client address (e.g.
@@ -63,6 +75,20 @@ class Settings:
     admission             (table only)                {}       ``[admission]``: options for admission
                                                                plugins (each reads its own sub-table)
     ====================  ==========================  =======  ============================================
+=======
+    Tokens (docs/tokens.md):
+
+    ===================  ==========================  =================  ==========================================
+    key                  environment                 default            meaning
+    ===================  ==========================  =================  ==========================================
+    public_url           W3GATE_PUBLIC_URL           http://HOST:PORT   the service's address as users reach it:
+                                                                        bound tokens must name its host[:port]
+                                                                        and URL; ``w3gate token`` prints it
+    [tokens] w3auth      W3GATE_TOKENS_W3AUTH        true               accept plain W3Auth tokens
+    [tokens] max_ttl     W3GATE_TOKENS_MAX_TTL       7776000 (90 days)  longest lifetime of a bound token, seconds
+    [tokens] default_ttl W3GATE_TOKENS_DEFAULT_TTL   2592000 (30 days)  the lifetime ``w3gate token`` and the page
+                                                                        ask for, seconds
+    ===================  ==========================  =================  ==========================================
     """
 
     host: str = "127.0.0.1"
@@ -96,10 +122,21 @@ class Settings:
     trusted_proxy_header: str = ""  # empty: the client address is the socket's peer
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose trusted_proxy_header is believed
     admission: Mapping[str, Any] = field(default_factory=dict)  # [admission]: admission plugins' options
+    # tokens (issue 11): where users reach the service, and the [tokens] table
+    public_url: str = ""  # empty: http://HOST:PORT (see public_base)
+    tokens: TokenSettings = field(default_factory=TokenSettings)
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite://{self.data_dir / 'w3gate.sqlite3'}"
+
+    @property
+    def public_base(self) -> str:
+        """``public_url`` without a trailing slash, or ``http://HOST:PORT`` when it is unset."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 # name -> (environment variable, parser). Keys absent here are file-only (tables).
@@ -151,8 +188,14 @@ SCALARS: dict[str, Any] = {
     "leader_timeout": float,
     "trusted_proxy_header": lambda v: str(v).strip(),
     "trusted_proxies": _parse_list,
+    "public_url": str,
 }
-TABLES = ("chains", "crust", "limits", "access", "admission")
+TABLES = ("chains", "crust", "limits", "access", "admission", "tokens")
+TOKEN_KEYS: dict[str, Any] = {
+    "w3auth": lambda v: v if isinstance(v, bool) else _parse_bool(v),
+    "max_ttl": _parse_int,
+    "default_ttl": _parse_int,
+}
 
 
 def load_settings(
@@ -166,6 +209,7 @@ def load_settings(
     crust_table: dict[str, Any] = {}
     chains_table: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {"limits": {}, "access": {}, "admission": {}}
+    tokens_table: dict[str, Any] = {}
     base_dir = Path.cwd()
     config_file = config_file or (Path(env["W3GATE_CONFIG"]) if env.get("W3GATE_CONFIG") else None)
     if config_file is not None:
@@ -184,6 +228,8 @@ def load_settings(
                 chains_table = _table(key, value)
             elif key in tables:
                 tables[key] = _table(key, value)
+            elif key == "tokens":
+                tokens_table = _table(key, value)
             elif key in SCALARS:
                 raw[key] = value
             else:
@@ -210,9 +256,27 @@ def load_settings(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     settings = replace(Settings(), **values, chains=chains_table, crust=crust, limits=limits, access=access,
-                       admission=tables["admission"])
+                       admission=tables["admission"],
+                       tokens=_token_settings(tokens_table, env))
     validate(settings)
     return settings
+
+
+def _token_settings(table: Mapping[str, Any], env: Mapping[str, str]) -> TokenSettings:
+    raw = dict(table)
+    for key in raw:
+        if key not in TOKEN_KEYS:
+            raise ConfigError(f"[tokens]: unknown setting {key!r} (known: {', '.join(TOKEN_KEYS)})")
+    for key in TOKEN_KEYS:
+        if f"W3GATE_TOKENS_{key.upper()}" in env:
+            raw[key] = env[f"W3GATE_TOKENS_{key.upper()}"]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            values[key] = TOKEN_KEYS[key](value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid [tokens] {key}: {value!r} ({exc})") from exc
+    return TokenSettings(**values)
 
 
 def _table(key: str, value: Any) -> dict[str, Any]:
@@ -265,6 +329,17 @@ def validate(s: Settings) -> None:
         parse_networks(s.trusted_proxies)
     except ValueError as exc:
         raise ConfigError(f"invalid trusted_proxies: {exc}") from exc
+    if s.public_url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(s.public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ConfigError(f"public_url must be an http(s) URL without query, like https://pin.example.org: "
+                              f"{s.public_url!r}")
+    if not 60 <= s.tokens.max_ttl <= 10 * 365 * DAY:
+        raise ConfigError("[tokens] max_ttl must be from 60 seconds to 10 years")
+    if not 60 <= s.tokens.default_ttl <= s.tokens.max_ttl:
+        raise ConfigError("[tokens] default_ttl must be from 60 seconds to max_ttl")
     if s.plugin_dir is not None and not s.plugin_dir.is_dir():
         raise ConfigError(f"plugin_dir {s.plugin_dir} is not a directory")
 
@@ -283,6 +358,8 @@ def describe(s: Settings) -> dict[str, Any]:
             v = _describe_crust(v)
         elif f.name in ("limits", "access"):
             v = {k.name: _plain(getattr(v, k.name)) for k in fields(v)}
+        elif f.name == "tokens":
+            v = {t.name: getattr(v, t.name) for t in fields(v)}
         else:
             v = _plain(v)
         out[f.name] = v

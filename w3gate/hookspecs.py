@@ -2,10 +2,11 @@
 
 This module is public API, versioned by ``HOOKSPEC_VERSION``. A plugin is a module (found through the
 ``w3gate`` entry-point group, or in the operator's plugin directory) with a ``@hookimpl`` function
-``w3gate_chains`` returning :class:`Chain` objects, and/or ``w3gate_admit`` accepting or refusing pin
-requests. The built-in chains (substrate, ethereum, solana) register through the chains hook, and the
-built-in limits (``[limits]``, ``[access]``, per-user settings) through the admission hook, exactly as a
-third-party plugin does.
+``w3gate_chains`` returning :class:`Chain` objects, optionally ``w3gate_signers`` returning :class:`Signer`
+objects (which teach ``w3gate token`` to make that chain's tokens from a secret), and/or ``w3gate_admit``
+accepting or refusing pin requests. The built-in chains (substrate, ethereum, solana) register through the
+chains and signers hooks, and the built-in limits (``[limits]``, ``[access]``, per-user settings) through the
+admission hook, exactly as a third-party plugin does.
 
 Compatibility: within one major ``HOOKSPEC_VERSION`` fields and hooks are only ever added, never removed
 or changed in meaning.
@@ -19,7 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import pluggy
 
-HOOKSPEC_VERSION = "1.1"  # 1.1: w3gate_admit (PinRequest, Refusal, Quota); Chain.identity_of
+# 1.1: w3gate_signers, Signer, Chain.sign_in/verify_sign_in; 1.2: w3gate_admit (PinRequest, Refusal, Quota),
+# Chain.identity_of
+HOOKSPEC_VERSION = "1.2"
 PROJECT_NAME = "w3gate"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -77,7 +80,7 @@ class Chain(Protocol):
     :class:`InvalidSignature`) when it does not verify. It is called in a worker thread, so it may block
     (e.g. on a network look-up) but must be thread-safe. Any other exception also counts as invalid.
 
-    Optional (1.1): ``identity_of(address) -> Identity | None``, the identity of an address without a
+    Optional (1.2): ``identity_of(address) -> Identity | None``, the identity of an address without a
     signature, so that the operator can name a user by any address form (``[access]`` lists, ``w3gate
     users``). A chain without it is named by its canonical account as ``w3gate users list`` shows it.
     """
@@ -86,6 +89,42 @@ class Chain(Protocol):
     aliases: Sequence[str]
 
     def verify(self, credentials: Credentials) -> Identity | None: ...
+
+    # Optional (1.1): a chain that also verifies bound tokens (docs/tokens.md) has ``sign_in``, the account
+    # word of its sign-in message ("Ethereum" in "... sign in with your Ethereum account:"), and
+    # ``verify_sign_in(address, message, signature) -> Identity | None`` checking ``signature`` (bytes) of
+    # ``message`` (the UTF-8 message bytes) by ``address`` (as the message gives it); same rules as verify.
+
+
+@runtime_checkable
+class SigningKey(Protocol):
+    """A key loaded from a user's secret by a :class:`Signer` (never logged or printed).
+
+    ``address``: the address its tokens name. ``w3auth_credentials()``: the W3Auth token's decoded text,
+    ``<chain type>-<address>:<signature>``. ``sign(message)``: the signature bytes of ``message`` as the
+    chain's wallets sign a sign-in message (what ``verify_sign_in`` accepts).
+    """
+
+    address: str
+
+    def w3auth_credentials(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Makes a chain's keys from the secrets its wallets export (``w3gate token --chain NAME``).
+
+    ``name``: the ``--chain`` value (the chain's canonical name). ``sign_in``: the account word of its bound
+    tokens (as :class:`Chain`), or ``None`` when it makes W3Auth tokens only. ``load(secret)``: the key, or
+    ``ValueError`` with a message that never quotes the secret.
+    """
+
+    name: str
+    sign_in: str | None
+
+    def load(self, secret: str) -> SigningKey: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +148,7 @@ def w3gate_chains(settings: Mapping[str, Any]) -> Sequence[Chain]:  # type: igno
     """
 
 
-# -- admission (1.1) ------------------------------------------------------------------------------
+# -- admission (1.2) ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,4 +202,12 @@ def w3gate_admit(request: PinRequest, settings: Mapping[str, Any]) -> Refusal | 
     (read your own sub-table). Third-party hooks run in a worker thread (they may block briefly, and
     must be thread-safe); one that raises or takes over 10 s refuses the request with 503.
     Implementations may omit the ``settings`` argument.
+    """
+
+
+@hookspec
+def w3gate_signers(settings: Mapping[str, Any]) -> Sequence[Signer]:  # type: ignore[empty-body]
+    """Return the signers this plugin offers to ``w3gate token`` (optional hook, hookspec 1.1).
+
+    ``settings`` is the ``[chains]`` table, as for :func:`w3gate_chains`. Implementations may omit it.
     """

@@ -42,6 +42,7 @@ __all__ = [
     "add_plugin_dir",
     "format_plugins",
     "load_chains",
+    "load_signers",
 ]
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,42 @@ def load_chains(
             log.warning("allowed_chains names %r, which no loaded plugin offers", unknown)
     log.info("chain types accepted: %s", ", ".join(sorted(registry.by_alias)) or "none")
     return registry
+
+
+def load_signers(
+    *, plugin_dir: Path | str | None = None, settings: Mapping[str, Any] | None = None, wanted: str | None = None
+) -> dict[str, Any]:
+    """Every plugin's ``w3gate_signers`` (hookspec 1.1, optional), by lower-case chain name, for ``w3gate token``.
+
+    A plugin that fails to load or answer is logged and skipped; the first signer of a name wins (built-ins
+    come first). With ``wanted``, loading stops at the first plugin that offers it (a built-in chain loads no
+    third-party plugin at all).
+    """
+    if plugin_dir is not None:
+        plugin_dir = add_plugin_dir(plugin_dir)
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    signers: dict[str, Any] = {}
+    for cand in _candidates(Path(plugin_dir) if plugin_dir is not None else None):
+        try:
+            plugin = cand.load()
+            pm.register(plugin, name=f"{cand.name} [{cand.source}]")
+            impls = [i for i in pm.hook.w3gate_signers.get_hookimpls() if i.plugin is plugin]
+            found: list[Any] = []
+            for impl in impls:
+                kwargs = {"settings": settings or {}} if "settings" in impl.argnames else {}
+                found += list(impl.function(**kwargs) or [])  # type: ignore[call-overload]
+        except Exception as exc:  # a broken plugin must not take the others down
+            log.error("plugin %r (%s): no signers: %s: %s", cand.name, cand.source, type(exc).__name__, exc)
+            continue
+        for signer in found:
+            if not isinstance(signer, hookspecs.Signer):
+                log.error("plugin %r: %r is not a Signer (needs name, sign_in and load)", cand.name, signer)
+                continue
+            signers.setdefault(signer.name.strip().lower(), signer)
+        if wanted is not None and wanted.strip().lower() in signers:
+            break
+    return signers
 
 
 def format_plugins(registry: ChainRegistry) -> str:

@@ -29,6 +29,7 @@ from w3gate.services.crust import CrustStatus, crust_tasks
 from w3gate.services.health import Health
 from w3gate.services.leader import Leadership
 from w3gate.services.pins import PinService
+from w3gate.services.tokens import TokenService, policy_for
 from w3gate.store.db import Database
 from w3gate.store.single_instance import InstanceLock
 from w3gate.w3auth.authenticator import Authenticator
@@ -66,14 +67,18 @@ async def run(settings: Settings) -> None:
         settings=settings.chains,
         allowed=settings.allowed_chains,
     )
+    db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
+    token_service = TokenService(db, policy_for(settings.public_base, settings.tokens.max_ttl),
+                                 settings.tokens.default_ttl, settings.tokens.w3auth)
     authenticator = Authenticator(registry, cache_size=settings.token_cache_size,
                                   max_threads=settings.auth_check_threads or None,
-                                  queue_per_client=settings.auth_queue_per_client)
+                                  queue_per_client=settings.auth_queue_per_client,
+                                  bound_policy=token_service.policy, w3auth=settings.tokens.w3auth,
+                                  revoked_before=token_service.revoked_before)
     try:
         access = resolve_access(settings.access, registry)
     except ValueError as exc:
         raise PluginError(f"[access]: {exc}") from exc
-    db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
     instance = InstanceLock.of(settings.db_url)
     instance.acquire()  # SQLite: AlreadyRunning (exit status 2) when another w3gate serves the file
     crust_status = CrustStatus()
@@ -97,6 +102,7 @@ async def run(settings: Settings) -> None:
                 admission=admission,
                 trusted_proxy_header=settings.trusted_proxy_header,
                 trusted_proxies=parse_networks(settings.trusted_proxies),
+                tokens=token_service,
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
@@ -115,6 +121,11 @@ async def run(settings: Settings) -> None:
             log.info(
                 "w3gate %s listening on %s (API under /psa), database %s, chains: %s",
                 __version__, ", ".join(bound), redact_url(settings.db_url), ", ".join(registry.chain_names),
+            )
+            log.info(
+                "make a token at %s/ or with `w3gate token --chain substrate|ethereum|solana --secret-file FILE`, "
+                "then: ipfs pin remote service add NAME %s/psa TOKEN",
+                settings.public_base, settings.public_base,
             )
             for task in [db.maintain, admission.run, *tasks]:
                 nursery.start_soon(_until_stopped, task, stop)

@@ -24,8 +24,11 @@ from w3gate.api.queries import parse_list_query
 from w3gate.api.webpage import install_webpage
 from w3gate.clientaddr import Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
+from w3gate.hookspecs import Identity
 from w3gate.services.pins import PinService
+from w3gate.services.tokens import TokenService
 from w3gate.w3auth.authenticator import Authenticator, AuthError
+from w3gate.w3auth.bound import BoundClaims
 
 log = logging.getLogger(__name__)
 PREFIX = "/psa"
@@ -58,6 +61,7 @@ class Services:
     admission: Admission | None = None  # limits and access (None: none)
     trusted_proxy_header: str = ""  # the header naming the client when the peer is a trusted proxy
     trusted_proxies: tuple[Network, ...] = ()
+    tokens: TokenService | None = None  # bound tokens: GET /auth/params, POST /auth/revoke
 
 
 def _json(data: Any, status: int) -> Response:
@@ -101,27 +105,31 @@ def create_app(services: Services) -> QuartTrio:
                 response.headers.update(CORS_HEADERS)
         return response
 
+    async def _identify() -> tuple[Identity, BoundClaims | None]:
+        """The request's user, with the auth-failure limit of its client address (raises a Failure)."""
+        admission = services.admission
+        client = client_address(
+            request.remote_addr,
+            request.headers.get(services.trusted_proxy_header) if services.trusted_proxy_header else None,
+            services.trusted_proxies,
+        )
+        try:
+            return await services.authenticator.authenticate_claims(
+                one_authorization(), client, before_check=None if admission is None else
+                lambda: admission.check_client(client))
+        except AuthError as exc:
+            if admission is not None:
+                admission.auth_failed(client)
+            raise unauthorized(exc.details) from None
+
     @app.before_request
     async def _authenticate() -> Response | None:
         if request.method == "OPTIONS":  # CORS preflight needs no token, as in Crust's gateway
             return Response("", status=204)
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
-            admission = services.admission
-            client = client_address(
-                request.remote_addr,
-                request.headers.get(services.trusted_proxy_header) if services.trusted_proxy_header else None,
-                services.trusted_proxies,
-            )
-            try:
-                identity = await services.authenticator.authenticate(
-                    one_authorization(), client, before_check=None if admission is None else
-                    lambda: admission.check_client(client))
-            except AuthError as exc:
-                if admission is not None:
-                    admission.auth_failed(client)
-                return failure(unauthorized(exc.details))
-            if admission is not None:
-                admission.check_request(identity)
+            identity, _claims = await _identify()
+            if services.admission is not None:
+                services.admission.check_request(identity)
             g.owner = identity.user_key
             g.identity = identity
         return None
@@ -160,6 +168,19 @@ def create_app(services: Services) -> QuartTrio:
         return Response("", status=202)
 
     install_webpage(app)  # the page at / (w3gate/api/webpage.py)
+
+    @app.get("/auth/params")
+    async def auth_params() -> Response:
+        if services.tokens is None:
+            raise ApiError(404, "NOT_FOUND", "bound tokens are not set up on this service")
+        return _json(services.tokens.params(), 200)
+
+    @app.post("/auth/revoke")
+    async def auth_revoke() -> Response:
+        if services.tokens is None:
+            raise ApiError(404, "NOT_FOUND", "bound tokens are not set up on this service")
+        identity, claims = await _identify()
+        return _json(await services.tokens.revoke(identity.user_key, claims), 200)
 
     @app.get("/healthz")
     async def healthz() -> Response:

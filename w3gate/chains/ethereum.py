@@ -79,7 +79,27 @@ class EthereumChain:
         wanted = address.strip().lower()
         return Identity(chain=NAME, account=wanted, address=address) if _ADDRESS.fullmatch(wanted) else None
 
+    sign_in = "Ethereum"
+
+    def verify_sign_in(self, address: str, message: bytes, signature: bytes) -> Identity | None:
+        """SIWE: an EIP-191 ``personal_sign`` of the message by the EIP-55 address (siwe checked its case)."""
+        if not _ADDRESS.fullmatch(address):
+            raise InvalidSignature("address is not 0x + 40 hex digits")
+        if len(signature) != 65:
+            raise InvalidSignature(f"signature is {len(signature)} bytes, not 65")
+        rs, recid = split_signature(signature.hex())
+        if recover_personal(message, rs, recid) != address.lower():
+            return None
+        return Identity(chain=NAME, account=address.lower(), address=address)
+
 
 @hookimpl
 def w3gate_chains(settings: Mapping[str, Any]) -> list[EthereumChain]:
     return [EthereumChain()]
+
+
+@hookimpl
+def w3gate_signers(settings: Mapping[str, Any]) -> list[Any]:
+    from w3gate.signers.ethereum import EthereumSigner
+
+    return [EthereumSigner()]

@@ -28,12 +28,7 @@ class SolanaChain:
 
     def verify(self, credentials: Credentials) -> Identity | None:
         address = credentials.address
-        try:
-            key = base58.b58decode(address)
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise InvalidSignature("address is not a base58 32-byte public key")
+        key = _public_key(address)
         sig = node_hex(credentials.signature)
         if len(sig) != 64:
             raise InvalidSignature(f"signature is {len(sig)} bytes, not 64")
@@ -49,7 +44,35 @@ class SolanaChain:
             return None
         return Identity(chain=NAME, account=base58.b58encode(key).decode(), address=address) if len(key) == 32 else None
 
+    sign_in = "Solana"
+
+    def verify_sign_in(self, address: str, message: bytes, signature: bytes) -> Identity | None:
+        """Sign-In with Solana: ed25519 over the message bytes (Phantom's signIn / signMessage)."""
+        key = _public_key(address)
+        if len(signature) != 64:
+            raise InvalidSignature(f"signature is {len(signature)} bytes, not 64")
+        if not ed25519_valid(key, message, signature):
+            return None
+        return Identity(chain=NAME, account=base58.b58encode(key).decode(), address=address)
+
+
+def _public_key(address: str) -> bytes:
+    try:
+        key = base58.b58decode(address)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise InvalidSignature("address is not a base58 32-byte public key")
+    return key
+
 
 @hookimpl
 def w3gate_chains(settings: Mapping[str, Any]) -> list[SolanaChain]:
     return [SolanaChain()]
+
+
+@hookimpl
+def w3gate_signers(settings: Mapping[str, Any]) -> list[Any]:
+    from w3gate.signers.solana import SolanaSigner
+
+    return [SolanaSigner()]

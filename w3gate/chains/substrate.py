@@ -175,7 +175,27 @@ class SubstrateChain:
             return Identity(chain="ethereum", account="0x" + account.hex(), address=address)
         return None
 
+    sign_in = "Substrate"
+
+    def verify_sign_in(self, address: str, message: bytes, signature: bytes) -> Identity | None:
+        """SIWS: the message signed raw or ``<Bytes>``-wrapped (signRaw), any key type ``verify`` knows."""
+        account = decode_address(address)
+        if len(signature) not in (64, 65, 66):
+            raise InvalidSignature(f"signature is {len(signature)} bytes, not 64..66")
+        for candidate in (message, _WRAP_OPEN + message + _WRAP_CLOSE):
+            identity = verify_message(candidate, signature, account, address)
+            if identity is not None:
+                return identity
+        return None
+
 
 @hookimpl
 def w3gate_chains(settings: Mapping[str, Any]) -> list[SubstrateChain]:
     return [SubstrateChain()]
+
+
+@hookimpl
+def w3gate_signers(settings: Mapping[str, Any]) -> list[Any]:
+    from w3gate.signers.substrate import SubstrateSigner
+
+    return [SubstrateSigner()]

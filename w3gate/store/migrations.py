@@ -270,6 +270,19 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             },
         ],
     ),
+    (
+        "bound-token revocations",
+        [
+            ADDITIVE,
+            # one row per user who revoked: bound tokens issued before revoked_before_ms, and every plain
+            # W3Auth token of that user, are refused (w3gate.services.tokens)
+            """CREATE TABLE token_revocations (
+                owner VARCHAR(255) PRIMARY KEY,
+                revoked_before_ms BIGINT NOT NULL,
+                updated_ms BIGINT NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

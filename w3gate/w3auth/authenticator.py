@@ -6,6 +6,10 @@ signature check. Cache keys are a keyed hash of the credentials (the secret key 
 process), so neither the cache nor any log line holds a token. Signature checks run in worker threads so
 that they never stall the trio event loop, admitted fairly between client addresses (:mod:`fairgate`):
 whatever one client floods, another's first request waits for at most one check per other waiting client.
+
+Bound tokens (:mod:`w3gate.w3auth.bound`) are cached the same way: what never changes (message, audience,
+signature) is checked once per token; what does (expiry, revocation) at every use, against the clock and the
+``revoked_before`` look-up the service hands in (itself a short-lived cache: :mod:`w3gate.services.tokens`).
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol
 
 import trio
 
 from w3gate.hookspecs import Chain, Credentials, Identity, InvalidSignature
+from w3gate.w3auth import bound
+from w3gate.w3auth.bound import BOUND_PREFIX, BoundClaims, BoundPolicy
 from w3gate.w3auth.fairgate import FairGate, client_key
 from w3gate.w3auth.token import (
     INVALID_SIGNATURE,
@@ -41,6 +48,8 @@ DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_NEGATIVE_CACHE_SIZE = 2_000
 DEFAULT_NEGATIVE_TTL = 60.0  # seconds; a rejected token is re-checked after this
 DEFAULT_QUEUE_PER_CLIENT = 32  # uncached checks one client address may have waiting; more get 429
+W3AUTH_OFF = "plain W3Auth tokens are turned off on this service: use a bound token (w3gate token, or the page)"
+RevokedBefore = Callable[[str], Awaitable[int | None]]  # user_key -> revocation instant (ms) or None
 _LONG_RUN = re.compile(r"[0-9A-Za-z+/=_\-]{40,}")
 
 
@@ -49,7 +58,13 @@ class _Registry(Protocol):
 
 
 class _Definitive(Exception):
-    """The verifier said no (None or InvalidSignature): safe to remember the rejection."""
+    """The verifier said no (None or InvalidSignature): safe to remember the rejection.
+
+    ``details`` is the 401's text (a bound token says why; a W3Auth token only ``Invalid Signature``)."""
+
+    def __init__(self, reason: str, details: str = INVALID_SIGNATURE) -> None:
+        super().__init__(reason)
+        self.details = details
 
 
 class _LRU:
@@ -108,8 +123,14 @@ class Authenticator:
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         max_threads: int | None = None,
         queue_per_client: int = DEFAULT_QUEUE_PER_CLIENT,
+        bound_policy: BoundPolicy | None = None,
+        w3auth: bool = True,
+        revoked_before: RevokedBefore | None = None,
     ) -> None:
         self.registry = registry
+        self.bound_policy = bound_policy  # None: bound tokens are refused
+        self.w3auth = w3auth
+        self.revoked_before = revoked_before
         self._valid = _LRU(cache_size)
         self._invalid = _LRU(negative_cache_size, ttl=negative_ttl)
         self._hash_key = os.urandom(32)
@@ -120,39 +141,40 @@ class Authenticator:
     # -- public -------------------------------------------------------------------------------------
 
     def authenticate_sync(self, header: str | None) -> Identity:
-        """Verify in the calling thread (for scripts, tests and benchmarks)."""
+        """Verify in the calling thread (for scripts, tests and benchmarks; no revocation look-up)."""
         token, key, cached = self._prepare(header)
-        if cached is not None:
-            return cached
-        credentials, chain = self._resolve(token)
-        return self._finish(key, chain, self._run_verify(chain, credentials))
+        if cached is None:
+            cached = self._finish(key, self._resolve(token)())
+        return self._admit(cached, None)[0]
 
     async def authenticate(self, header: str | None, client: str | None = None,
                            before_check: Callable[[], None] | None = None) -> Identity:
         """Verify from trio: uncached tokens are checked in a worker thread, taking turns by ``client``
         (the client address, :mod:`w3gate.clientaddr`); raises ApiError 429 when that address already has
         its share waiting. ``before_check`` runs for any token not verified before (it may refuse by raising)."""
-        if before_check is None:
-            token, key, cached = self._prepare(header)
-            if cached is not None:
-                return cached
-        else:
-            token, key = self._token_key(header)
-            identity = self._valid.get(key)
-            if identity is not None:
-                return identity  # type: ignore[return-value]
-            before_check()
-            self._cached(key)  # a token rejected before: refused again without a check
-        credentials, chain = self._resolve(token)
-        if self._limiter is None:
-            self._limiter = trio.CapacityLimiter(self._max_threads)
-        async with self.gate.admitted(client_key(client)):
-            if (cached := self._cached(key)) is not None:  # verified by another request while this one waited
-                return cached
-            outcome = await trio.to_thread.run_sync(
-                self._run_verify, chain, credentials, limiter=self._limiter
-            )
-        return self._finish(key, chain, outcome)
+        return (await self.authenticate_claims(header, client, before_check))[0]
+
+    async def authenticate_claims(
+        self, header: str | None, client: str | None = None, before_check: Callable[[], None] | None = None
+    ) -> tuple[Identity, BoundClaims | None]:
+        """:meth:`authenticate`, also returning a bound token's claims (None for a W3Auth token)."""
+        token, key = self._token_key(header)
+        cached: Identity | BoundClaims | None = self._valid.get(key)  # type: ignore[assignment]
+        if cached is None:
+            if before_check is not None:
+                before_check()
+            cached = self._cached(key)  # a token rejected before: refused again without a check
+        if cached is None:
+            check = self._resolve(token)
+            if self._limiter is None:
+                self._limiter = trio.CapacityLimiter(self._max_threads)
+            async with self.gate.admitted(client_key(client)):
+                cached = self._cached(key)  # verified by another request while this one waited
+                if cached is None:
+                    cached = self._finish(key, await trio.to_thread.run_sync(check, limiter=self._limiter))
+        identity = cached.identity if isinstance(cached, BoundClaims) else cached
+        revoked = await self.revoked_before(identity.user_key) if self.revoked_before is not None else None
+        return self._admit(cached, revoked)
 
     def clear_cache(self) -> None:
         self._valid.clear()
@@ -164,7 +186,7 @@ class Authenticator:
 
     # -- steps --------------------------------------------------------------------------------------
 
-    def _prepare(self, header: str | None) -> tuple[str, bytes, Identity | None]:
+    def _prepare(self, header: str | None) -> tuple[str, bytes, Identity | BoundClaims | None]:
         """The header's token, its cache key, and its identity if it was verified before.
 
         The key is a hash of the token word itself, so a cache hit costs no decoding at all.
@@ -177,14 +199,33 @@ class Authenticator:
         key = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=32, key=self._hash_key).digest()
         return token, key
 
-    def _resolve(self, token: str) -> tuple[Credentials, Chain]:
+    def _resolve(self, token: str) -> Callable[[], Identity | BoundClaims | Exception]:
+        """The check to run for an uncached token; what is refused without crypto is refused here."""
+        if token.startswith(BOUND_PREFIX):
+            if self.bound_policy is None:
+                raise AuthError(f"{bound.MALFORMED}: bound tokens are not accepted here")
+            return partial(self._run_bound, token, self.bound_policy)
+        if not self.w3auth:
+            raise AuthError(W3AUTH_OFF)
         credentials = parse_token(token)
         chain = self._lookup(credentials.chain_type)
         if chain is None:
             raise AuthError(UNSUPPORTED)
         if not credentials.signature or not credentials.address:  # can never verify: no crypto spent
             raise AuthError(INVALID_SIGNATURE)
-        return credentials, chain
+        return partial(self._run_verify, chain, credentials)
+
+    def _admit(self, value: Identity | BoundClaims, revoked_ms: int | None) -> tuple[Identity, BoundClaims | None]:
+        """The checks made at every use, cached or not: a bound token's times; revocation."""
+        if isinstance(value, BoundClaims):
+            bound.check_claims(value, int(time.time() * 1000), revoked_ms)
+            return value.identity, value
+        if not self.w3auth:
+            raise AuthError(W3AUTH_OFF)
+        if revoked_ms is not None:
+            raise AuthError(f"{bound.REVOKED}: this user revoked their tokens; plain W3Auth tokens are refused "
+                            "from then on (use a bound token)")
+        return value, None
 
     def _lookup(self, chain_type: str) -> Chain | None:
         # JS trim() + toLowerCase(), then a plain alias match (the registry's own strip() would also
@@ -194,13 +235,37 @@ class Authenticator:
             return None
         return self.registry.lookup(name)
 
-    def _cached(self, key: bytes) -> Identity | None:
+    def _cached(self, key: bytes) -> Identity | BoundClaims | None:
         identity = self._valid.get(key)
         if identity is not None:
             return identity  # type: ignore[return-value]
-        if self._invalid.get(key) is not None:
-            raise AuthError(INVALID_SIGNATURE)
+        details = self._invalid.get(key)
+        if details is not None:
+            raise AuthError(str(details))
         return None
+
+    def _run_bound(self, token: str, policy: BoundPolicy) -> BoundClaims | Exception:
+        """Parse and check a bound token's message and signature (never raises: it runs in a thread)."""
+        try:
+            message, signature = bound.split_token(token)
+            signin = bound.parse_message(message)
+            bound.check_message(signin, policy)
+        except AuthError as exc:  # the same text refused the same way every time: cached
+            return _Definitive(exc.details, exc.details)
+        chain = self.registry.lookup(signin.family.lower())
+        verify = getattr(chain, "verify_sign_in", None)
+        if verify is None:
+            details = f"{bound.MALFORMED}: sign-in with {signin.family} accounts is not accepted here"
+            return _Definitive(details, details)
+        try:
+            identity = verify(signin.address, message.encode(), signature)
+        except InvalidSignature as exc:
+            return _Definitive(str(exc) or "rejected", bound.BAD_SIGNATURE)
+        except Exception as exc:  # a verifier bug or a transient failure: not cached
+            return exc
+        if not isinstance(identity, Identity):
+            return _Definitive("verifier returned no identity", bound.BAD_SIGNATURE)
+        return BoundClaims(identity, signin.issued_at_ms, signin.expires_ms or 0, signin.not_before_ms)
 
     def _run_verify(self, chain: Chain, credentials: Credentials) -> Identity | Exception:
         """Call the verifier, turning every failure into a value (never raises: it runs in a thread)."""
@@ -216,17 +281,18 @@ class Authenticator:
             return TypeError(f"verifier returned {type(identity).__name__}, not Identity")
         return identity
 
-    def _finish(self, key: bytes, chain: Chain, outcome: Identity | Exception) -> Identity:
-        if isinstance(outcome, Identity):
+    def _finish(self, key: bytes, outcome: Identity | BoundClaims | Exception) -> Identity | BoundClaims:
+        if isinstance(outcome, (Identity, BoundClaims)):
             self._valid.put(key, outcome)
             return outcome
+        details = INVALID_SIGNATURE
         if isinstance(outcome, _Definitive):
-            self._invalid.put(key, True)
+            details = outcome.details
+            self._invalid.put(key, details)
         # The reason may quote what the verifier saw; log only its type and a short, bounded text
         # under a correlation id derived from the keyed hash (useless to anyone without this process).
-        reason = _safe_reason(outcome)
-        log.debug("token %s rejected by chain %s: %s", key.hex()[:12], chain.name, reason)
-        raise AuthError(INVALID_SIGNATURE)
+        log.debug("token %s rejected: %s", key.hex()[:12], _safe_reason(outcome))
+        raise AuthError(details)
 
 
 def _safe_reason(exc: Exception) -> str:

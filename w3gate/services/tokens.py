@@ -1,0 +1,74 @@
+"""Token revocation and the parameters the page and ``w3gate token`` build bound tokens with.
+
+Revocation is checked at every request, so the instant each user revoked at is remembered in memory and
+read again from the database when it is older than ``REVOCATION_TTL``: a revocation made through this
+instance counts at once, one made through another instance sharing the database within that many seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from w3gate.errors import unauthorized
+from w3gate.store import revocations as store
+from w3gate.store.db import Database
+from w3gate.w3auth.bound import BoundClaims, BoundPolicy, policy_for, rfc3339, statement_for
+
+__all__ = ["REVOCATION_TTL", "REVOKE_WINDOW_MS", "TokenService", "policy_for"]
+
+REVOCATION_TTL = 5.0  # seconds a remembered revocation instant is trusted before it is read again
+REVOKE_WINDOW_MS = 10 * 60 * 1000  # POST /auth/revoke needs a bound token issued this recently
+MAX_REMEMBERED = 100_000  # users whose revocation instant is remembered; past it the memory starts afresh
+
+
+@dataclass
+class TokenService:
+    db: Database
+    policy: BoundPolicy
+    default_ttl_s: int
+    w3auth: bool = True
+
+    def __post_init__(self) -> None:
+        self._revoked: dict[str, tuple[float, int | None]] = {}
+
+    def params(self) -> dict[str, Any]:
+        """``GET /auth/params``: what a producer needs to build a bound token this service accepts."""
+        return {
+            "domain": self.policy.domain,
+            "uri": self.policy.uri,
+            "psa": self.policy.uri + "/psa",
+            "statement": statement_for(self.policy),
+            "default_ttl": self.default_ttl_s,
+            "max_ttl": self.policy.max_ttl_s,
+            "w3auth": self.w3auth,
+        }
+
+    async def revoked_before(self, user_key: str) -> int | None:
+        """The user's revocation instant (ms), from memory when read less than REVOCATION_TTL ago."""
+        now = time.monotonic()
+        entry = self._revoked.get(user_key)
+        if entry is not None and now - entry[0] < REVOCATION_TTL:
+            return entry[1]
+        value = await self.db.run(store.revoked_before, user_key)
+        if len(self._revoked) >= MAX_REMEMBERED:
+            self._revoked.clear()
+        self._revoked[user_key] = (now, value)
+        return value
+
+    async def revoke(self, user_key: str, claims: BoundClaims | None) -> dict[str, str]:
+        """``POST /auth/revoke``: refuse the user's tokens issued before the (recent, bound) revoking one's."""
+        now_ms = int(time.time() * 1000)
+        if claims is None:
+            raise unauthorized("revoking needs a bound token (a W3Auth token cannot say when it was made)")
+        if claims.issued_at_ms < now_ms - REVOKE_WINDOW_MS:
+            raise unauthorized(
+                f"revoking needs a bound token issued within the last {REVOKE_WINDOW_MS // 60000} minutes; "
+                f"this one was issued at {rfc3339(claims.issued_at_ms)}"
+            )
+        in_force = await self.db.run(store.revoke, user_key, claims.issued_at_ms, now_ms)
+        self._revoked[user_key] = (time.monotonic(), in_force)
+        return {"revoked_before": rfc3339(in_force)}
+
+
