@@ -21,6 +21,7 @@ DEFAULT_DELEGATES = (
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -38,17 +39,23 @@ class Settings:
 
     Settings about secrets and logs (the rest are described in the example file):
 
-    ============  ===================  =======  ==========================================================
-    key           environment          default  meaning
-    ============  ===================  =======  ==========================================================
-    health_token  W3GATE_HEALTH_TOKEN  (none)   the operator's token: ``GET /healthz`` with
-                                                ``Authorization: Bearer <it>`` shows the details (database,
-                                                chains, ordering account and balance); anyone else gets
-                                                only ``{"status": ...}``. Unset: details to nobody
-    log_sql       W3GATE_LOG_SQL       false    at log_level debug, also log each SQL statement with its
-                                                parameters (owners, names, meta: user data); off, the ORM's
-                                                statement log is silenced whatever the level
-    ============  ===================  =======  ==========================================================
+    =============  ====================  =======  ==========================================================
+    key            environment           default  meaning
+    =============  ====================  =======  ==========================================================
+    health_token   W3GATE_HEALTH_TOKEN   (none)   the operator's token: ``GET /healthz`` with
+                                                  ``Authorization: Bearer <it>`` shows the details (database,
+                                                  chains, ordering account and balance); anyone else gets
+                                                  only ``{"status": ...}``. Unset: details to nobody
+    log_sql        W3GATE_LOG_SQL        false    at log_level debug, also log each SQL statement with its
+                                                  parameters (owners, names, meta: user data); off, the ORM's
+                                                  statement log is silenced whatever the level
+    metrics_token  W3GATE_METRICS_TOKEN  (none)   ``GET /metrics`` (Prometheus text) answers only with
+                                                  ``Authorization: Bearer <it>``, anyone else gets 401. Unset:
+                                                  open to anyone who can reach the port
+    log_format     W3GATE_LOG_FORMAT     text     ``json``: every log record as one JSON object per line
+                                                  (``time``, ``level``, ``logger``, ``message``; the access
+                                                  log's fields as keys), for log shippers
+    =============  ====================  =======  ==========================================================
     """
 
     host: str = "127.0.0.1"
@@ -74,6 +81,9 @@ class Settings:
     crust: CrustSettings = field(default_factory=lambda: load_crust_settings({}, {}, Path(".")))
     health_token: str = field(default="", repr=False)
     log_sql: bool = False
+    # metrics and logs (issue 10)
+    metrics_token: str = field(default="", repr=False)
+    log_format: str = "text"
 
     @property
     def db_url(self) -> str:
@@ -126,6 +136,8 @@ SCALARS: dict[str, Any] = {
     "allowed_chains": lambda v: _parse_list(v) or None,
     "health_token": str,
     "log_sql": lambda v: v if isinstance(v, bool) else _parse_bool(v),
+    "metrics_token": str,
+    "log_format": lambda v: str(v).lower(),
 }
 TABLES = ("chains", "crust")
 
@@ -195,6 +207,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"invalid port: {s.port} (0-65535)")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"invalid log_level: {s.log_level!r} (one of {', '.join(LOG_LEVELS)})")
+    if s.log_format not in LOG_FORMATS:
+        raise ConfigError(f"invalid log_format: {s.log_format!r} (one of {', '.join(LOG_FORMATS)})")
     if not 1 <= len(s.delegates) <= 20:
         raise ConfigError(f"delegates: 1 to 20 multiaddrs are needed, got {len(s.delegates)}")
     if len(set(s.delegates)) != len(s.delegates):
@@ -230,13 +244,13 @@ def validate(s: Settings) -> None:
 
 def describe(s: Settings) -> dict[str, Any]:
     """The settings as JSON-safe data, without secrets (for logs and --print-config): URLs redacted
-    (userinfo and query values), the Crust secret and the health token shown only as set or not."""
+    (userinfo and query values), the Crust secret and the health and metrics tokens shown only as set or not."""
     out: dict[str, Any] = {}
     for f in fields(s):
         v = getattr(s, f.name)
         if f.name == "database_url":
             v = redact_url(s.db_url)
-        elif f.name == "health_token":
+        elif f.name in ("health_token", "metrics_token"):
             v = HIDDEN if v else ""
         elif f.name == "crust":
             v = _describe_crust(v)

@@ -20,11 +20,13 @@ from hypercorn.config import Config as HypercornConfig
 from w3gate import __version__, connections
 from w3gate.api.app import Services, create_app
 from w3gate.config import Settings
+from w3gate.metrics import Metrics
 from w3gate.plugins import load_chains
 from w3gate.redact import redact_url
 from w3gate.services.crust import CrustStatus, crust_tasks
 from w3gate.services.health import Health
 from w3gate.services.pins import PinService
+from w3gate.services.stats import ServiceStats
 from w3gate.store.db import Database
 from w3gate.w3auth.authenticator import Authenticator
 
@@ -67,6 +69,7 @@ async def run(settings: Settings) -> None:
     db = Database(settings.db_url, statement_timeout=settings.statement_timeout)
     await db.open()
     crust_status = CrustStatus()
+    metrics = Metrics()
     stop = trio.Event()
     try:
         pins = PinService(db, settings.delegates)
@@ -78,10 +81,14 @@ async def run(settings: Settings) -> None:
                 cors_origins=settings.cors_origins,
                 max_body_bytes=settings.max_body_bytes,
                 health_token=settings.health_token or None,
+                metrics=metrics,
+                stats=ServiceStats(db, crust_status, authenticator),
+                metrics_token=settings.metrics_token or None,
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
-        tasks = crust_tasks(db, settings.crust, crust_status)  # builds the chain client: imports done here
+        # builds the chain client: imports done here
+        tasks = crust_tasks(db, settings.crust, crust_status, metrics=metrics)
         _freeze_heap()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,8 +21,10 @@ from werkzeug.exceptions import HTTPException
 from w3gate.api.connection import install
 from w3gate.api.queries import parse_list_query
 from w3gate.errors import ApiError, bad_request, unauthorized
+from w3gate.metrics import CONTENT_TYPE, Metrics
 from w3gate.services.pins import PinService
 from w3gate.w3auth.authenticator import Authenticator, AuthError
+from w3gate.w3auth.token import EMPTY_SIGNATURE, INVALID_SIGNATURE, UNSUPPORTED
 
 log = logging.getLogger(__name__)
 PREFIX = "/psa"
@@ -37,6 +39,8 @@ REASONS = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
+# an authentication failure's details -> its w3gate_auth_results label (a bounded set, never the text itself)
+AUTH_RESULTS = {EMPTY_SIGNATURE: "missing", INVALID_SIGNATURE: "invalid_signature", UNSUPPORTED: "unsupported_chain"}
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET,HEAD,POST,DELETE",  # the API's methods, no others
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -52,6 +56,9 @@ class Services:
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 256 * 1024
     health_token: str | None = None  # the operator's token for /healthz details; None: details to nobody
+    metrics: Metrics = field(default_factory=Metrics)
+    stats: Callable[[], Awaitable[list[Any]]] | None = None  # families read at scrape time (services.stats)
+    metrics_token: str | None = None  # None: /metrics is open to anyone who can reach it
 
 
 def _json(data: Any, status: int) -> Response:
@@ -76,7 +83,7 @@ def one_authorization() -> str | None:
 
 def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("w3gate", static_folder=None, template_folder=None)
-    install(app)  # connection handling and the access log (w3gate/api/connection.py)
+    install(app, services.metrics)  # connection handling, the access log, request metrics (api/connection.py)
     app.config["MAX_CONTENT_LENGTH"] = services.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.strict_slashes = False
@@ -101,7 +108,12 @@ def create_app(services: Services) -> QuartTrio:
             try:
                 identity = await services.authenticator.authenticate(one_authorization(), request.remote_addr)
             except AuthError as exc:
+                services.metrics.auth_result(AUTH_RESULTS.get(exc.details, "other"))
                 return failure(unauthorized(exc.details))
+            except ApiError as exc:  # several Authorization headers (401), too many checks waiting (429)
+                services.metrics.auth_result("several_headers" if exc.status == 401 else "throttled")
+                raise
+            services.metrics.auth_result("ok")
             g.owner = identity.user_key
         return None
 
@@ -143,6 +155,13 @@ def create_app(services: Services) -> QuartTrio:
         status, body = await services.health(_is_operator(services.health_token))
         return _json(body, status)
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        if services.metrics_token and not _is_operator(services.metrics_token):
+            return failure(unauthorized("GET /metrics needs Authorization: Bearer <metrics_token>"))
+        extra = await services.stats() if services.stats is not None else []
+        return Response(services.metrics.render(extra), status=200, content_type=CONTENT_TYPE)
+
     @app.errorhandler(ApiError)
     async def _api_error(err: ApiError) -> Response:
         return failure(err)
@@ -172,12 +191,12 @@ def create_app(services: Services) -> QuartTrio:
     return app
 
 
-def _is_operator(health_token: str | None) -> bool:
-    """Whether the request carries the operator's health token (``Authorization: Bearer <token>``)."""
-    if not health_token:
+def _is_operator(secret: str | None) -> bool:
+    """Whether the request carries the operator's ``secret`` (``Authorization: Bearer <secret>``)."""
+    if not secret:
         return False
     values = request.headers.getlist("Authorization")
     if len(values) != 1:
         return False
     scheme, _, credential = values[0].strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), health_token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), secret.encode())

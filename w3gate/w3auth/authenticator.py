@@ -115,6 +115,10 @@ class Authenticator:
         self._max_threads = max_threads or max(2, os.cpu_count() or 2)
         self._limiter: trio.CapacityLimiter | None = None
         self.gate = FairGate(self._max_threads, queue_per_client)
+        # token cache look-ups, read by /metrics (plain ints: this is every request's path)
+        self.cache_hits = 0  # a verified token
+        self.cache_rejections = 0  # a token a verifier rejected lately
+        self.cache_misses = 0  # a signature check was run
 
     # -- public -------------------------------------------------------------------------------------
 
@@ -124,6 +128,7 @@ class Authenticator:
         if cached is not None:
             return cached
         credentials, chain = self._resolve(token)
+        self.cache_misses += 1
         return self._finish(key, chain, self._run_verify(chain, credentials))
 
     async def authenticate(self, header: str | None, client: str | None = None) -> Identity:
@@ -138,6 +143,7 @@ class Authenticator:
         async with self.gate.admitted(client_key(client)):
             if (cached := self._cached(key)) is not None:  # verified by another request while this one waited
                 return cached
+            self.cache_misses += 1
             outcome = await trio.to_thread.run_sync(
                 self._run_verify, chain, credentials, limiter=self._limiter
             )
@@ -184,8 +190,10 @@ class Authenticator:
     def _cached(self, key: bytes) -> Identity | None:
         identity = self._valid.get(key)
         if identity is not None:
+            self.cache_hits += 1
             return identity  # type: ignore[return-value]
         if self._invalid.get(key) is not None:
+            self.cache_rejections += 1
             raise AuthError(INVALID_SIGNATURE)
         return None
 
