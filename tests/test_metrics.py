@@ -81,6 +81,8 @@ def test_counts_follow_the_traffic(service: Server) -> None:
         assert httpx.get(service.psa_url + "/pins", headers={"Authorization": forged}).status_code == 401
     assert httpx.get(service.psa_url + "/pins").status_code == 401
     assert httpx.get(service.base_url + "/no/such/route").status_code == 404
+    for method in ("BREW1", "BREW2"):  # any method token: counted as "other", not one label set each
+        assert httpx.request(method, service.base_url + "/healthz").status_code == 405
     text = scrape(service)
     after = samples(text)
 
@@ -94,7 +96,9 @@ def test_counts_follow_the_traffic(service: Server) -> None:
     assert delta(requests, route="/psa/pins/<requestid>", method="GET", status="404") == 1
     assert delta(requests, route="/psa/pins/<requestid>", method="DELETE", status="202") == 1
     assert delta(requests, route="unmatched", method="GET", status="404") == 1
+    assert delta(requests, route="unmatched", method="other", status="405") == 2
     assert unknown not in text and "/no/such/route" not in text  # route templates, never raw paths
+    assert "BREW" not in text
     duration = "w3gate_http_request_duration_seconds"
     post = {"route": "/psa/pins", "method": "POST", "status": "202"}
     assert delta(duration + "_count", **post) == 4
@@ -168,3 +172,14 @@ def test_log_format_is_validated() -> None:
     assert load_settings(env={"W3GATE_LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(ConfigError, match="log_format"):
         load_settings(env={"W3GATE_LOG_FORMAT": "xml"})
+
+
+def test_order_verdicts_by_outcome() -> None:
+    """A batch's verdict counts (as resolve_tx returns them) become w3gate_orders_total by outcome."""
+    from w3gate.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.order_verdicts({"ok": 5, "renewed": 2, "topped": 1, "fail": 3, "failed": 1, "requeue": 0, "pause": 4})
+    found = samples(metrics.render().decode())
+    got = {dict(labels)["outcome"]: v for (name, labels), v in found.items() if name == "w3gate_orders_total"}
+    assert got == {"placed": 3, "renewed": 2, "topped_up": 1, "retry": 2, "failed": 1, "paused": 4}

@@ -69,10 +69,12 @@ class Metrics:
 
     def http_child(self, route: str, method: str, status: int | str) -> tuple[Any, Any]:
         """The (request counter, duration histogram) children for these labels, made once."""
+        if method not in METHODS:  # before the look-up: the cache must stay as small as the label sets
+            method = "other"
         key = (route, method, status)
         child = self._http.get(key)
         if child is None:
-            labels = (route, method if method in METHODS else "other", str(status))
+            labels = (route, method, str(status))
             child = self._http[key] = (self.http_requests.labels(*labels), self.http_duration.labels(*labels))
         return child
 
