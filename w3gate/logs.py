@@ -37,7 +37,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str, log_format: str = "text") -> None:
-    """Log every record at ``level`` and above to stderr, as text or as JSON lines."""
+    """Log every record at ``level`` and above to stderr, as text or as JSON lines (then warnings too)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+    if log_format == "json":
+        logging.captureWarnings(True)  # Python warnings as records too ("py.warnings"), not bare stderr lines
