@@ -5,9 +5,10 @@ differ by more than a small change costs. Here both builds run at once, each on 
 database (``--pins`` pins of one user, as bench_api.py fills them), and every wrk run against one is
 followed at once by the same run against the other, the order swapped each round; the table gives each
 round and the medians of the B/A ratios (req/s and the server's CPU time per request). It is a
-benchmark, not a test.
+benchmark, not a test. The database is filled by the w3gate this script imports: put the older tree first
+on PYTHONPATH (a newer build upgrades its copy at start; an older one refuses a newer schema).
 
-    python bench/bench_ab.py --a /tmp/before-tree --b . --rounds 6
+    PYTHONPATH=/tmp/before-tree python bench/bench_ab.py --a /tmp/before-tree --b . --rounds 6
 """
 
 from __future__ import annotations
