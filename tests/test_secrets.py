@@ -29,7 +29,7 @@ def test_print_config_is_json_values_without_secrets(tmp_path) -> None:
     env = {"W3GATE_CRUST_URL": CHAIN_URL.format(port=9), "W3GATE_CRUST_SEED": "//Alice",
            "W3GATE_DATABASE_URL": "postgres://w3gate:pgpass@127.0.0.1:5432/w3gate",
            "W3GATE_CRUST_WEBHOOK": "https://ops:hookpass@ops.example/hook?token=hookpass",
-           "W3GATE_HEALTH_TOKEN": "health-token-value"}
+           "W3GATE_HEALTH_TOKEN": "health-token-value", "W3GATE_METRICS_TOKEN": "metrics-token-value"}
     out = w3gate("serve", "--print-config", "--data-dir", str(tmp_path), env=env)
     assert out.returncode == 0, out.stderr
     conf = json.loads(out.stdout)
@@ -39,8 +39,8 @@ def test_print_config_is_json_values_without_secrets(tmp_path) -> None:
     assert crust["webhook"] == "https://***@ops.example/hook?token=***"
     assert crust["seed"] == "***" and crust["replicas"] == 3 and crust["rpc_timeout"] == 20.0
     assert conf["database_url"] == "postgres://***@127.0.0.1:5432/w3gate"
-    assert conf["health_token"] == "***"
-    for secret in (*SECRETS, "//Alice", "health-token-value"):
+    assert conf["health_token"] == "***" and conf["metrics_token"] == "***"
+    for secret in (*SECRETS, "//Alice", "health-token-value", "metrics-token-value"):
         assert secret not in out.stdout + out.stderr, secret
 
 

@@ -79,7 +79,7 @@ async def test_one_batch_every_verdict(db) -> None:
     }
     await db.run(lambda: Order.filter(cid=cids[5]).update(attempts=1))
     assert await resolve(db, verdicts, NOW + 1) == (
-        {"ok": 2, "fail": 2, "failed": 1, "requeue": 2, "pause": 1, "topped": 0})
+        {"ok": 2, "renewed": 0, "fail": 2, "failed": 1, "requeue": 2, "pause": 1, "topped": 0})
     found = await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error")
     assert found[0] == ("pinning", 42, 0, 0, None, {"pinning"})
     assert found[1] == ("pinning", 42, 0, 0, None, {"pinning"})
@@ -91,7 +91,7 @@ async def test_one_batch_every_verdict(db) -> None:
     assert found[6] == ("failed", None, 3, found[6][3], "rejected again", {"failed"})
     # resolving the same transaction again changes nothing
     assert await resolve(db, verdicts, NOW + 2) == (
-        {"ok": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0, "topped": 0})
+        {"ok": 0, "renewed": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0, "topped": 0})
     assert await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error") == found
     # what /healthz shows: every order counted once, by status
     assert await orders.counts(db) == {"pinning": 2, "queued": 4, "failed": 1, "renewal_stopped": 0}
@@ -105,7 +105,7 @@ async def test_one_batch_every_verdict_for_renewals(db) -> None:
         cids[3]: ("fail", "rejected"), cids[5]: ("fail", "rejected again"), cids[4]: ("pause", "market off"),
     }
     assert await resolve(db, verdicts, NOW + 1) == (
-        {"ok": 2, "fail": 2, "failed": 1, "requeue": 1, "pause": 1, "topped": 0})
+        {"ok": 2, "renewed": 2, "fail": 2, "failed": 1, "requeue": 1, "pause": 1, "topped": 0})
     found = await state(db, cids, "status", "renew_due", "renewals", "attempts", "next_try_ms", "error")
     # a renewal never changes what the user sees: the file stays pinned whatever the verdict
     assert found == [

@@ -48,14 +48,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plugin-dir", type=Path, help="extra plugin directory (env W3GATE_PLUGIN_DIR)")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
@@ -73,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"w3gate: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    _setup_logging(settings.log_level)
+    from w3gate.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
     if command == "token":
         from w3gate.token_cli import run as run_token
 

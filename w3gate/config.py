@@ -22,6 +22,7 @@ DEFAULT_DELEGATES = (
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 DAY = 86_400
@@ -51,44 +52,55 @@ class Settings:
 
     Settings about secrets and logs (the rest are described in the example file):
 
-    ============  ===================  =======  ==========================================================
-    key           environment          default  meaning
-    ============  ===================  =======  ==========================================================
-    health_token  W3GATE_HEALTH_TOKEN  (none)   the operator's token: ``GET /healthz`` with
-                                                ``Authorization: Bearer <it>`` shows the details (database,
-                                                chains, ordering account and balance); anyone else gets
-                                                only ``{"status": ...}``. Unset: details to nobody
-    log_sql       W3GATE_LOG_SQL       false    at log_level debug, also log each SQL statement with its
-                                                parameters (owners, names, meta: user data); off, the ORM's
-                                                statement log is silenced whatever the level
-    ============  ===================  =======  ==========================================================
+    =============  ====================  =======  ==========================================================
+    key            environment           default  meaning
+    =============  ====================  =======  ==========================================================
+    health_token   W3GATE_HEALTH_TOKEN   (none)   the operator's token: ``GET /healthz`` with
+                                                  ``Authorization: Bearer <it>`` shows the details (database,
+                                                  chains, ordering account and balance); anyone else gets
+                                                  only ``{"status": ...}``. Unset: details to nobody
+    log_sql        W3GATE_LOG_SQL        false    at log_level debug, also log each SQL statement with its
+                                                  parameters (owners, names, meta: user data); off, the ORM's
+                                                  statement log is silenced whatever the level
+    metrics_token  W3GATE_METRICS_TOKEN  (none)   ``GET /metrics`` (Prometheus text) answers only with
+                                                  ``Authorization: Bearer <it>``, anyone else gets 401. Unset:
+                                                  open to anyone who can reach the port
+    log_format     W3GATE_LOG_FORMAT     text     ``json``: every log record as one JSON object per line
+                                                  (``time``, ``level``, ``logger``, ``message``; the access
+                                                  log's fields as keys), for log shippers
+    =============  ====================  =======  ==========================================================
 
-    Who may pin and how much (issue 10; ``[limits]`` and ``[access]``: :mod:`w3gate.admission.settings`):
+    Who may pin and how much (``[limits]`` and ``[access]``: :mod:`w3gate.admission.settings`):
 
-    ====================  ==========================  =======  =====================================
-    key                   environment                 default  meaning
-    ====================  ==========================  =======  ============================================
-    trusted_proxy_header  W3GATE_TRUSTED_PROXY_HEADER (none)   header naming the client address (e.g.
-                                                               ``X-Forwarded-For``), believed only from a
-                                                               peer in trusted_proxies; unset: the peer
-    trusted_proxies       W3GATE_TRUSTED_PROXIES      (none)   CIDRs of the reverse proxies
-    admission             (table only)                {}       ``[admission]``: options for admission
-                                                               plugins (each reads its own sub-table)
-    ====================  ==========================  =======  ============================================
-=======
+    ====================  ===========================  =======  ============================================
+    key                   environment                  default  meaning
+    ====================  ===========================  =======  ============================================
+    trusted_proxy_header  W3GATE_TRUSTED_PROXY_HEADER  (none)   header naming the client address (e.g.
+                                                                ``X-Forwarded-For``), believed only from a
+                                                                peer in trusted_proxies; unset: the peer
+    trusted_proxies       W3GATE_TRUSTED_PROXIES       (none)   CIDRs of the reverse proxies
+    admission             (table only)                 {}       ``[admission]``: options for admission
+                                                                plugins (each reads its own sub-table)
+    ====================  ===========================  =======  ============================================
+
     Tokens (docs/tokens.md):
 
-    ===================  ==========================  =================  ==========================================
-    key                  environment                 default            meaning
-    ===================  ==========================  =================  ==========================================
-    public_url           W3GATE_PUBLIC_URL           http://HOST:PORT   the service's address as users reach it:
-                                                                        bound tokens must name its host[:port]
-                                                                        and URL; ``w3gate token`` prints it
-    [tokens] w3auth      W3GATE_TOKENS_W3AUTH        true               accept plain W3Auth tokens
-    [tokens] max_ttl     W3GATE_TOKENS_MAX_TTL       7776000 (90 days)  longest lifetime of a bound token, seconds
-    [tokens] default_ttl W3GATE_TOKENS_DEFAULT_TTL   2592000 (30 days)  the lifetime ``w3gate token`` and the page
-                                                                        ask for, seconds
-    ===================  ==========================  =================  ==========================================
+    ====================  ===========================  =================  ==================================
+    key                   environment                  default            meaning
+    ====================  ===========================  =================  ==================================
+    public_url            W3GATE_PUBLIC_URL            http://HOST:PORT   the service's address as users
+                                                                          reach it: bound tokens must name
+                                                                          its host[:port] and URL;
+                                                                          ``w3gate token`` prints it
+    [tokens] w3auth       W3GATE_TOKENS_W3AUTH         true               accept plain W3Auth tokens
+    [tokens] max_ttl      W3GATE_TOKENS_MAX_TTL        7776000 (90 d)     longest lifetime of a bound
+                                                                          token, seconds
+    [tokens] default_ttl  W3GATE_TOKENS_DEFAULT_TTL    2592000 (30 d)     the lifetime ``w3gate token`` and
+                                                                          the page ask for, seconds
+    ====================  ===========================  =================  ==================================
+
+    Several instances: ``leader_timeout`` (``W3GATE_LEADER_TIMEOUT``, default 30 s), how long a dead or cut-off
+    ordering leader can keep ordering to itself (w3gate.services.leader).
     """
 
     host: str = "127.0.0.1"
@@ -125,6 +137,9 @@ class Settings:
     # tokens (issue 11): where users reach the service, and the [tokens] table
     public_url: str = ""  # empty: http://HOST:PORT (see public_base)
     tokens: TokenSettings = field(default_factory=TokenSettings)
+    # metrics and logs (issue 10)
+    metrics_token: str = field(default="", repr=False)
+    log_format: str = "text"
 
     @property
     def db_url(self) -> str:
@@ -189,6 +204,8 @@ SCALARS: dict[str, Any] = {
     "trusted_proxy_header": lambda v: str(v).strip(),
     "trusted_proxies": _parse_list,
     "public_url": str,
+    "metrics_token": str,
+    "log_format": lambda v: str(v).lower(),
 }
 TABLES = ("chains", "crust", "limits", "access", "admission", "tokens")
 TOKEN_KEYS: dict[str, Any] = {
@@ -292,6 +309,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"invalid port: {s.port} (0-65535)")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"invalid log_level: {s.log_level!r} (one of {', '.join(LOG_LEVELS)})")
+    if s.log_format not in LOG_FORMATS:
+        raise ConfigError(f"invalid log_format: {s.log_format!r} (one of {', '.join(LOG_FORMATS)})")
     if not 1 <= len(s.delegates) <= 20:
         raise ConfigError(f"delegates: 1 to 20 multiaddrs are needed, got {len(s.delegates)}")
     if len(set(s.delegates)) != len(s.delegates):
@@ -346,13 +365,13 @@ def validate(s: Settings) -> None:
 
 def describe(s: Settings) -> dict[str, Any]:
     """The settings as JSON-safe data, without secrets (for logs and --print-config): URLs redacted
-    (userinfo and query values), the Crust secret and the health token shown only as set or not."""
+    (userinfo and query values), the Crust secret and the health and metrics tokens shown only as set or not."""
     out: dict[str, Any] = {}
     for f in fields(s):
         v = getattr(s, f.name)
         if f.name == "database_url":
             v = redact_url(s.db_url)
-        elif f.name == "health_token":
+        elif f.name in ("health_token", "metrics_token"):
             v = HIDDEN if v else ""
         elif f.name == "crust":
             v = _describe_crust(v)

@@ -23,12 +23,14 @@ from w3gate.api.app import Services, create_app
 from w3gate.clientaddr import parse_networks
 from w3gate.config import Settings
 from w3gate.crust.settings import order_size
+from w3gate.metrics import Metrics
 from w3gate.plugins import PluginError, load_chains
 from w3gate.redact import redact_url
 from w3gate.services.crust import CrustStatus, crust_tasks
 from w3gate.services.health import Health
 from w3gate.services.leader import Leadership
 from w3gate.services.pins import PinService
+from w3gate.services.stats import ServiceStats
 from w3gate.services.tokens import TokenService, policy_for
 from w3gate.store.db import Database
 from w3gate.store.single_instance import InstanceLock
@@ -82,12 +84,14 @@ async def run(settings: Settings) -> None:
     instance = InstanceLock.of(settings.db_url)
     instance.acquire()  # SQLite: AlreadyRunning (exit status 2) when another w3gate serves the file
     crust_status = CrustStatus()
+    metrics = Metrics()
     stop = trio.Event()
     try:
         await db.open()
         admission = Admission(
             db, settings.limits, access, admitters=registry.admitters, settings=settings.admission,
             order_size=lambda known: order_size(known, settings.crust.default_file_size, crust_status.max_file_size),
+            on_refusal=lambda limit: metrics.limits_hit.labels(limit).inc(),
         )
         await admission.refresh()  # blocks and users' own limits hold from the first request
         pins = PinService(db, settings.delegates, admission)
@@ -103,12 +107,16 @@ async def run(settings: Settings) -> None:
                 trusted_proxy_header=settings.trusted_proxy_header,
                 trusted_proxies=parse_networks(settings.trusted_proxies),
                 tokens=token_service,
+                metrics=metrics,
+                stats=ServiceStats(db, crust_status, authenticator),
+                metrics_token=settings.metrics_token or None,
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
         leadership = Leadership(db, crust_status, settings.leader_timeout)
         # builds the chain client (imports done here); on PostgreSQL its tasks run only while this instance leads
-        tasks = leadership.run_when_leader(crust_tasks(db, settings.crust, crust_status, guard=leadership.check))
+        tasks = leadership.run_when_leader(crust_tasks(db, settings.crust, crust_status, guard=leadership.check,
+                                                         metrics=metrics))
         _freeze_heap()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)

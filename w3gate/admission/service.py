@@ -60,8 +60,9 @@ def _retry_after_midnight(now_ms: int) -> int:
 class Admission:
     def __init__(self, db: Database, limits: Limits, access: AccessLists, *, admitters: list[Admitter] | None = None,
                  settings: Mapping[str, Any] | None = None, order_size: Callable[[int | None], int] = lambda s: s or 0,
-                 ) -> None:
+                 on_refusal: Callable[[str], None] | None = None) -> None:
         self.db = db
+        self.on_refusal = on_refusal  # told the limit of every refusal (w3gate_limits_hit_total)
         self.limits = limits
         self.settings = settings or {}
         self.order_size = order_size
@@ -79,6 +80,8 @@ class Admission:
     def refuse(self, limit: str, status: int, reason: str, details: str, retry_after: int | None = None) -> ApiError:
         """The refusal for ``limit`` (a ``[limits]`` key, ``blocked``/``deny``/``allow``, or ``plugin:<name>``):
         every refusal of a request by a limit, a list or a plugin is made here."""
+        if self.on_refusal is not None:
+            self.on_refusal(limit)
         return ApiError(status, reason, details, retry_after)
 
     # -- per request -------------------------------------------------------------------------------

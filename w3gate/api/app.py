@@ -10,10 +10,11 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -25,10 +26,13 @@ from w3gate.api.webpage import install_webpage
 from w3gate.clientaddr import Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.hookspecs import Identity
+from w3gate.metrics import CONTENT_TYPE, Metrics
 from w3gate.services.pins import PinService
 from w3gate.services.tokens import TokenService
-from w3gate.w3auth.authenticator import Authenticator, AuthError
+from w3gate.w3auth import bound
+from w3gate.w3auth.authenticator import W3AUTH_OFF, Authenticator, AuthError
 from w3gate.w3auth.bound import BoundClaims
+from w3gate.w3auth.token import EMPTY_SIGNATURE, INVALID_SIGNATURE, UNSUPPORTED
 
 log = logging.getLogger(__name__)
 PREFIX = "/psa"
@@ -43,6 +47,13 @@ REASONS = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
+# an authentication failure's details -> its w3gate_auth_results label (a bounded set, never the text itself)
+AUTH_RESULTS = {EMPTY_SIGNATURE: "missing", INVALID_SIGNATURE: "invalid_signature", UNSUPPORTED: "unsupported_chain",
+                W3AUTH_OFF: "w3auth_off"}
+# a bound token's refusal details start with one of these (w3gate.w3auth.bound)
+BOUND_RESULTS = {bound.WRONG_DOMAIN: "wrong_domain", bound.EXPIRED: "expired", bound.REVOKED: "revoked",
+                 bound.NOT_YET_VALID: "not_yet_valid", bound.BAD_SIGNATURE: "invalid_signature",
+                 bound.MALFORMED: "malformed"}
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET,HEAD,POST,DELETE",  # the API's methods, no others
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -62,6 +73,16 @@ class Services:
     trusted_proxy_header: str = ""  # the header naming the client when the peer is a trusted proxy
     trusted_proxies: tuple[Network, ...] = ()
     tokens: TokenService | None = None  # bound tokens: GET /auth/params, POST /auth/revoke
+    metrics: Metrics = field(default_factory=Metrics)
+    stats: Callable[[], Awaitable[list[Any]]] | None = None  # families read at scrape time (services.stats)
+    metrics_token: str | None = None  # None: /metrics is open to anyone who can reach it
+
+
+def auth_result(details: str) -> str:
+    """The ``w3gate_auth_results`` label of a refusal's details."""
+    if (label := AUTH_RESULTS.get(details)) is not None:
+        return label
+    return next((label for prefix, label in BOUND_RESULTS.items() if details.startswith(prefix)), "other")
 
 
 def _json(data: Any, status: int) -> Response:
@@ -88,7 +109,7 @@ def one_authorization() -> str | None:
 
 def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("w3gate", static_folder=None, template_folder=None)
-    install(app)  # connection handling and the access log (w3gate/api/connection.py)
+    install(app, services.metrics)  # connection handling, the access log, request metrics (api/connection.py)
     app.config["MAX_CONTENT_LENGTH"] = services.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.strict_slashes = False
@@ -114,13 +135,19 @@ def create_app(services: Services) -> QuartTrio:
             services.trusted_proxies,
         )
         try:
-            return await services.authenticator.authenticate_claims(
+            found = await services.authenticator.authenticate_claims(
                 one_authorization(), client, before_check=None if admission is None else
                 lambda: admission.check_client(client))
         except AuthError as exc:
+            services.metrics.auth_result(auth_result(exc.details))
             if admission is not None:
                 admission.auth_failed(client)
             raise unauthorized(exc.details) from None
+        except ApiError as exc:  # several Authorization headers (401), too many checks or failures (429)
+            services.metrics.auth_result("several_headers" if exc.status == 401 else "throttled")
+            raise
+        services.metrics.auth_result("ok")
+        return found
 
     @app.before_request
     async def _authenticate() -> Response | None:
@@ -187,6 +214,15 @@ def create_app(services: Services) -> QuartTrio:
         status, body = await services.health(_is_operator(services.health_token))
         return _json(body, status)
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        if services.metrics_token and not _is_operator(services.metrics_token):
+            return failure(unauthorized("GET /metrics needs Authorization: Bearer <metrics_token>"))
+        extra = await services.stats() if services.stats is not None else []
+        # rendering takes a few ms of CPU (every histogram bucket of every label set): not in the event loop
+        body = await trio.to_thread.run_sync(services.metrics.render, extra)
+        return Response(body, status=200, content_type=CONTENT_TYPE)
+
     @app.errorhandler(ApiError)
     async def _api_error(err: ApiError) -> Response:
         return failure(err)
@@ -216,12 +252,12 @@ def create_app(services: Services) -> QuartTrio:
     return app
 
 
-def _is_operator(health_token: str | None) -> bool:
-    """Whether the request carries the operator's health token (``Authorization: Bearer <token>``)."""
-    if not health_token:
+def _is_operator(secret: str | None) -> bool:
+    """Whether the request carries the operator's ``secret`` (``Authorization: Bearer <secret>``)."""
+    if not secret:
         return False
     values = request.headers.getlist("Authorization")
     if len(values) != 1:
         return False
     scheme, _, credential = values[0].strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), health_token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), secret.encode())

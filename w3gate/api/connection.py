@@ -11,7 +11,9 @@ cancels the handler only while it works on an answer, never while the answer is 
 An answer given before the body was read (401, 404, 405, 413) waits for the rest of a body that is no larger
 than ``MAX_CONTENT_LENGTH`` and arrives within ``BODY_TIMEOUT`` of the request, discarding it, so the
 connection stays usable; otherwise it says ``Connection: close`` and the connection is closed after it
-(RFC 9112 section 9.6). Each request ends with one line on the ``w3gate.access`` logger.
+(RFC 9112 section 9.6). Each request ends with one line on the ``w3gate.access`` logger (its fields also as
+the record's ``method``, ``path``, ``status``, ``duration_ms`` and ``user``: JSON logs show them as keys) and
+is counted in the app's :class:`w3gate.metrics.Metrics` by route template, method and status.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from quart import Request, Response, g, request
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 
+from w3gate.metrics import UNMATCHED, Metrics
+
 access_log = logging.getLogger("w3gate.access")
 USER_KEY = "w3gate.user"  # request scope key: the authenticated user, for the access log
 
@@ -34,13 +38,15 @@ USER_KEY = "w3gate.user"  # request scope key: the authenticated user, for the a
 class Connection(TrioASGIHTTPConnection):
     """quart-trio's HTTP connection with the disconnect confined to the handler and early answers settled."""
 
+    metrics: Metrics  # set on the class :func:`install` makes for an app
+
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:  # type: ignore[override]
         started = time.perf_counter()
         request = self._create_request_from_scope(send)
         self._body_complete = False
         self._received = 0
         self._settled = trio.Event()  # the body is complete, over the size limit, or the client is gone
-        status: int | str = "-"  # no answer: the client went away first
+        status: int | str = "closed"  # no answer: the client went away first
         async with trio.open_nursery() as nursery:
             handler = trio.CancelScope()
             nursery.start_soon(self._read_body, request, receive, handler)
@@ -52,7 +58,10 @@ class Connection(TrioASGIHTTPConnection):
                 with trio.move_on_after(_timeout(response, self.app.config["RESPONSE_TIMEOUT"])):
                     await self._send_response(send, response)  # type: ignore[arg-type]
             nursery.cancel_scope.cancel()
-        _log(request, status, started)
+        elapsed = time.perf_counter() - started
+        rule = request.url_rule
+        self.metrics.observe_request(UNMATCHED if rule is None else rule.rule, request.method, status, elapsed)
+        _log(request, status, elapsed)
 
     async def _read_body(self, request: Request, receive: ASGIReceiveCallable, handler: trio.CancelScope) -> None:
         limit = self.app.config["MAX_CONTENT_LENGTH"]
@@ -92,12 +101,16 @@ def _timeout(response: Any, default: float | None) -> float:
     return math.inf if timeout is None else timeout
 
 
-def _log(req: Request, status: int | str, started: float) -> None:
-    """``METHOD /path STATUS 1.2ms user``: no query string (it can carry anything), never a header."""
+def _log(req: Request, status: int | str, elapsed: float) -> None:
+    """``METHOD /path STATUS 1.2ms user``: no query string (it can carry anything), never a header.
+    A request the client left before its answer shows status ``-``."""
     if access_log.isEnabledFor(logging.INFO):
         user = cast(dict[str, Any], req.scope).get(USER_KEY) or "-"
-        elapsed = (time.perf_counter() - started) * 1000
-        access_log.info("%s %s %s %.1fms %s", req.method, req.path[:200], status, elapsed, user)
+        ms = round(elapsed * 1000, 1)
+        fields = {"method": req.method, "path": req.path[:200], "status": status if status != "closed" else "-",
+                  "duration_ms": ms, "user": user}
+        access_log.info("%s %s %s %.1fms %s", fields["method"], fields["path"], fields["status"], ms, user,
+                        extra=fields)
 
 
 async def _note_user(response: Response) -> Response:
@@ -109,7 +122,8 @@ async def _note_user(response: Response) -> Response:
     return response
 
 
-def install(app: QuartTrio) -> None:
-    """Serve ``app``'s requests through :class:`Connection` and note each request's user for the access log."""
-    app.asgi_http_class = Connection  # type: ignore[assignment]
+def install(app: QuartTrio, metrics: Metrics) -> None:
+    """Serve ``app``'s requests through :class:`Connection`, counted in ``metrics``, and note each request's
+    user for the access log."""
+    app.asgi_http_class = type("Connection", (Connection,), {"metrics": metrics})  # type: ignore[assignment]
     app.after_request(_note_user)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from w3gate.crust.settings import CrustSettings
+from w3gate.metrics import Metrics
 from w3gate.redact import redact_url
 from w3gate.store.db import Database
 
@@ -92,10 +93,12 @@ def now_ms() -> int:
 
 class Connection:
     """A chain client used from trio: one worker thread at a time, reconnect with back-off.
-    ``client_factory`` builds the client (default ``CrustClient``; substrate-interface is imported only then)."""
+    ``client_factory`` builds the client (default ``CrustClient``; substrate-interface is imported only then);
+    each call is timed, and counted if it fails, in ``metrics``."""
 
     def __init__(self, settings: CrustSettings, status: CrustStatus, name: str,
-                 limiter: trio.CapacityLimiter | None = None, client_factory: ClientFactory | None = None) -> None:
+                 limiter: trio.CapacityLimiter | None = None, client_factory: ClientFactory | None = None,
+                 metrics: Metrics | None = None) -> None:
         if client_factory is None:
             from w3gate.crust.client import CrustClient
 
@@ -108,6 +111,7 @@ class Connection:
         # waits for the other's chain call in trio, where cancellation (shutdown) reaches it, rather
         # than in a worker thread on SCALE_LOCK
         self.limiter = limiter or trio.CapacityLimiter(1)
+        self.metrics = metrics or Metrics()
         self._delay = 0.5
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -118,14 +122,31 @@ class Connection:
         node that keeps sending without ever answering."""
         from w3gate.crust.client import ChainUnavailable
 
+        name = getattr(fn, "__name__", "chain call")
         with trio.move_on_after(self.settings.call_timeout):
             try:
-                return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)  # type: ignore[call-arg]
+                return await trio.to_thread.run_sync(self._timed, name, fn, *args, limiter=self.limiter,
+                                                     abandon_on_cancel=True)  # type: ignore[call-arg]
             except trio.Cancelled:
                 self.client.abort()
                 raise
-        name = getattr(fn, "__name__", "chain call")
+        self.metrics.chain_errors.labels(name, "timeout").inc()
         raise ChainUnavailable(f"{name} took longer than call_timeout ({self.settings.call_timeout:g} s)")
+
+    def _timed(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the worker thread, timed there (a wait for the other task's turn is not counted)."""
+        from w3gate.crust.errors import ChainUnavailable, TxRejected
+
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        except Exception as exc:
+            kind = ("unavailable" if isinstance(exc, ChainUnavailable) else
+                    "rejected" if isinstance(exc, TxRejected) else "other")
+            self.metrics.chain_errors.labels(name, kind).inc()
+            raise
+        finally:
+            self.metrics.chain_duration.labels(name).observe(time.perf_counter() - started)
 
     async def ensure(self) -> ChainClient:
         """Connected client; waits (with back-off, forever) while the endpoint is down."""
@@ -214,10 +235,12 @@ async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:
 
 def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus,
                 client_factory: ClientFactory | None = None,
-                guard: Callable[[], Awaitable[None]] | None = None) -> list[Callable[[], Awaitable[None]]]:
+                guard: Callable[[], Awaitable[None]] | None = None,
+                metrics: Metrics | None = None) -> list[Callable[[], Awaitable[None]]]:
     """The submitter and poller tasks (run each forever in the service's nursery), or [] if ordering is off.
     ``guard``: awaited before each batch is recorded; it cancels the submitter when this instance is no longer
-    the ordering leader (w3gate.services.leader)."""
+    the ordering leader (w3gate.services.leader). Their chain calls and order verdicts are counted in
+    ``metrics``."""
     from w3gate.services.poller import run_poller
     from w3gate.services.submitter import run_submitter
 
@@ -231,9 +254,9 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus,
         )
         return []
     turns = trio.CapacityLimiter(1)
-    submit_conn = Connection(settings, status, "submitter", turns, client_factory)
+    submit_conn = Connection(settings, status, "submitter", turns, client_factory, metrics)
     status.account = submit_conn.client.address
-    poll_conn = Connection(settings, status, "poller", turns, client_factory)
+    poll_conn = Connection(settings, status, "poller", turns, client_factory, metrics)
 
     async def submitter() -> None:
         await run_submitter(db, settings, status, submit_conn, guard)

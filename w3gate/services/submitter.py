@@ -175,8 +175,10 @@ class Submitter:
 
     async def _resolve(self, tx: dict[str, Any], outcome: dict[str, tuple[str, str | None]],
                        block: int | None) -> dict[str, int]:
-        return await self.db.run(orders.resolve_tx, tx["hash"], outcome, block, now_ms(),
-                                 self.settings.max_attempts, self.delays)
+        counts = await self.db.run(orders.resolve_tx, tx["hash"], outcome, block, now_ms(),
+                                   self.settings.max_attempts, self.delays)
+        self.conn.metrics.order_verdicts(counts)
+        return counts
 
     async def settle(self, tx: dict[str, Any], *, fresh: bool) -> None:
         """Follow a recorded extrinsic until it is in a finalized block (apply per-item results) or provably

@@ -208,8 +208,9 @@ async def resolve_tx(
     """Apply the chain's verdict per CID: ("ok"|"topped"|"fail"|"pause"|"requeue", reason). Only "fail" counts
     an attempt against the CID; "pause" (not the CID's doing: the chain or account could not order, or a runtime
     upgrade outdated the signed batch; the reason is kept) and "requeue" do not; "topped": a renewal's prepaid
-    top-up went through. ``delays``: attempts -> ms."""
-    counts = {"ok": 0, "topped": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
+    top-up went through. ``delays``: attempts -> ms. Returns the verdicts' counts ("ok" includes "renewed": the
+    renewals among them; "failed": the "fail"s that used up their attempts)."""
+    counts = {"ok": 0, "renewed": 0, "topped": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
     async with in_transaction() as conn:
         tx = await CrustTx.filter(hash=tx_hash, status="sent").using_db(conn).select_for_update().first()
         if tx is None:
@@ -228,6 +229,7 @@ async def resolve_tx(
                 counts["failed"] += 1
                 verdict = "failed"
             kind = ("new-" if row.status == "submitting" else "renew-") + verdict
+            counts["renewed"] += kind == "renew-ok"
             groups[kind, attempts, reason].append(cid)
         for (kind, attempts, reason), cids in groups.items():
             retry_at = now_ms + delays.get(attempts, 0)

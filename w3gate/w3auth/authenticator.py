@@ -137,6 +137,10 @@ class Authenticator:
         self._max_threads = max_threads or max(2, os.cpu_count() or 2)
         self._limiter: trio.CapacityLimiter | None = None
         self.gate = FairGate(self._max_threads, queue_per_client)
+        # token cache look-ups, read by /metrics (plain ints: this is every request's path)
+        self.cache_hits = 0  # a verified token
+        self.cache_rejections = 0  # a token a verifier rejected lately
+        self.cache_misses = 0  # a signature check was run
 
     # -- public -------------------------------------------------------------------------------------
 
@@ -144,7 +148,9 @@ class Authenticator:
         """Verify in the calling thread (for scripts, tests and benchmarks; no revocation look-up)."""
         token, key, cached = self._prepare(header)
         if cached is None:
-            cached = self._finish(key, self._resolve(token)())
+            check = self._resolve(token)
+            self.cache_misses += 1
+            cached = self._finish(key, check())
         return self._admit(cached, None)[0]
 
     async def authenticate(self, header: str | None, client: str | None = None,
@@ -160,7 +166,9 @@ class Authenticator:
         """:meth:`authenticate`, also returning a bound token's claims (None for a W3Auth token)."""
         token, key = self._token_key(header)
         cached: Identity | BoundClaims | None = self._valid.get(key)  # type: ignore[assignment]
-        if cached is None:
+        if cached is not None:
+            self.cache_hits += 1
+        else:
             if before_check is not None:
                 before_check()
             cached = self._cached(key)  # a token rejected before: refused again without a check
@@ -171,6 +179,7 @@ class Authenticator:
             async with self.gate.admitted(client_key(client)):
                 cached = self._cached(key)  # verified by another request while this one waited
                 if cached is None:
+                    self.cache_misses += 1
                     cached = self._finish(key, await trio.to_thread.run_sync(check, limiter=self._limiter))
         identity = cached.identity if isinstance(cached, BoundClaims) else cached
         revoked = await self.revoked_before(identity.user_key) if self.revoked_before is not None else None
@@ -238,9 +247,11 @@ class Authenticator:
     def _cached(self, key: bytes) -> Identity | BoundClaims | None:
         identity = self._valid.get(key)
         if identity is not None:
+            self.cache_hits += 1
             return identity  # type: ignore[return-value]
         details = self._invalid.get(key)
         if details is not None:
+            self.cache_rejections += 1
             raise AuthError(str(details))
         return None
 
