@@ -202,3 +202,25 @@ def test_order_verdicts_by_outcome() -> None:
     found = samples(metrics.render().decode())
     got = {dict(labels)["outcome"]: v for (name, labels), v in found.items() if name == "w3gate_orders_total"}
     assert got == {"placed": 3, "renewed": 2, "topped_up": 1, "retry": 2, "failed": 1, "paused": 4}
+
+
+def test_limits_hit_and_bound_token_refusals_are_counted(tmp_path) -> None:
+    """A refusal by a limit counts under its limit's name, a bound token's refusal under its reason."""
+    from w3gate.w3auth.bound import encode_token
+
+    server = start_server_process(data_dir=tmp_path, database_url=database_url_for_test(),
+                                  env={"W3GATE_METRICS_TOKEN": METRICS_TOKEN, "W3GATE_LIMITS_PINS_PER_USER": "1"})
+    try:
+        with server.client(substrate_token(f"//Carol{uuid.uuid4().hex}")) as api:
+            assert api.post("/pins", json={"cid": CIDS[0]}).status_code == 202
+            refused = api.post("/pins", json={"cid": CIDS[1]})
+            assert refused.status_code == 403 and refused.json()["error"]["reason"] == "PINS_PER_USER"
+        garbage = encode_token("not a sign-in message", b"\x00" * 64)
+        assert httpx.get(server.base_url + "/psa/pins", headers={"Authorization": f"Bearer {garbage}"}
+                         ).status_code == 401
+        found = samples(scrape(server))
+    finally:
+        server.stop()
+    assert value(found, "w3gate_limits_hit_total", limit="pins_per_user") == 1
+    assert value(found, "w3gate_auth_results_total", result="malformed") == 1
+    assert value(found, "w3gate_auth_results_total", result="ok") == 2
