@@ -20,6 +20,7 @@ earlier release not keyed yet; another instance inserting the same order in the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from tortoise.backends.base.client import TransactionalDBClient
 from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, RENEW_STOPPED
 
 CREATED_RETRIES = 50
+CLOSE_TIMEOUT = 10.0  # seconds, as Tortoise gives its own pool
 ORDER_COLUMNS = f"status, error, {', '.join(INFO_FIELDS)}, renew_due"
 _PIN_STATUS = "CASE o.status " + " ".join(
     f"WHEN '{order}' THEN '{pin}'" for order, pin in PIN_STATUS_OF_ORDER.items() if order != pin
@@ -79,10 +81,15 @@ async def open_pool(client: Any) -> None:
     _pools[client.connection_name] = await asyncpg.create_pool(None, password=client.password, **template)
 
 
-async def close_pool(name: str) -> None:
+async def close_pool(name: str, timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close the pool gracefully, or cut its connections after ``timeout`` seconds (as the ORM's pool is
+    closed: a server or path that stopped answering must not hold up the service's exit)."""
     pool = _pools.pop(name, None)
     if pool is not None:
-        await pool.close()
+        try:
+            await asyncio.wait_for(pool.close(), timeout)
+        except TimeoutError:
+            pool.terminate()
 
 
 def pool_of(conn: Any) -> Any | None:
