@@ -117,17 +117,30 @@ class PgServer:
 
     def __init__(self, url: str) -> None:
         self.url = url.replace("postgres://", "postgresql://", 1)
-        backend = self._query("SELECT pg_backend_pid()")[0][0]
-        try:
-            self.postmaster: psutil.Process | None = psutil.Process(backend).parent()
-        except psutil.Error:  # not on this machine, or not ours to read
-            self.postmaster = None
+        self.postmaster = self._postmaster()
         try:
             self._query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             self._query("SELECT pg_stat_statements_reset()")
             self.statements = True
         except Exception:  # noqa: BLE001 - not preloaded (shared_preload_libraries): no counts
             self.statements = False
+
+    def _postmaster(self) -> psutil.Process | None:
+        """The server's main process: the parent of this connection's backend (looked up while it lives)."""
+        import asyncio
+
+        import asyncpg
+
+        async def run() -> psutil.Process | None:
+            conn = await asyncpg.connect(self.url)
+            try:
+                return psutil.Process(await conn.fetchval("SELECT pg_backend_pid()")).parent()
+            except psutil.Error:  # not on this machine, or not ours to read
+                return None
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
 
     def _query(self, sql: str) -> list[Any]:
         import asyncio
