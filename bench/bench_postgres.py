@@ -10,7 +10,7 @@ on it) falls on both alike. Per request it reports:
   This is the figure compared (target: PostgreSQL within 1.5x of SQLite); it does not depend on what else loads
   the machine the way throughput does;
 - ``pg us``: the PostgreSQL server's CPU (the postmaster and every child) per request, the database work SQLite does
-  inside the service;
+  inside the service (``cpu+pg / SQLite`` compares the two together; it counts whatever else that server runs);
 - ``stmts``: statements PostgreSQL ran per request (``pg_stat_statements`` when the server preloads it;
   ``BEGIN`` and ``COMMIT`` count);
 - throughput and latency.
@@ -280,15 +280,16 @@ def main() -> None:
         print(f"{args.pins} pins, {args.connections} connections, {args.rounds} rounds of {args.seconds} s per "
               f"request and database, medians; load average {os.getloadavg()[0]:.1f}")
         print(f"{'request':<16} {'database':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} "
-              f"{'pg us':>7} {'stmts':>6} {'cpu / SQLite':>12}")
+              f"{'pg us':>7} {'stmts':>6} {'cpu / SQLite':>12} {'cpu+pg / SQLite':>15}")
         for label in REQUESTS:
             base_cpu = med(r["cpu_us"] for r in results[("sqlite", label)])
             for db in services:
                 runs = results[(db, label)]
-                cpu = med(r["cpu_us"] for r in runs)
+                cpu, pg_cpu = med(r["cpu_us"] for r in runs), med(r["pg_us"] for r in runs)
                 print(f"{label:<16} {db:<9} {med(r['rps'] for r in runs):>7.0f} {med(r['p50'] for r in runs):>7.1f} "
-                      f"{med(r['p99'] for r in runs):>7.1f} {cpu:>7.0f} {med(r['pg_us'] for r in runs):>7.0f} "
-                      f"{med(r['stmts'] for r in runs):>6.2f} {cpu / base_cpu:>12.2f}")
+                      f"{med(r['p99'] for r in runs):>7.1f} {cpu:>7.0f} {pg_cpu:>7.0f} "
+                      f"{med(r['stmts'] for r in runs):>6.2f} {cpu / base_cpu:>12.2f} "
+                      f"{(cpu + pg_cpu) / base_cpu:>15.2f}")
             errors = sum(r["errors"] for db in services for r in results[(db, label)])
             if errors:
                 print(f"  {label}: {errors} non-2xx answers")
