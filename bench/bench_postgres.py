@@ -168,6 +168,29 @@ class PgServer:
                 pass
         return total
 
+    def sample_backends(self, running: Any) -> list[tuple[int, int]]:
+        """(active backends, of which waiting on a lock) of this database every 0.1 s while ``running()``."""
+        import asyncio
+
+        import asyncpg
+
+        async def run() -> list[tuple[int, int]]:
+            conn = await asyncpg.connect(self.url)
+            samples = []
+            try:
+                while running():
+                    row = await conn.fetchrow(
+                        "SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'active' "
+                        "AND wait_event_type = 'Lock') FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+                    samples.append((row[0], row[1]))
+                    await asyncio.sleep(0.1)
+            finally:
+                await conn.close()
+            return samples
+
+        return asyncio.run(run())
+
     def calls(self) -> int:
         """Statements run so far in this database, this counter's own queries left out."""
         if not self.statements:
@@ -217,9 +240,11 @@ def measure(service: Service, pg: PgServer | None, label: str, ids: list[str], a
     return run
 
 
-def concurrent_wrk(services: list[Service], args: argparse.Namespace, token: str, path: str,
-                   lua: str | None) -> tuple[float, list[float]]:
-    """wrk against every service at once (connections split); the summed req/s and each service's CPU us/req."""
+def concurrent_wrk(services: list[Service], pg: PgServer, args: argparse.Namespace, token: str, path: str,
+                   lua: str | None) -> dict[str, Any]:
+    """wrk against every service at once (connections split): the summed req/s, each service's CPU us/req, the
+    machine's idle share meanwhile, and PostgreSQL's backends of this database sampled every 0.1 s (active, and
+    waiting on a lock: one user's POSTs all update that user's ``pin_counts`` rows)."""
     per = max(1, args.connections // len(services))
     script = None
     if lua:
@@ -227,10 +252,13 @@ def concurrent_wrk(services: list[Service], args: argparse.Namespace, token: str
         script.write(lua)
         script.close()
     cpu0 = [s.cpu_s() for s in services]
+    machine0 = psutil.cpu_times()
     procs = [subprocess.Popen(["wrk", "-t1", f"-c{per}", f"-d{args.scale_seconds}s", "-H", f"Authorization: {token}",
                                *(["-s", script.name] if script else []), s.base + path],
                               stdout=subprocess.PIPE, text=True) for s in services]
+    samples = pg.sample_backends(lambda: all(p.poll() is None for p in procs))
     outs = [p.communicate()[0] for p in procs]
+    machine1 = psutil.cpu_times()
     if script:
         os.unlink(script.name)
     rates = []
@@ -238,12 +266,37 @@ def concurrent_wrk(services: list[Service], args: argparse.Namespace, token: str
         line = next(line for line in out.splitlines() if line.startswith("Requests/sec:"))
         rates.append(float(line.split()[1]))
     cpu = [(s.cpu_s() - c) / (r * args.scale_seconds) * 1e6 for s, c, r in zip(services, cpu0, rates, strict=True)]
-    return sum(rates), cpu
+    idle = [getattr(machine1, f) - getattr(machine0, f) for f in ("idle", "iowait")]
+    total = sum(machine1) - sum(machine0)
+    return {"rps": sum(rates), "cpu": cpu, "idle": sum(idle) / total if total else 0.0,
+            "active": statistics.fmean(a for a, _ in samples) if samples else 0.0,
+            "locked": statistics.fmean(w for _, w in samples) if samples else 0.0}
 
 
 def first_ids(service: Service, token: str, n: int = 100) -> list[str]:
     body = httpx.get(service.base + f"/psa/pins?limit={n}", headers={"Authorization": token}, timeout=30).json()
     return [r["requestid"] for r in body["results"]]
+
+
+def print_comparison(results: dict[tuple[str, str], list[dict[str, float]]], args: argparse.Namespace,
+                     dbs: list[str]) -> None:
+    med = statistics.median
+    print(f"{args.pins} pins, {args.connections} connections, {args.rounds} rounds of {args.seconds} s per "
+          f"request and database, medians; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'request':<16} {'database':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} "
+          f"{'pg us':>7} {'stmts':>6} {'cpu / SQLite':>12} {'cpu+pg / SQLite':>15}")
+    for label in REQUESTS:
+        base_cpu = med(r["cpu_us"] for r in results[("sqlite", label)])
+        for db in dbs:
+            runs = results[(db, label)]
+            cpu, pg_cpu = med(r["cpu_us"] for r in runs), med(r["pg_us"] for r in runs)
+            print(f"{label:<16} {db:<9} {med(r['rps'] for r in runs):>7.0f} {med(r['p50'] for r in runs):>7.1f} "
+                  f"{med(r['p99'] for r in runs):>7.1f} {cpu:>7.0f} {pg_cpu:>7.0f} "
+                  f"{med(r['stmts'] for r in runs):>6.2f} {cpu / base_cpu:>12.2f} "
+                  f"{(cpu + pg_cpu) / base_cpu:>15.2f}")
+        errors = sum(r["errors"] for db in dbs for r in results[(db, label)])
+        if errors:
+            print(f"  {label}: {errors} non-2xx answers")
 
 
 def main() -> None:
@@ -255,6 +308,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--scale-seconds", type=int, default=10, help="length of each scaling run")
     parser.add_argument("--no-scale", action="store_true", help="skip the one-vs-two-instances runs")
+    parser.add_argument("--scale-only", action="store_true", help="only the one-vs-two-instances runs")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("bench_postgres.py needs wrk (Debian: apt-get install wrk)")
@@ -268,31 +322,16 @@ def main() -> None:
     pg = PgServer(pg_url)
     services = {"sqlite": Service(sqlite_url, data_dirs[0]), "postgres": Service(pg_url, data_dirs[1])}
     second: Service | None = None
-    med = statistics.median
     try:
         ids = {db: first_ids(s, token) for db, s in services.items()}
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
-        for _ in range(args.rounds):
+        for _ in range(0 if args.scale_only else args.rounds):
             for label in REQUESTS:
                 for db, service in services.items():
                     run = measure(service, pg if db == "postgres" else None, label, ids[db], args, token)
                     results.setdefault((db, label), []).append(run)
-        print(f"{args.pins} pins, {args.connections} connections, {args.rounds} rounds of {args.seconds} s per "
-              f"request and database, medians; load average {os.getloadavg()[0]:.1f}")
-        print(f"{'request':<16} {'database':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} "
-              f"{'pg us':>7} {'stmts':>6} {'cpu / SQLite':>12} {'cpu+pg / SQLite':>15}")
-        for label in REQUESTS:
-            base_cpu = med(r["cpu_us"] for r in results[("sqlite", label)])
-            for db in services:
-                runs = results[(db, label)]
-                cpu, pg_cpu = med(r["cpu_us"] for r in runs), med(r["pg_us"] for r in runs)
-                print(f"{label:<16} {db:<9} {med(r['rps'] for r in runs):>7.0f} {med(r['p50'] for r in runs):>7.1f} "
-                      f"{med(r['p99'] for r in runs):>7.1f} {cpu:>7.0f} {pg_cpu:>7.0f} "
-                      f"{med(r['stmts'] for r in runs):>6.2f} {cpu / base_cpu:>12.2f} "
-                      f"{(cpu + pg_cpu) / base_cpu:>15.2f}")
-            errors = sum(r["errors"] for db in services for r in results[(db, label)])
-            if errors:
-                print(f"  {label}: {errors} non-2xx answers")
+        if not args.scale_only:
+            print_comparison(results, args, list(services))
         if args.no_scale:
             return
         services["sqlite"].stop()
@@ -303,11 +342,12 @@ def main() -> None:
         for label in ("GET /pins", "POST /pins"):
             path, lua = script_for(label, [])
             for _ in range(2):
-                one, cpu_one = concurrent_wrk([services["postgres"]], args, token, path, lua)
-                two, cpu_two = concurrent_wrk([services["postgres"], second], args, token, path, lua)
-                print(f"{label:<12} one instance {one:>6.0f} req/s ({cpu_one[0]:.0f} cpu us)   two instances "
-                      f"{two:>6.0f} req/s ({', '.join(f'{c:.0f}' for c in cpu_two)} cpu us)   x{two / one:.2f}   "
-                      f"load average {os.getloadavg()[0]:.1f}")
+                for group in ([services["postgres"]], [services["postgres"], second]):
+                    r = concurrent_wrk(group, pg, args, token, path, lua)
+                    print(f"{label:<12} {len(group)} instance{'s' if len(group) > 1 else ' '} {r['rps']:>6.0f} req/s  "
+                          f"cpu us {', '.join(f'{c:.0f}' for c in r['cpu']):<11}  machine idle {r['idle']:>4.0%}  "
+                          f"PostgreSQL backends active {r['active']:.1f}, on a lock {r['locked']:.1f}  "
+                          f"load average {os.getloadavg()[0]:.1f}")
     finally:
         for service in [*services.values(), *([second] if second else [])]:
             service.stop()
