@@ -1,11 +1,11 @@
 """The hot paths on PostgreSQL straight on asyncpg: one statement, one round trip, no planning, per request.
 
-Why (measured with ``bench/bench_postgres.py`` and py-spy): through the ORM, ``POST /pins`` was five round trips
-(BEGIN, insert the order, read it, insert the pin, COMMIT), holding the owner's ``pin_counts`` row locked across
-them, so concurrent POSTs of one user queued on it; every statement also went through the ORM's client wrappers.
-And PostgreSQL planned the ``GET /pins`` statement anew on every call (a custom plan for each owner: about 0.4 ms
-of the server's CPU, more than running it), because a prepared statement's generic plan is only taken once it
-looks no dearer than a custom one.
+Why (measured with ``bench/bench_postgres.py``, py-spy and ``EXPLAIN ANALYZE``): through the ORM, ``POST /pins``
+was five round trips (BEGIN, insert the order, read it, insert the pin, COMMIT), with the owner's ``pin_counts``
+row locked from the pin's insert to COMMIT; every statement also went through the ORM's client wrappers. And
+PostgreSQL planned the ``GET /pins`` statement anew on every call (a custom plan per owner: 0.4-1.2 ms of the
+server's CPU, more than running it), because a prepared statement's generic plan is only taken once it looks no
+dearer than a custom one.
 
 So these run on a pool of their own (:func:`open_pool`, beside the ORM's, from the same settings) whose connections
 use generic plans (``plan_cache_mode = force_generic_plan``: asyncpg prepares each statement once per connection,
