@@ -128,3 +128,37 @@ async def test_other_trio_tasks_run_between_inline_calls() -> None:
             nursery.cancel_scope.cancel()
     finally:
         runner.stop()
+
+
+async def test_many_calls_at_once_each_get_their_own_result() -> None:
+    """AsyncioThread hands calls and results across in batches: every caller of a burst gets its own result
+    or error, including callers whose calls end in another order than they started, and one that gave up."""
+    runner = AsyncioThread()
+    try:
+        async def call(i: int) -> int:
+            await asyncio.sleep((i * 7 % 5) / 1000)  # finish out of order
+            if i % 7 == 0:
+                raise KeyError(i)
+            return i * i
+
+        got: dict[int, object] = {}
+
+        async def caller(i: int) -> None:
+            try:
+                got[i] = await runner.run(call, i)
+            except KeyError as exc:
+                got[i] = exc.args[0] * -1
+
+        async def gives_up() -> None:
+            with trio.move_on_after(0.001):
+                await runner.run(asyncio.sleep, 0.05, shield=False)
+            got[-1] = "gave up"
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gives_up)
+            for i in range(1, 200):
+                nursery.start_soon(caller, i)
+        assert got == {-1: "gave up", **{i: -i if i % 7 == 0 else i * i for i in range(1, 200)}}
+        assert await runner.run(call, 3) == 9  # and the next call after the burst
+    finally:
+        runner.stop()

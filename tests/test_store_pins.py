@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 
 from w3gate.store import pins as store
 from w3gate.store.db import Database
-from w3gate.store.models import Order, Pin
+from w3gate.store.models import PIN_STATUSES, RENEW_STOPPED, Order, Pin
 from w3gate.store.pins import NewPin, PinQuery
 from w3gate.store.sqlite_inline import checkpoint
 
@@ -154,5 +154,52 @@ async def test_an_unkeyed_order_of_the_same_text_is_adopted(tmp_path) -> None:
             return [(o.cid, o.cid_key, o.status) for o in await Order.all()]
 
         assert await db.run(scenario) == [(CIDS[0], key, "pinned")]
+    finally:
+        await db.close()
+
+
+async def test_a_new_pin_shows_its_contents_order_and_keeps_its_meta(tmp_path) -> None:
+    """What creating a pin returns is what reading it back gives: the status and info of its content's order
+    (new, waiting, in flight, placed), its name, origins and meta, which meta filters then find."""
+    db = await open_store(tmp_path)
+    try:
+        async def scenario() -> list[tuple[str, dict[str, str], bool, int]]:
+            await Order.create(cid=CIDS[0], cid_key=CIDS[0], status="pinning", file_size=123, expires_at=456,
+                               replicas=2, cost="789", renewal="reorder", created_ms=1, updated_ms=1)
+            await Order.create(cid=CIDS[1], cid_key=CIDS[1], status="submitting", created_ms=1, updated_ms=1)
+            seen = []
+            for i, cid in enumerate([*CIDS, CIDS[2]]):
+                pin = NewPin(cid=cid, name=f"n{i}", origins=(f"/dnsaddr/o{i}.example",), meta={"app": "x", "i": str(i)})
+                rec, _ = await store.create_pin("a", pin, 100 + i)
+                again = await store.get_pin("a", rec.requestid)
+                found = await store.list_pins("a", PinQuery(meta=(("i", str(i)),), statuses=PIN_STATUSES))
+                assert (rec.cid, rec.name, rec.origins, rec.meta) == (cid, f"n{i}", [f"/dnsaddr/o{i}.example"],
+                                                                      {"app": "x", "i": str(i)})
+                seen.append((rec.status, rec.info, rec == again, found[0] if found[1] == [rec] else -1))
+            return seen
+
+        assert await db.run(scenario) == [
+            ("pinning", {"file_size": "123", "expires_at": "456", "replicas": "2", "cost": "789",
+                         "renewal": "reorder"}, True, 1),
+            ("queued", {}, True, 1),  # submitting: queued to the user
+            ("queued", {}, True, 1),  # a new content: its order is made
+            ("queued", {}, True, 1),  # the same content again: the same order
+        ]
+        assert await db.run(lambda: Order.all().count()) == 3
+    finally:
+        await db.close()
+
+
+async def test_pinning_a_content_whose_renewal_stopped_renews_it_again(tmp_path) -> None:
+    db = await open_store(tmp_path)
+    try:
+        async def scenario() -> tuple[str, tuple[int, int, int, str | None]]:
+            await Order.create(cid=CIDS[0], cid_key=CIDS[0], status="pinned", renew_due=RENEW_STOPPED, attempts=5,
+                               next_try_ms=99, error="renewal failed", created_ms=1, updated_ms=1)
+            rec, _ = await store.create_pin("a", NewPin(cid=CIDS[0]), 10)
+            order = await Order.get(cid=CIDS[0])
+            return rec.status, (order.renew_due, order.attempts, order.next_try_ms, order.error)
+
+        assert await db.run(scenario) == ("pinned", (0, 0, 0, None))
     finally:
         await db.close()

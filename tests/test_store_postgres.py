@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import trio
 from conftest import POSTGRES, database_url_for_test
 
 from w3gate.store import pins as store
@@ -46,5 +47,116 @@ async def test_store_calls_through_the_pool_with_that_reset() -> None:
             await db.run(store.create_pin, "owner", NewPin(cid="bafkqaaa", name=f"n{i}"), 1_000 + i)
         count, records = await db.run(store.list_pins, "owner", store.PinQuery(limit=5))
         assert count == 20 and [r.name for r in records] == [f"n{i}" for i in range(19, 14, -1)]
+    finally:
+        await db.close()
+
+
+CID_A = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+CID_B = "bafkreidivzimqfqtoqxkrpge6bjyhlvxqs3rhe73owtmdulaxr5do5in7u"
+
+
+async def test_a_common_pin_is_one_statement_and_the_others_take_the_general_path(monkeypatch) -> None:
+    """POST's one statement (postgres_direct) covers a new content and one whose order waits or is placed;
+    a content whose order failed, whose renewal stopped, or whose order is not keyed yet writes nothing there
+    and goes the general way (the transaction that queues it again)."""
+    from w3gate.store.models import RENEW_STOPPED, Order, Pin
+
+    general: list[str] = []
+    original = store._with_unique_created
+
+    async def counted(work, created_ms):  # type: ignore[no-untyped-def]
+        general.append(str(created_ms))
+        return await original(work, created_ms)
+
+    monkeypatch.setattr(store, "_with_unique_created", counted)
+    db = Database(database_url_for_test())
+    await db.open()
+    try:
+        async def scenario() -> list[tuple[str, str, int]]:
+            states = {"queued": {}, "submitting": {}, "pinned": {}, "failed": {"error": "boom"},
+                      "stopped": {"renew_due": RENEW_STOPPED}, "unkeyed": {}}
+            outcome = []
+            for i, (state, extra) in enumerate(states.items()):
+                cid = f"bafkqaa{'abcdef'[i]}"  # identity CIDs: the store takes any text
+                status = {"stopped": "pinned", "unkeyed": "pinning"}.get(state, state)
+                key = None if state == "unkeyed" else cid
+                await Order.create(cid=cid, cid_key=key, status=status, created_ms=1, updated_ms=1, **extra)
+                before = len(general)
+                rec, _ = await store.create_pin("a", NewPin(cid=cid), 100 + i)
+                pins = await Pin.filter(cid_key=cid).count()
+                outcome.append((state, rec.status, len(general) - before, pins))
+            before = len(general)
+            rec, _ = await store.create_pin("a", NewPin(cid=CID_A), 200)  # a new content
+            order = await Order.get(cid_key=CID_A)
+            outcome.append(("new", rec.status + "/" + order.status, len(general) - before, 1))
+            return outcome
+
+        assert await db.run(scenario) == [
+            ("queued", "queued", 0, 1), ("submitting", "queued", 0, 1), ("pinned", "pinned", 0, 1),
+            ("failed", "queued", 1, 1), ("stopped", "pinned", 1, 1), ("unkeyed", "pinning", 1, 1),
+            ("new", "queued/queued", 0, 1),
+        ]
+    finally:
+        await db.close()
+
+
+async def test_many_instants_pinning_one_new_content_make_one_order() -> None:
+    """Concurrent POSTs of one new content (several connections of the pool, as several instances would):
+    one order, every pin kept and counted."""
+    from w3gate.store.models import Order, Pin
+
+    db = Database(database_url_for_test())
+    await db.open()
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(12):
+                nursery.start_soon(db.run, store.create_pin, f"owner{i % 3}", NewPin(cid=CID_B), 1_000 + i)
+        orders = await db.run(lambda: Order.filter(cid_key=CID_B).values_list("status", flat=True))
+        pins = await db.run(lambda: Pin.filter(cid_key=CID_B).count())
+        counts = [(await db.run(store.list_pins, f"owner{i}", store.PinQuery(statuses=("queued",))))[0]
+                  for i in range(3)]
+        assert (orders, pins, counts) == (["queued"], 12, [4, 4, 4])
+    finally:
+        await db.close()
+
+
+async def test_store_calls_inside_a_transaction_stay_in_it() -> None:
+    """Inside a transaction the caller holds, pins are written and read on its connection (not the direct pool,
+    which would commit them on their own): rolled back, they are gone."""
+    from tortoise.transactions import in_transaction
+
+    db = Database(database_url_for_test())
+    await db.open()
+    try:
+        async def scenario() -> tuple[bool, bool]:
+            seen = False
+            try:
+                async with in_transaction():
+                    rec, _ = await store.create_pin("a", NewPin(cid=CID_A), 10)
+                    seen = await store.get_pin("a", rec.requestid) is not None
+                    raise LookupError("roll back")
+            except LookupError:
+                pass
+            return seen, await store.get_pin("a", rec.requestid) is None
+
+        assert await db.run(scenario) == (True, True)
+    finally:
+        await db.close()
+
+
+async def test_hot_statements_use_generic_plans_and_the_orm_the_default() -> None:
+    from tortoise import connections
+
+    from w3gate.store import postgres_direct
+
+    db = Database(database_url_for_test())
+    await db.open()
+    try:
+        async def modes() -> tuple[str, str]:
+            pool = postgres_direct.pool_of(connections.get(db.connection_name))
+            orm = await connections.get(db.connection_name).execute_query_dict("SHOW plan_cache_mode")
+            return (await pool.fetchval("SHOW plan_cache_mode")), orm[0]["plan_cache_mode"]
+
+        assert await db.run(modes) == ("force_generic_plan", "auto")
     finally:
         await db.close()

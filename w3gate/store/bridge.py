@@ -16,6 +16,7 @@ Nothing can interrupt a call, so a transaction is always committed or rolled bac
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -28,11 +29,25 @@ T = TypeVar("T")
 
 
 class AsyncioThread:
-    """An asyncio loop running in its own daemon thread, callable from trio."""
+    """An asyncio loop running in its own daemon thread, callable from trio.
+
+    Calls cross between the threads in batches: each side wakes the other (a byte on a socket, a syscall on
+    either side) only when no wake-up is pending already, and the woken side takes every call or result that
+    queued meanwhile. Under load the service's trio thread hands over many calls per turn of its loop, and
+    asyncio finishes many per turn of its own (``run_coroutine_threadsafe`` and ``run_sync_soon`` woke the
+    other side once per call and per result: bench/bench_postgres.py).
+    """
 
     def __init__(self, name: str = "w3gate-db") -> None:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        # (fn, args, the caller's context, the slot its result goes to)
+        self._calls: collections.deque[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...], contextvars.Context,
+                                             _Slot]] = collections.deque()
+        self._calls_woken = False  # a drain of _calls is scheduled on the asyncio loop
+        self._results: collections.deque[_Slot] = collections.deque()
+        self._results_woken = False  # a drain of _results is scheduled in trio
+        self._token: trio.lowlevel.TrioToken | None = None
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -59,17 +74,59 @@ class AsyncioThread:
         runs to its end in asyncio.
         """
         token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-        future = asyncio.run_coroutine_threadsafe(_call(fn, args), self._loop)
-        future.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+        if self._token is not token:  # the first call, or a new trio run: results go to it from now on
+            self._token = token
+            self._results_woken = False
+        slot = _Slot()
+        self._calls.append((fn, args, contextvars.copy_context(), slot))
+        if not self._calls_woken:
+            self._calls_woken = True
+            self._loop.call_soon_threadsafe(self._start_calls)
         with trio.CancelScope(shield=shield):
-            await done.wait()
-        return future.result()
+            await slot.done.wait()
+        if slot.error is not None:
+            raise slot.error
+        return slot.value  # type: ignore[no-any-return]
+
+    def _start_calls(self) -> None:
+        """In asyncio: a task for every call queued (the flag is cleared first, so none is left behind)."""
+        self._calls_woken = False
+        while self._calls:
+            fn, args, context, slot = self._calls.popleft()
+            self._loop.create_task(self._call(fn, args, slot), context=context)
+
+    async def _call(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], slot: _Slot) -> None:
+        try:
+            slot.value = await fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            slot.error = exc
+        self._results.append(slot)
+        if not self._results_woken:
+            self._results_woken = True
+            assert self._token is not None
+            self._token.run_sync_soon(self._finish_calls)
+
+    def _finish_calls(self) -> None:
+        """In trio: wake every caller whose result came."""
+        self._results_woken = False
+        while self._results:
+            self._results.popleft().done.set()
 
     def stop(self) -> None:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+
+
+class _Slot:
+    """One call's way back: its result or error, and the trio event its caller waits on."""
+
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
 
 
 class InlineLoop:

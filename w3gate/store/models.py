@@ -17,6 +17,8 @@ PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "p
 # orders.renew_due: 0 not due, 1 due, 2 claimed by a batch, 3 stopped (renewal failed max_attempts times),
 # 4 prepaid covers the renewal (renewal = prepaid): due again only once the file has expired
 RENEW_STOPPED = 3
+# an order's columns a pin shows in its ``info`` (as strings), besides its error as ``status_details``
+INFO_FIELDS = ("file_size", "expires_at", "replicas", "cost", "renewal")
 RENEW_PREPAID = 4
 
 

@@ -19,13 +19,13 @@ from tortoise.transactions import in_transaction
 
 from w3gate.hookspecs import Quota
 from w3gate.store import users
+from w3gate.store import postgres_direct
 from w3gate.store.db import Database
-from w3gate.store.models import PIN_STATUS_OF_ORDER, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
+from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
 from w3gate.store.rawsql import Sql as _Sql
 from w3gate.store.rawsql import conn as _conn
 from w3gate.store.rawsql import dialect as _dialect
 
-INFO_FIELDS = ("file_size", "expires_at", "replicas", "cost", "renewal")
 CREATED_RETRIES = 50
 
 
@@ -101,21 +101,31 @@ async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -
 UNBOUNDED = Quota()
 
 
+def _new_row(pin: NewPin, created_ms: int) -> dict[str, Any]:
+    """A new pin's columns but its owner, status and size."""
+    return {
+        "requestid": str(uuid.uuid4()),
+        "cid": pin.cid,
+        "cid_key": pin.key,
+        "name": pin.name,
+        "status": "",
+        "created_ms": created_ms,
+        "origins": json.dumps(list(pin.origins)),
+        "meta": json.dumps(pin.meta, ensure_ascii=False),
+    }
+
+
+def _new_record(row: Mapping[str, Any], order: Mapping[str, Any]) -> PinRecord:
+    return _from_row({**row, **{f"o_{k}": order[k] for k in ("error", *INFO_FIELDS)}})
+
+
 async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
                   size: int = 0) -> PinRecord:
     dialect = _dialect(conn)
     await users.admit(conn, owner, quota, size, created_ms)  # first: a refusal has written nothing
     order = await _ensure_order(conn, dialect, pin, created_ms)
-    row = {
-        "requestid": str(uuid.uuid4()),
-        "cid": pin.cid,
-        "cid_key": pin.key,
-        "name": pin.name,
-        "status": PIN_STATUS_OF_ORDER[order["status"]],
-        "created_ms": created_ms,
-        "origins": json.dumps(list(pin.origins)),
-        "meta": json.dumps(pin.meta, ensure_ascii=False),
-    }
+    row = _new_row(pin, created_ms)
+    row["status"] = PIN_STATUS_OF_ORDER[order["status"]]
     sql = _Sql(dialect)
     values = ", ".join(sql.arg(v) for v in (row["requestid"], owner, *list(row.values())[1:], size))
     inserted = await conn.execute_query_dict(
@@ -127,7 +137,7 @@ async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Qu
         await PinMeta.bulk_create(
             [PinMeta(pin_id=inserted[0]["id"], key=k, value=v) for k, v in pin.meta.items()], using_db=conn
         )
-    return _from_row({**row, **{f"o_{k}": order[k] for k in ("error", *INFO_FIELDS)}})
+    return _new_record(row, order)
 
 
 async def _with_unique_created(work: Any, created_ms: int) -> tuple[PinRecord, int]:
@@ -153,7 +163,20 @@ async def _with_unique_created(work: Any, created_ms: int) -> tuple[PinRecord, i
 async def create_pin(owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
                      size: int = 0) -> tuple[PinRecord, int]:
     """Insert a pin request admitted for ``size`` bytes within ``quota`` (else
-    :class:`~w3gate.store.users.QuotaExceeded`, nothing stored); returns it and the ``created`` value used."""
+    :class:`~w3gate.store.users.QuotaExceeded`, nothing stored); returns it and the ``created`` value used.
+
+    On PostgreSQL one statement does it in the common case (:mod:`w3gate.store.postgres_direct`) when there is
+    no quota to check in the same transaction; when that wrote nothing, the general path below does.
+    """
+    pool = postgres_direct.pool_of(_conn()) if quota == UNBOUNDED else None
+    if pool is not None:
+        row = _new_row(pin, created_ms)
+        done = await postgres_direct.create_pin(pool, owner, pin, row["requestid"], created_ms, row["origins"],
+                                                row["meta"], size)
+        if done is not None:
+            order, created_ms = done
+            row.update(status=order["pin_status"], created_ms=created_ms)
+            return _new_record(row, order), created_ms
     return await _with_unique_created(lambda conn, ms: _insert(conn, owner, pin, ms, quota, size), created_ms)
 
 
@@ -180,8 +203,18 @@ async def get_pin(owner: str, requestid: str) -> PinRecord | None:
     conn = _conn()
     sql = _Sql(_dialect(conn))
     where = f"p.owner = {sql.arg(owner)} AND p.requestid = {sql.arg(requestid)}"
-    _, rows = await conn.execute_query(f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
+    rows = await _read(conn, f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
     return _from_row(rows[0]) if rows else None
+
+
+async def _read(conn: Any, sql: str, args: list[Any]) -> Sequence[Mapping[str, Any]]:
+    """Rows of a hot read, as the driver gives them (sqlite3.Row, asyncpg Record), read by column name:
+    on PostgreSQL through :mod:`w3gate.store.postgres_direct` (generic plans), else the store's connection."""
+    pool = postgres_direct.pool_of(conn)
+    if pool is not None:
+        return await postgres_direct.fetch(pool, sql, args)
+    _, rows = await conn.execute_query(sql, args)
+    return rows
 
 
 async def _release_order(conn: Any, key: str) -> None:
@@ -298,9 +331,7 @@ async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     """(total matches, newest ``q.limit`` of them), in one statement on the store's connection."""
     conn = _conn()
     sql, args = _list_sql(_dialect(conn), owner, q)
-    # execute_query: rows as the driver gives them (sqlite3.Row, asyncpg Record), read by column name
-    _, rows = await conn.execute_query(sql, args)
-    return _list_result(rows)
+    return _list_result(await _read(conn, sql, args))
 
 
 async def list_pins_bounded(db: Database, owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:

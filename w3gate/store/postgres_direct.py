@@ -1,0 +1,136 @@
+"""The hot paths on PostgreSQL straight on asyncpg: one statement, one round trip, no planning, per request.
+
+Why (measured with ``bench/bench_postgres.py``, py-spy and ``EXPLAIN ANALYZE``): through the ORM, ``POST /pins``
+was five round trips (BEGIN, insert the order, read it, insert the pin, COMMIT), with the owner's ``pin_counts``
+row locked from the pin's insert to COMMIT; every statement also went through the ORM's client wrappers. And
+PostgreSQL planned the ``GET /pins`` statement anew on every call (a custom plan per owner: 0.4-1.2 ms of the
+server's CPU, more than running it), because a prepared statement's generic plan is only taken once it looks no
+dearer than a custom one.
+
+So these run on a pool of their own (:func:`open_pool`, beside the ORM's, from the same settings) whose connections
+use generic plans (``plan_cache_mode = force_generic_plan``: asyncpg prepares each statement once per connection,
+PostgreSQL plans it once). Only the statements here use it: each looks up by an indexed equality (owner, request
+id, content key), where a generic plan is the custom one. The ORM's queries (the submitter's, the poller's) keep
+PostgreSQL's default. The SQL of the reads is the store's own (:mod:`w3gate.store.pins`); a new pin is one
+statement (:data:`CREATE_PIN`) that does what ``pins._insert`` does in the common case: it inserts the order if the
+content has none, and the pin with its meta, or else nothing, and then :func:`w3gate.store.pins.create_pin` takes
+the general path (the content's order failed or its renewal stopped, and must be queued again; an order of an
+earlier release not keyed yet; another instance inserting the same order in the same instant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from tortoise.backends.base.client import TransactionalDBClient
+
+from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, RENEW_STOPPED
+
+CREATED_RETRIES = 50
+CLOSE_TIMEOUT = 10.0  # seconds, as Tortoise gives its own pool
+ORDER_COLUMNS = f"status, error, {', '.join(INFO_FIELDS)}, renew_due"
+_PIN_STATUS = "CASE o.status " + " ".join(
+    f"WHEN '{order}' THEN '{pin}'" for order, pin in PIN_STATUS_OF_ORDER.items() if order != pin
+) + " ELSE o.status END"
+
+# $1 order text, $2 content key, $3 created (ms), $4 request id, $5 owner, $6 cid as given, $7 name,
+# $8 origins (JSON), $9 meta (JSON), $10 meta keys, $11 meta values.
+# Every part sees the statement's snapshot: an order that another transaction commits meanwhile is neither
+# inserted (ON CONFLICT waits for it) nor seen, so no pin is inserted and the caller takes the general path.
+CREATE_PIN = f"""
+WITH new_order AS (
+    INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms)
+    VALUES ($1::varchar, $2::varchar, 'queued', $3::bigint, $3::bigint)
+    ON CONFLICT DO NOTHING
+    RETURNING {ORDER_COLUMNS}
+), o AS (
+    SELECT * FROM new_order
+    UNION ALL
+    SELECT {ORDER_COLUMNS} FROM orders WHERE cid_key = $2::varchar AND NOT EXISTS (SELECT FROM new_order)
+), pin AS (
+    INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta, size)
+    SELECT $4::varchar, $5::varchar, $6::varchar, $2::varchar, $7::varchar, {_PIN_STATUS}, $3::bigint,
+           $8::text, $9::text, $12::bigint
+    FROM o WHERE o.status <> 'failed' AND o.renew_due <> {RENEW_STOPPED}
+    RETURNING id, status
+), meta AS (
+    INSERT INTO pin_meta (pin_id, key, value)
+    SELECT pin.id, m.key, m.value FROM pin, unnest($10::varchar[], $11::text[]) AS m(key, value)
+)
+SELECT o.*, pin.status AS pin_status FROM o LEFT JOIN pin ON TRUE
+"""
+
+# the ORM's statement log, which ``log_sql`` turns on (w3gate.store.db.configure_sql_log): these statements too
+sql_log = logging.getLogger("tortoise.db_client")
+_pools: dict[str, Any] = {}  # the Tortoise connection name -> its asyncpg pool for these statements
+
+
+async def open_pool(client: Any) -> None:
+    """A pool for these statements beside the ORM's (a Tortoise ``AsyncpgDBClient``), with its settings.
+
+    The same server, credentials, TLS, sizes and reset hook as the ORM's pool (the operator sets them in
+    ``database_url``), plus generic plans.
+    """
+    import asyncpg  # type: ignore[import-untyped]
+
+    template = dict(client._template)
+    template["server_settings"] = {**template.get("server_settings", {}), "plan_cache_mode": "force_generic_plan"}
+    _pools[client.connection_name] = await asyncpg.create_pool(None, password=client.password, **template)
+
+
+async def close_pool(name: str, timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close the pool gracefully, or cut its connections after ``timeout`` seconds (as the ORM's pool is
+    closed: a server or path that stopped answering must not hold up the service's exit)."""
+    pool = _pools.pop(name, None)
+    if pool is not None:
+        try:
+            await asyncio.wait_for(pool.close(), timeout)
+        except TimeoutError:
+            pool.terminate()
+
+
+def pool_of(conn: Any) -> Any | None:
+    """The pool for ``conn`` (the ORM connection a store call would use), or None: SQLite, or inside a
+    transaction the caller holds (whose statements must stay on its connection)."""
+    if isinstance(conn, TransactionalDBClient):
+        return None
+    return _pools.get(conn.connection_name)
+
+
+async def fetch(pool: Any, sql: str, args: list[Any]) -> list[Any]:
+    """The rows of one read (asyncpg records, read by column name)."""
+    if sql_log.isEnabledFor(logging.DEBUG):
+        sql_log.debug("%s: %s", sql, args)
+    return await pool.fetch(sql, *args)  # type: ignore[no-any-return]
+
+
+async def create_pin(pool: Any, owner: str, pin: Any, requestid: str, created_ms: int, origins: str,
+                     meta: str, size: int = 0) -> tuple[Mapping[str, Any], int] | None:
+    """Insert a pin (a ``pins.NewPin``, its origins and meta as JSON text) and, if new, its content's order,
+    in one statement.
+
+    Returns (the order's columns and the pin's ``pin_status``, the ``created`` used), or None when nothing was
+    written and the general path must run (see the module's docstring). ``created`` collisions (another
+    instance's pin in the same millisecond) move it on by 1 ms, as the general path does.
+    """
+    import asyncpg
+
+    for _ in range(CREATED_RETRIES):
+        args = [pin.order_cid, pin.key, created_ms, requestid, owner, pin.cid, pin.name, origins, meta,
+                list(pin.meta), list(pin.meta.values()), size]
+        if sql_log.isEnabledFor(logging.DEBUG):
+            sql_log.debug("%s: %s", CREATE_PIN, args)
+        try:
+            row = await pool.fetchrow(CREATE_PIN, *args)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "pins_created_ms_key":
+                raise
+            created_ms += 1
+            continue
+        if row is None or row["pin_status"] is None:
+            return None
+        return row, created_ms
+    raise RuntimeError("could not find a free created timestamp")
