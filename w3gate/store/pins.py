@@ -18,8 +18,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from w3gate.hookspecs import Quota
-from w3gate.store import users
-from w3gate.store import postgres_direct
+from w3gate.store import postgres_direct, users
 from w3gate.store.db import Database
 from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
 from w3gate.store.rawsql import Sql as _Sql
