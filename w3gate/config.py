@@ -258,12 +258,7 @@ def load_settings(
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            values[key] = SCALARS[key](value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid {key}: {value!r} ({exc})") from exc
+    values = _parsed(raw, SCALARS, "")
     try:
         crust = load_crust_settings(crust_table, env, base_dir)
     except ValueError as exc:
@@ -287,13 +282,18 @@ def _token_settings(table: Mapping[str, Any], env: Mapping[str, str]) -> TokenSe
     for key in TOKEN_KEYS:
         if f"W3GATE_TOKENS_{key.upper()}" in env:
             raw[key] = env[f"W3GATE_TOKENS_{key.upper()}"]
+    return TokenSettings(**_parsed(raw, TOKEN_KEYS, "[tokens] "))
+
+
+def _parsed(raw: Mapping[str, Any], parsers: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Each raw value through its key's parser; a value it refuses is one ConfigError line."""
     values: dict[str, Any] = {}
     for key, value in raw.items():
         try:
-            values[key] = TOKEN_KEYS[key](value)
+            values[key] = parsers[key](value)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid [tokens] {key}: {value!r} ({exc})") from exc
-    return TokenSettings(**values)
+            raise ConfigError(f"invalid {where}{key}: {value!r} ({exc})") from exc
+    return values
 
 
 def _table(key: str, value: Any) -> dict[str, Any]:
