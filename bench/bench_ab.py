@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from bench_api import REQUESTS, fill, free_port, owner_of, start_process, stop_process, substrate_token, wrk
+from helpers import UNBINDING_LIMITS  # tests/, put on the path by bench_api
 
 
 def main() -> None:
@@ -41,7 +42,10 @@ def main() -> None:
     try:
         for name in ("a", "b"):
             port = free_port()
-            env = {**os.environ, "PYTHONPATH": str(Path(getattr(args, name)).resolve()), "W3GATE_LOG_LEVEL": "warning"}
+            # limits far above what a run sends (a build without them ignores the variables): the request path is
+            # measured, not 429s
+            env = {**os.environ, "PYTHONPATH": str(Path(getattr(args, name)).resolve()), "W3GATE_LOG_LEVEL": "warning",
+                   **UNBINDING_LIMITS}
             base = f"http://127.0.0.1:{port}"
             proc = start_process(["-m", "w3gate", "serve", "--port", str(port), "--data-dir", str(work / name)],
                                  base + "/healthz", env)
@@ -58,6 +62,8 @@ def main() -> None:
                     proc, base = servers[name]
                     got[name] = wrk(base + path, args.seconds, args.connections, token, lua, pid=proc.pid)
                 a, b = got["a"], got["b"]
+                if a["errors"] or b["errors"]:
+                    raise SystemExit(f"{label}: non-2xx answers (A {a['errors']}, B {b['errors']}): not comparable")
                 ratios.append(b["rps"] / a["rps"])
                 cpu_ratios.append(b["cpu_us"] / a["cpu_us"])
                 print(f"{label:<30} {i + 1:>5} {a['rps']:>8.0f} {b['rps']:>8.0f} {ratios[-1]:>6.3f} "

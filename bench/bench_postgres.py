@@ -50,7 +50,7 @@ from bench_api import (  # noqa: E402
     substrate_token,
     wrk,
 )
-from helpers import free_port  # noqa: E402  (tests/, put on the path by bench_api)
+from helpers import UNBINDING_LIMITS, free_port  # noqa: E402  (tests/, put on the path by bench_api)
 
 GET_ONE_LUA = """
 local ids = {%s}
@@ -207,7 +207,7 @@ class Service:
     def __init__(self, db_url: str, data_dir: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "W3GATE_DATABASE_URL": db_url, "W3GATE_LOG_LEVEL": "warning"}
+        env = {**os.environ, "W3GATE_DATABASE_URL": db_url, "W3GATE_LOG_LEVEL": "warning", **UNBINDING_LIMITS}
         self.proc = start_process(["-m", "w3gate", "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
                                   self.base + "/healthz", env)
         self.ps = psutil.Process(self.proc.pid)
