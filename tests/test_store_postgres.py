@@ -160,3 +160,54 @@ async def test_hot_statements_use_generic_plans_and_the_orm_the_default() -> Non
         assert await db.run(modes) == ("force_generic_plan", "auto")
     finally:
         await db.close()
+
+
+async def test_a_pin_within_a_quota_is_one_statement_and_a_refusal_writes_nothing(monkeypatch) -> None:
+    """With a quota, POST's one statement admits within it under concurrency (the owner's row locked, the day
+    counted only for a pin written); a new user, or a request over a bound, writes nothing there and the general
+    path makes the row or says which bound."""
+    from w3gate.hookspecs import Quota
+    from w3gate.store.models import Order, Pin
+    from w3gate.store.users import QuotaExceeded
+
+    general: list[int] = []
+    original = store._with_unique_created
+
+    async def counted(work, created_ms):  # type: ignore[no-untyped-def]
+        general.append(created_ms)
+        return await original(work, created_ms)
+
+    monkeypatch.setattr(store, "_with_unique_created", counted)
+    owner, quota = "quota-owner", Quota(pins=5, pins_per_day=100)
+    db = Database(database_url_for_test())
+    await db.open()
+    try:
+        await db.run(store.create_pin, owner, NewPin(cid="bafkqaaquota0"), 5_000, quota, 7)  # a new user: general
+        assert len(general) == 1
+        refused: list[str] = []
+
+        async def one(i: int) -> None:
+            try:
+                await db.run(store.create_pin, owner, NewPin(cid=f"bafkqaaquota{i}"), 5_000 + i, quota, 7)
+            except QuotaExceeded as exc:
+                refused.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(1, 13):
+                nursery.start_soon(one, i)
+        pins = await db.run(lambda: Pin.filter(owner=owner).count())
+        orders = await db.run(lambda: Order.filter(cid_key__startswith="bafkqaaquota").count())
+        conn = db_connection(db)
+        row = (await db.run(conn.execute_query_dict,
+                            "SELECT pins, bytes, day_pins FROM users WHERE user_key = $1", [owner]))[0]
+        # 4 more admitted (5 live pins), 8 refused; the refusals went the general way to say which bound
+        assert (pins, orders, len(refused), dict(row)) == (5, 5, 8, {"pins": 5, "bytes": 35, "day_pins": 5})
+        assert len(general) == 1 + 8 and all("pins_per_user" in r for r in refused)
+    finally:
+        await db.close()
+
+
+def db_connection(db: Database):  # type: ignore[no-untyped-def]
+    from tortoise import connections
+
+    return connections.get(db.connection_name)

@@ -164,14 +164,15 @@ async def create_pin(owner: str, pin: NewPin, created_ms: int, quota: Quota = UN
     """Insert a pin request admitted for ``size`` bytes within ``quota`` (else
     :class:`~w3gate.store.users.QuotaExceeded`, nothing stored); returns it and the ``created`` value used.
 
-    On PostgreSQL one statement does it in the common case (:mod:`w3gate.store.postgres_direct`) when there is
-    no quota to check in the same transaction; when that wrote nothing, the general path below does.
+    On PostgreSQL one statement does it in the common case, quota included (:mod:`w3gate.store.postgres_direct`);
+    when that wrote nothing, the general path below does (and says which bound, if one refused).
     """
-    pool = postgres_direct.pool_of(_conn()) if quota == UNBOUNDED else None
+    pool = postgres_direct.pool_of(_conn())
     if pool is not None:
         row = _new_row(pin, created_ms)
+        bounds = None if quota == UNBOUNDED else (quota.pins, quota.bytes, quota.pins_per_day)
         done = await postgres_direct.create_pin(pool, owner, pin, row["requestid"], created_ms, row["origins"],
-                                                row["meta"], size)
+                                                row["meta"], size, bounds)
         if done is not None:
             order, created_ms = done
             row.update(status=order["pin_status"], created_ms=created_ms)

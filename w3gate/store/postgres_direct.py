@@ -28,8 +28,10 @@ from typing import Any
 from tortoise.backends.base.client import TransactionalDBClient
 
 from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, RENEW_STOPPED
+from w3gate.store.users import DAY_MS
 
 CREATED_RETRIES = 50
+
 CLOSE_TIMEOUT = 10.0  # seconds, as Tortoise gives its own pool
 ORDER_COLUMNS = f"status, error, {', '.join(INFO_FIELDS)}, renew_due"
 _PIN_STATUS = "CASE o.status " + " ".join(
@@ -62,6 +64,36 @@ WITH new_order AS (
 )
 SELECT o.*, pin.status AS pin_status FROM o LEFT JOIN pin ON TRUE
 """
+
+# CREATE_PIN within a quota, still one statement: $13 live pins, $14 bytes, $15 pins a day (0: no bound), $16 today
+# (UTC days since the epoch). The owner's ``users`` row is locked (FOR UPDATE: a concurrent request of the same
+# owner waits, then re-checks against the committed totals, as users.admit's conditional UPDATE does); the order
+# and the pin are written only within the quota, and the day's count is moved only when the pin was. Live pins and
+# bytes are kept by the pins trigger, which runs after this statement. No row (a new user) or over a bound: nothing
+# is written, and the general path makes the row or says which bound (users.QuotaExceeded).
+CREATE_PIN_COUNTED = CREATE_PIN.replace(
+    """WITH new_order AS (
+    INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms)
+    VALUES ($1::varchar, $2::varchar, 'queued', $3::bigint, $3::bigint)""",
+    """WITH quota_ok AS (
+    SELECT 1 FROM users WHERE user_key = $5::varchar
+      AND ($13::bigint = 0 OR pins < $13::bigint)
+      AND ($14::bigint = 0 OR bytes + $12::bigint <= $14::bigint)
+      AND ($15::bigint = 0 OR day <> $16::bigint OR day_pins < $15::bigint)
+    FOR UPDATE
+), new_order AS (
+    INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms)
+    SELECT $1::varchar, $2::varchar, 'queued', $3::bigint, $3::bigint FROM quota_ok""",
+).replace(
+    "FROM o WHERE o.status <> 'failed'", "FROM o WHERE EXISTS (SELECT FROM quota_ok) AND o.status <> 'failed'"
+).replace(
+    """), meta AS (""",
+    """), counted AS (
+    UPDATE users SET day_pins = CASE WHEN day = $16::bigint THEN day_pins + 1 ELSE 1 END, day = $16::bigint
+    WHERE user_key = $5::varchar AND EXISTS (SELECT FROM pin)
+), meta AS (""",
+)
+assert CREATE_PIN_COUNTED.count("quota_ok") == 3 and "counted AS" in CREATE_PIN_COUNTED  # every replace took
 
 # the ORM's statement log, which ``log_sql`` turns on (w3gate.store.db.configure_sql_log): these statements too
 sql_log = logging.getLogger("tortoise.db_client")
@@ -108,9 +140,11 @@ async def fetch(pool: Any, sql: str, args: list[Any]) -> list[Any]:
 
 
 async def create_pin(pool: Any, owner: str, pin: Any, requestid: str, created_ms: int, origins: str,
-                     meta: str, size: int = 0) -> tuple[Mapping[str, Any], int] | None:
+                     meta: str, size: int = 0, quota: tuple[int, int, int] | None = None,
+                     ) -> tuple[Mapping[str, Any], int] | None:
     """Insert a pin (a ``pins.NewPin``, its origins and meta as JSON text) and, if new, its content's order,
-    in one statement.
+    in one statement; with ``quota`` (live pins, bytes, pins a day; 0: no bound), only within it
+    (:data:`CREATE_PIN_COUNTED`).
 
     Returns (the order's columns and the pin's ``pin_status``, the ``created`` used), or None when nothing was
     written and the general path must run (see the module's docstring). ``created`` collisions (another
@@ -121,10 +155,14 @@ async def create_pin(pool: Any, owner: str, pin: Any, requestid: str, created_ms
     for _ in range(CREATED_RETRIES):
         args = [pin.order_cid, pin.key, created_ms, requestid, owner, pin.cid, pin.name, origins, meta,
                 list(pin.meta), list(pin.meta.values()), size]
+        statement = CREATE_PIN
+        if quota is not None:
+            statement = CREATE_PIN_COUNTED
+            args += [*quota, created_ms // DAY_MS]
         if sql_log.isEnabledFor(logging.DEBUG):
-            sql_log.debug("%s: %s", CREATE_PIN, args)
+            sql_log.debug("%s: %s", statement, args)
         try:
-            row = await pool.fetchrow(CREATE_PIN, *args)
+            row = await pool.fetchrow(statement, *args)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "pins_created_ms_key":
                 raise
