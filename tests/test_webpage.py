@@ -4,7 +4,7 @@ Test wallets are injected into the page as the real ones inject themselves (an E
 polkadot ``injectedWeb3`` extension, a Phantom-like ``window.solana``); each hands the bytes it is asked to sign
 to Python, where a real key signs them as that wallet would (eth-account personal_sign, substrate-interface
 sr25519 over ``<Bytes>``-wrapped data, solders ed25519). The token the page shows is then used directly against
-the API. Bound tokens need ``GET /auth/params`` (branch tokens): those tests skip while it is a 404.
+the API. Bound tokens are made from ``GET /auth/params`` (docs/tokens.md).
 
 ``W3GATE_SCREENSHOTS=docs/img`` also saves a screenshot of each view there (the README's pictures).
 """
@@ -119,7 +119,7 @@ def params(server: Server) -> dict[str, Any] | None:
 @pytest.fixture
 def needs_params(params: dict[str, Any] | None) -> dict[str, Any]:
     if params is None:
-        pytest.skip("GET /auth/params is 404 on this server: no bound tokens to test yet (branch tokens)")
+        pytest.fail("GET /auth/params is 404: the page cannot make bound tokens")
     return params
 
 
