@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from w3gate.config import Settings
-from w3gate.w3auth.bound import encode_token, make_message, policy_for, rfc3339, statement_for
+from w3gate.timestamps import rfc3339_ms
+from w3gate.w3auth.bound import encode_token, make_message, policy_for, statement_for
 
 EXIT_USAGE = 2
 _DURATION = re.compile(r"(\d+)([smhd]?)")
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             issued_at_ms=now_ms, expires_ms=now_ms + ttl * 1000, statement=statement_for(policy),
         )
         token = encode_token(message, key.sign(message.encode()))
-        note = f"bound to {policy.domain}, lasts {days(ttl)}: until {rfc3339(now_ms + ttl * 1000)}"
+        note = f"bound to {policy.domain}, lasts {days(ttl)}: until {rfc3339_ms(now_ms + ttl * 1000)}"
         if args.revoke:
             try:
                 answer = _post_revoke(public, token)

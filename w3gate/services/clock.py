@@ -25,7 +25,3 @@ class UniqueMillis:
         with self._lock:
             self._last = max(self._last, value)
 
-
-def rfc3339_ms(ms: int) -> str:
-    """``2020-07-27T17:32:28.276Z``: UTC with milliseconds, as the spec's examples."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"

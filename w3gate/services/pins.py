@@ -10,12 +10,13 @@ from w3gate.cids import CidError, ContentId, parse
 from w3gate.errors import ApiError, bad_request, not_found
 from w3gate.hookspecs import Identity
 from w3gate.multiaddrs import MultiaddrError, check_multiaddr
-from w3gate.services.clock import UniqueMillis, rfc3339_ms
+from w3gate.services.clock import UniqueMillis
 from w3gate.store import pins as store
 from w3gate.store.db import Database, StatementTimeout
 from w3gate.store.models import PIN_STATUSES
 from w3gate.store.pins import UNBOUNDED, NewPin, PinQuery, PinRecord
 from w3gate.store.users import QuotaExceeded
+from w3gate.timestamps import rfc3339_ms
 
 if TYPE_CHECKING:
     from w3gate.admission.service import Admission

@@ -14,7 +14,8 @@ from typing import Any
 from w3gate.errors import unauthorized
 from w3gate.store import revocations as store
 from w3gate.store.db import Database
-from w3gate.w3auth.bound import BoundClaims, BoundPolicy, policy_for, rfc3339, statement_for
+from w3gate.timestamps import rfc3339_ms
+from w3gate.w3auth.bound import BoundClaims, BoundPolicy, policy_for, statement_for
 
 __all__ = ["REVOCATION_TTL", "REVOKE_WINDOW_MS", "TokenService", "policy_for"]
 
@@ -65,10 +66,10 @@ class TokenService:
         if claims.issued_at_ms < now_ms - REVOKE_WINDOW_MS:
             raise unauthorized(
                 f"revoking needs a bound token issued within the last {REVOKE_WINDOW_MS // 60000} minutes; "
-                f"this one was issued at {rfc3339(claims.issued_at_ms)}"
+                f"this one was issued at {rfc3339_ms(claims.issued_at_ms)}"
             )
         in_force = await self.db.run(store.revoke, user_key, claims.issued_at_ms, now_ms)
         self._revoked[user_key] = (time.monotonic(), in_force)
-        return {"revoked_before": rfc3339(in_force)}
+        return {"revoked_before": rfc3339_ms(in_force)}
 
 

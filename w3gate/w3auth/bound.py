@@ -22,11 +22,12 @@ import string
 import threading
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from w3gate.hookspecs import Identity
+from w3gate.timestamps import rfc3339_ms
 from w3gate.w3auth.token import AuthError
 
 __all__ = [
@@ -144,12 +145,6 @@ def parse_time(text: str, field: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def rfc3339(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
-
-
 def parse_message(message: str) -> SignIn:
     """Parse a sign-in message of any family; Ethereum's with the ``siwe`` package (EIP-4361's grammar)."""
     first = message.split("\n", 1)[0]
@@ -256,15 +251,15 @@ def check_message(signin: SignIn, policy: BoundPolicy) -> None:
 def check_claims(claims: BoundClaims, now_ms: int, revoked_before_ms: int | None) -> None:
     """The checks made at every use: not before its time, not expired, not revoked."""
     if claims.issued_at_ms > now_ms + SKEW_MS:
-        raise AuthError(f"{NOT_YET_VALID}: issued at {rfc3339(claims.issued_at_ms)}, in the future")
+        raise AuthError(f"{NOT_YET_VALID}: issued at {rfc3339_ms(claims.issued_at_ms)}, in the future")
     if claims.not_before_ms is not None and claims.not_before_ms > now_ms + SKEW_MS:
-        raise AuthError(f"{NOT_YET_VALID}: valid from {rfc3339(claims.not_before_ms)}")
+        raise AuthError(f"{NOT_YET_VALID}: valid from {rfc3339_ms(claims.not_before_ms)}")
     if now_ms >= claims.expires_ms:
-        raise AuthError(f"{EXPIRED}: at {rfc3339(claims.expires_ms)}")
+        raise AuthError(f"{EXPIRED}: at {rfc3339_ms(claims.expires_ms)}")
     if revoked_before_ms is not None and claims.issued_at_ms < revoked_before_ms:
         raise AuthError(
-            f"{REVOKED}: issued at {rfc3339(claims.issued_at_ms)}, before the user revoked their tokens "
-            f"({rfc3339(revoked_before_ms)})"
+            f"{REVOKED}: issued at {rfc3339_ms(claims.issued_at_ms)}, before the user revoked their tokens "
+            f"({rfc3339_ms(revoked_before_ms)})"
         )
 
 
@@ -297,7 +292,7 @@ def make_message(
         lines.append(f"Chain ID: {chain_id}")
     lines += [
         f"Nonce: {nonce or new_nonce()}",
-        f"Issued At: {rfc3339(issued_at_ms)}",
-        f"Expiration Time: {rfc3339(expires_ms)}",
+        f"Issued At: {rfc3339_ms(issued_at_ms)}",
+        f"Expiration Time: {rfc3339_ms(expires_ms)}",
     ]
     return "\n".join(lines)
