@@ -3,9 +3,12 @@ PostgreSQL: usage is counted from the existing pins, kept by triggers, and a ref
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from conftest import database_url_for_test
+from conftest import POSTGRES, database_url_for_test
 from tortoise import connections
+from tortoise.transactions import in_transaction
 
 from w3gate.hookspecs import Quota
 from w3gate.store import migrations, users
@@ -54,5 +57,54 @@ async def test_schema_8_counts_existing_pins_and_keeps_quotas(tmp_path) -> None:
         assert (aa.pins, aa.bytes, aa.pins_today) == (3, 2000, 2)  # the refused pins left nothing behind
         bb = await db.run(users.get_user, "ethereum:0xbb", DAY)
         assert (bb.pins, bb.bytes, bb.pins_today) == (1, 0, 0)
+    finally:
+        await db.close()
+
+
+@pytest.mark.skipif(not POSTGRES, reason="the interleaving needs a second PostgreSQL session (SQLite runs one writer)")
+async def test_a_users_row_committed_between_the_update_and_the_select_is_not_a_refusal(tmp_path) -> None:
+    """A user's first requests on several instances at once (CI, test_leader_failover): one's conditional
+    UPDATE runs before another's new ``users`` row is committed and its SELECT after, so it saw no row and
+    then a row within every bound. That is a race to retry, not a refusal (it was refused as
+    PINS_PER_DAY_PER_USER at a limit of 10^18)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    url = database_url_for_test()
+    assert url is not None
+    db = Database(url)
+    await db.open()
+    owner, quota = "substrate:0xcc", Quota(pins=10**18, bytes=10**18, pins_per_day=10**18)
+
+    async def interleaved() -> None:
+        other = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+        try:
+            first = other.transaction()
+            await first.start()
+            await other.execute("INSERT INTO users (user_key) VALUES ($1)", owner)  # the other request's row
+
+            class CommitsTheOtherAfterTheUpdate:
+                def __init__(self, conn: Any) -> None:
+                    self.conn, self.updates = conn, 0
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(self.conn, name)
+
+                async def execute_query_dict(self, sql: str, args: list[Any]) -> Any:
+                    rows = await self.conn.execute_query_dict(sql, args)
+                    if sql.startswith("UPDATE users") and self.updates == 0:
+                        self.updates += 1
+                        assert rows == []  # the other's row was not visible to it
+                        await first.commit()
+                    return rows
+
+            async with in_transaction(db.connection_name) as conn:
+                await users.admit(CommitsTheOtherAfterTheUpdate(conn), owner, quota, 1000, DAY)
+        finally:
+            await other.close()
+
+    try:
+        await db.run(interleaved)
+        user = await db.run(users.get_user, owner, DAY)
+        assert user.pins_today == 1
     finally:
         await db.close()
