@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -117,7 +118,6 @@ def wait_ready(url: str, proc: subprocess.Popen) -> None:
 
 def fill(db_url: str, owner: str, n: int) -> None:
     """Insert n pins for owner (a quarter in each status), in large transactions."""
-    from w3gate.store.db import Database
     from w3gate.store.models import Pin
 
     async def insert() -> None:
@@ -136,11 +136,18 @@ def fill(db_url: str, owner: str, n: int) -> None:
                 await tx.execute_many(sql, rows)
         await conn.execute_script("ANALYZE")
 
+    in_store(db_url, insert)
+
+
+def in_store(db_url: str, work: Any) -> None:
+    """Run ``work`` (an asyncio coroutine function of the ORM's loop) once on the store at ``db_url``."""
+    from w3gate.store.db import Database
+
     async def main() -> None:
         db = Database(db_url)
         await db.open()
         try:
-            await db.run(insert)
+            await db.run(work)
         finally:
             await db.close()
 

@@ -25,19 +25,16 @@ import threading
 import time
 from pathlib import Path
 
-import trio
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api import owner_of, start_process, stop_process
+from bench_api import in_store, owner_of, start_process, stop_process
 from helpers import UNBINDING_LIMITS, free_port, substrate_token  # bench_api put tests/ on the path
 
 HEAVY = "/psa/pins?name=zz-no-such-name&match=ipartial"
 CHEAP = "/psa/pins"
 
 
-async def fill(db_url: str, owner: str, n: int) -> None:
+def fill(db_url: str, owner: str, n: int) -> None:
     """n pins of ``owner`` (a quarter in each status), made by the database itself."""
-    from w3gate.store.db import Database
     from w3gate.store.models import Pin
 
     async def insert() -> None:
@@ -50,12 +47,7 @@ async def fill(db_url: str, owner: str, n: int) -> None:
         )
         await Pin._meta.db.execute_script("ANALYZE")
 
-    db = Database(db_url)
-    await db.open()
-    try:
-        await db.run(insert)
-    finally:
-        await db.close()
+    in_store(db_url, insert)
 
 
 def wrk1(url: str, seconds: int, token: str) -> dict:
@@ -90,7 +82,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="w3gate-bench-heavy-"))
     db_url = f"sqlite://{data_dir / 'w3gate.sqlite3'}"
     started = time.monotonic()
-    trio.run(fill, db_url, owner_of(token), args.pins)
+    fill(db_url, owner_of(token), args.pins)
     print(f"{args.pins} pins filled in {time.monotonic() - started:.1f} s")
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import (  # noqa: E402
     POST_NEW_CIDS_LUA,
     cid_of,
+    in_store,
     new_postgres_database,
     owner_of,
     start_process,
@@ -68,7 +69,6 @@ OTHER_OWNERS = 100  # other users, as many pins in all as the measured one, so t
 def fill(db_url: str, owner: str, n: int) -> None:
     """n pins of ``owner`` and n of other users, each content with its order as the service keeps them (a quarter
     of them in each status; pinned orders with their chain info), in large transactions."""
-    import trio
     from tortoise.transactions import in_transaction
 
     from w3gate.store.db import Database
@@ -101,15 +101,7 @@ def fill(db_url: str, owner: str, n: int) -> None:
                 await tx.execute_many(orders_sql, orders)
         await conn().execute_script("ANALYZE")
 
-    async def main() -> None:
-        db = Database(db_url)
-        await db.open()
-        try:
-            await db.run(insert)
-        finally:
-            await db.close()
-
-    trio.run(main)
+    in_store(db_url, insert)
 
 
 class PgServer:
