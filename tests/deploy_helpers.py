@@ -131,9 +131,12 @@ class Nginx:
                 self.proc.wait()
 
 
-def https_client(nginx: Nginx, ca: Path, token: str | None = None, *, keepalive: bool = True) -> httpx.Client:
-    """An HTTPS client trusting only the test CA (as Kubo would trust a real one), on ``https://localhost:PORT``."""
+def https_client(nginx: Nginx, ca: Path, token: str | None = None, *, keepalive: bool = True,
+                 local_address: str | None = None) -> httpx.Client:
+    """An HTTPS client trusting only the test CA (as Kubo would trust a real one), on ``https://localhost:PORT``;
+    ``local_address`` (another loopback address, e.g. 127.0.0.2) makes it a client of its own to nginx."""
     context = ssl.create_default_context(cafile=str(ca))
     limits = httpx.Limits() if keepalive else httpx.Limits(max_keepalive_connections=0)
     headers = {"Authorization": token} if token else {}
-    return httpx.Client(base_url=nginx.url + "/psa", verify=context, headers=headers, timeout=30, limits=limits)
+    transport = httpx.HTTPTransport(verify=context, limits=limits, local_address=local_address)
+    return httpx.Client(base_url=nginx.url + "/psa", headers=headers, timeout=30, transport=transport)

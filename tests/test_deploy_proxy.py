@@ -111,3 +111,30 @@ def test_nginx_sets_the_client_address_header_a_client_cannot_forge(tmp_path: Pa
     assert got["x-forwarded-for"] == "127.0.0.1"  # the client's address, not what it claimed
     assert got["x-forwarded-proto"] == "https"
     assert got["host"] == "localhost"
+
+
+def test_auth_failures_are_counted_per_client_nginx_names(tmp_path: Path, tls) -> None:
+    """``trusted_proxy_header`` end to end: two clients (127.0.0.2, 127.0.0.3) reach w3gate through nginx, whose
+    connections all come from 127.0.0.1. auth_failures_per_minute = 3 refuses the client that failed, by the
+    address nginx names, whatever X-Forwarded-For it sends; the other client is not refused with it."""
+    (tmp_path / "w3gate").mkdir()
+    (tmp_path / "nginx").mkdir()
+    server = start_server_process(env={**PROXY_ENV, "W3GATE_LIMITS_AUTH_FAILURES_PER_MINUTE": "3"},
+                                  database_url=database_url_for_test(), data_dir=tmp_path / "w3gate")
+    nginx = Nginx(tmp_path / "nginx", tls[1], tls[2])
+    forged = TOKEN[:-8] + "AAAAAAA="
+    try:
+        nginx.start([int(server.base_url.rsplit(":", 1)[1])])
+        with https_client(nginx, tls[0], forged, local_address="127.0.0.2") as failing, \
+                https_client(nginx, tls[0], forged, local_address="127.0.0.3") as other:
+            for i in range(3):
+                r = failing.get("/pins", headers={"X-Forwarded-For": f"198.51.100.{i}"})
+                assert r.status_code == 401, r.text
+            over = failing.get("/pins", headers={"X-Forwarded-For": "198.51.100.99"})
+            assert over.status_code == 429 and over.json()["error"]["reason"] == "AUTH_FAILURES_PER_MINUTE"
+            assert int(over.headers["Retry-After"]) >= 1
+            assert other.get("/pins").status_code == 401  # its own address: not refused with the first
+            assert other.get("/pins", headers={"Authorization": TOKEN}).status_code == 200
+    finally:
+        nginx.stop()
+        server.stop()
