@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -189,6 +190,8 @@ def test_requests_per_minute_block_and_unblock(limited: Server) -> None:
     assert by_user["substrate:" + hex_key("//Eve")]["note"] == "abuse"
     assert by_user["substrate:" + hex_key("//Alice")]["pins"] == 10
     until(lambda: user_json(limited, "show", dave)["last_seen"] != "-", "last seen recorded")
+    last_seen = user_json(limited, "show", dave)["last_seen"]  # in the API's form of an instant, as `created`
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", last_seen), last_seen
     table = users_cli(limited, "list").stdout
     assert table.splitlines()[0].split() == ["USER", "PINS", "BYTES", "TODAY", "LAST", "SEEN", "STATE"]
     bad = users_cli(limited, "show", "substrate:not-an-address")

@@ -15,10 +15,10 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from w3gate.admission.settings import PER_USER
+from w3gate.timestamps import rfc3339_ms
 
 __all__ = ["add_parser", "run"]
 
@@ -62,7 +62,8 @@ def _parse_values(values: list[str]) -> dict[str, int | None]:
 
 
 def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ms else "-"
+    """The API's form of an instant (a pin's ``created``), so that the two can be compared as text."""
+    return rfc3339_ms(ms) if ms else "-"
 
 
 def _as_dict(row: Any, limits: Any) -> dict[str, Any]:
