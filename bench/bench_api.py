@@ -26,8 +26,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio
@@ -139,7 +139,7 @@ def fill(db_url: str, owner: str, n: int) -> None:
     in_store(db_url, insert)
 
 
-def in_store(db_url: str, work: Any) -> None:
+def in_store(db_url: str, work: Callable[[], Awaitable[None]]) -> None:
     """Run ``work`` (an asyncio coroutine function of the ORM's loop) once on the store at ``db_url``."""
     from w3gate.store.db import Database
 
