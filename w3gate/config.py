@@ -15,6 +15,7 @@ from typing import Any
 
 from w3gate.admission.settings import Access, Limits, load_access, load_limits
 from w3gate.crust.settings import CrustSettings, load_crust_settings
+from w3gate.ipfs.settings import IpfsSettings, describe_ipfs, load_ipfs_settings
 from w3gate.redact import HIDDEN, redact_url
 
 DEFAULT_DELEGATES = (
@@ -124,6 +125,7 @@ class Settings:
     allowed_chains: tuple[str, ...] | None = None
     chains: Mapping[str, Any] = field(default_factory=dict)
     crust: CrustSettings = field(default_factory=lambda: load_crust_settings({}, {}, Path(".")))
+    ipfs: IpfsSettings = field(default_factory=IpfsSettings)  # [ipfs]: the operator's IPFS node (w3gate.ipfs.settings)
     health_token: str = field(default="", repr=False)
     log_sql: bool = False
     # leader (issue 12): several instances on one PostgreSQL elect one ordering leader
@@ -207,7 +209,7 @@ SCALARS: dict[str, Any] = {
     "metrics_token": str,
     "log_format": lambda v: str(v).lower(),
 }
-TABLES = ("chains", "crust", "limits", "access", "admission", "tokens")
+TABLES = ("chains", "crust", "ipfs", "limits", "access", "admission", "tokens")
 TOKEN_KEYS: dict[str, Any] = {
     "w3auth": lambda v: v if isinstance(v, bool) else _parse_bool(v),
     "max_ttl": _parse_int,
@@ -224,6 +226,7 @@ def load_settings(
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     crust_table: dict[str, Any] = {}
+    ipfs_table: dict[str, Any] = {}
     chains_table: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {"limits": {}, "access": {}, "admission": {}}
     tokens_table: dict[str, Any] = {}
@@ -241,6 +244,8 @@ def load_settings(
         for key, value in doc.items():
             if key == "crust":
                 crust_table = _table(key, value)
+            elif key == "ipfs":
+                ipfs_table = _table(key, value)
             elif key == "chains":
                 chains_table = _table(key, value)
             elif key in tables:
@@ -264,10 +269,14 @@ def load_settings(
     except ValueError as exc:
         raise ConfigError(f"invalid crust setting: {exc}") from exc
     try:
+        ipfs = load_ipfs_settings(ipfs_table, env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
         limits, access = load_limits(tables["limits"], env), load_access(tables["access"], env)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    settings = replace(Settings(), **values, chains=chains_table, crust=crust, limits=limits, access=access,
+    settings = replace(Settings(), **values, chains=chains_table, crust=crust, ipfs=ipfs, limits=limits, access=access,
                        admission=tables["admission"],
                        tokens=_token_settings(tokens_table, env))
     validate(settings)
@@ -375,6 +384,8 @@ def describe(s: Settings) -> dict[str, Any]:
             v = HIDDEN if v else ""
         elif f.name == "crust":
             v = _describe_crust(v)
+        elif f.name == "ipfs":
+            v = describe_ipfs(v)
         elif f.name in ("limits", "access"):
             v = {k.name: _plain(getattr(v, k.name)) for k in fields(v)}
         elif f.name == "tokens":

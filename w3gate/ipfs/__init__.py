@@ -1,0 +1,1 @@
+"""The operator's IPFS node (driven over the Kubo RPC API): fetches, measures, holds and provides pinned content."""
