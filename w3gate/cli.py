@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import platform
 import sys
 from pathlib import Path
@@ -13,6 +14,10 @@ from pathlib import Path
 from w3gate import __version__
 
 EXIT_CONFIG = 2
+# stdout closed by its reader (``w3gate users list | head``): the status a shell reports for a process that
+# SIGPIPE killed (128 + 13), as ``yes | head`` gives; Python ignores SIGPIPE, so it is said explicitly
+EXIT_BROKEN_PIPE = 141
+COMMANDS = ("serve", "plugins", "users", "token")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,8 +53,31 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plugin-dir", type=Path, help="extra plugin directory (env W3GATE_PLUGIN_DIR)")
 
 
+def with_default_command(argv: list[str]) -> list[str]:
+    """``w3gate --port 8083`` is ``w3gate serve --port 8083``: options before any command are serve's.
+
+    ``--help`` and ``--version`` stay the program's own (the help lists the commands).
+    """
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        return ["serve", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run a command; a reader that closes its end early (``| head``) ends it quietly."""
+    try:
+        status = _main(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below, not a traceback
+        return status
+    except BrokenPipeError:
+        # the idiom of the Python docs (signal module, "Note on SIGPIPE"): later flushes go to devnull
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(with_default_command(argv))
     command = args.command or "serve"
     from w3gate.config import ConfigError, describe, load_settings
 
@@ -67,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     from w3gate.logs import setup_logging
 
-    setup_logging(settings.log_level, settings.log_format)
+    # a command other than serve logs only what went wrong (no database-open chatter): log_level "info"
+    # is the service's; "debug" (the operator looking into something) and "warning"/"error" hold for all
+    level = settings.log_level if command == "serve" or settings.log_level != "info" else "warning"
+    setup_logging(level, settings.log_format)
     if command == "token":
         from w3gate.token_cli import run as run_token
 

@@ -294,13 +294,15 @@ def load_chains(
 
 
 def load_signers(
-    *, plugin_dir: Path | str | None = None, settings: Mapping[str, Any] | None = None, wanted: str | None = None
+    *, plugin_dir: Path | str | None = None, settings: Mapping[str, Any] | None = None, wanted: str | None = None,
+    origins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Every plugin's ``w3gate_signers`` (hookspec 1.1, optional), by lower-case chain name, for ``w3gate token``.
 
     A plugin that fails to load or answer is logged and skipped; the first signer of a name wins (built-ins
     come first). With ``wanted``, loading stops at the first plugin that offers it (a built-in chain loads no
-    third-party plugin at all).
+    third-party plugin at all). ``origins`` (if given) is filled with each chain's plugin name ("built-in"
+    for w3gate's own), for the error that names who signs.
     """
     if plugin_dir is not None:
         plugin_dir = add_plugin_dir(plugin_dir)
@@ -323,7 +325,11 @@ def load_signers(
             if not isinstance(signer, hookspecs.Signer):
                 log.error("plugin %r: %r is not a Signer (needs name, sign_in and load)", cand.name, signer)
                 continue
-            signers.setdefault(signer.name.strip().lower(), signer)
+            name = signer.name.strip().lower()
+            if name not in signers:
+                signers[name] = signer
+                if origins is not None:
+                    origins[name] = "built-in" if cand.source == "built-in" else cand.name
         if wanted is not None and wanted.strip().lower() in signers:
             break
     return signers

@@ -23,6 +23,7 @@ from w3gate.api.app import Services, create_app
 from w3gate.clientaddr import parse_networks
 from w3gate.config import Settings
 from w3gate.crust.settings import order_size
+from w3gate.invocation import own_command
 from w3gate.metrics import Metrics
 from w3gate.plugins import PluginError, load_chains
 from w3gate.redact import redact_url
@@ -131,10 +132,13 @@ async def run(settings: Settings) -> None:
                 __version__, ", ".join(bound), redact_url(settings.db_url), ", ".join(registry.chain_names),
             )
             log.info(
-                "make a token at %s/ or with `w3gate token --chain substrate|ethereum|solana --secret-file FILE`, "
-                "then: ipfs pin remote service add NAME %s/psa TOKEN",
-                settings.public_base, settings.public_base,
+                "make a token at %s/ or with `%s token --chain substrate|ethereum|solana --secret-file FILE`, "
+                "then: ipfs pin remote service add w3gate %s/psa TOKEN",
+                settings.public_base, own_command(), settings.public_base,
             )
+            if not settings.metrics_token:
+                log.info("/metrics is open to anyone who can reach this port: set metrics_token "
+                         "(W3GATE_METRICS_TOKEN) to require it as a Bearer token, or keep the port private")
             for task in [db.maintain, admission.run, *tasks]:
                 nursery.start_soon(_until_stopped, task, stop)
             await stop.wait()

@@ -69,10 +69,13 @@ def days(seconds: int) -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from w3gate.plugins import load_signers
 
-    signers = load_signers(plugin_dir=settings.plugin_dir, settings=settings.chains, wanted=args.chain)
+    origins: dict[str, str] = {}
+    signers = load_signers(plugin_dir=settings.plugin_dir, settings=settings.chains, wanted=args.chain,
+                           origins=origins)
     signer = signers.get(args.chain.strip().lower())
     if signer is None:
-        print(f"w3gate token: unknown chain {args.chain!r} (known: {', '.join(sorted(signers))})", file=sys.stderr)
+        print(f"w3gate token: no plugin makes tokens for chain {args.chain!r} (a chain's plugin may verify its "
+              f"tokens without making them). Plugins that do: {_signing_plugins(origins)}", file=sys.stderr)
         return EXIT_USAGE
     public = (args.url or settings.public_base).rstrip("/")
     try:
@@ -108,7 +111,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"Token for {key.address} ({note}):\n{token}\n")
     print(f"Add it to Kubo:\nipfs pin remote service add {args.name} {public}/psa {token}")
+    # --background: Kubo otherwise waits until the pin is "pinned", which takes as long as the storage
+    # order (or forever where ordering is off); the pin request stays queued here either way
+    print(f"and pin with it (--background: do not wait for the storage order):\n"
+          f"ipfs pin remote add --service={args.name} --background --name=NAME CID")
     return 0
+
+
+def _signing_plugins(origins: dict[str, str]) -> str:
+    """``built-in (ethereum, solana, substrate); near (near)``: each plugin that signs, with its chains."""
+    by_plugin: dict[str, list[str]] = {}
+    for chain, plugin in origins.items():
+        by_plugin.setdefault(plugin, []).append(chain)
+    return "; ".join(f"{plugin} ({', '.join(sorted(chains))})" for plugin, chains in by_plugin.items()) or "none"
 
 
 def _post_revoke(public: str, token: str) -> dict[str, Any]:

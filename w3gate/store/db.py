@@ -37,9 +37,11 @@ MODELS = "w3gate.store.models"
 def configure_sql_log(with_parameters: bool) -> None:
     """Keep user data out of debug logs: Tortoise logs every statement with its parameters (owners, pin
     names, meta) at debug, and its start-up line the connection settings, password included. Its
-    statement log is on only when the operator asks (``log_sql``); the start-up line never."""
-    logging.getLogger("tortoise").setLevel(logging.INFO)
-    logging.getLogger("tortoise.db_client").setLevel(logging.DEBUG if with_parameters else logging.INFO)
+    statement log is on only when the operator asks (``log_sql``); the start-up line never. Never below
+    the root logger's level: ``w3gate users`` logs warnings only, Tortoise's INFO lines included."""
+    floor = logging.getLogger().level
+    logging.getLogger("tortoise").setLevel(max(logging.INFO, floor))
+    logging.getLogger("tortoise.db_client").setLevel(max(logging.DEBUG if with_parameters else logging.INFO, floor))
 
 
 def _tortoise_config(url: str, name: str) -> dict[str, Any]:

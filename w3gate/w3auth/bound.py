@@ -48,8 +48,8 @@ __all__ = [
 BOUND_PREFIX: Final = "w3b1."
 MAX_TOKEN_CHARS: Final = 8192
 SKEW_MS: Final = 60_000  # an issued-at up to this far in the future is accepted (clock skew)
-FAMILIES: Final = ("Ethereum", "Substrate", "Solana")
 VERSIONS: Final = {"Substrate": ("1.0.0", "1")}  # Talisman's SIWS writes 1.0.0; EIP-4361 and SIWSol write 1
+DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 CHAIN_IDS: Final = {"Ethereum": "1"}  # required by EIP-4361 (any value is accepted); optional elsewhere
 
 # details of the 401s (error.reason stays UNAUTHORIZED)
@@ -151,9 +151,7 @@ def parse_message(message: str) -> SignIn:
     header = _HEADER.fullmatch(first)
     if header is None:
         raise AuthError(f"{MALFORMED}: the first line is not '<domain> wants you to sign in with your ... account:'")
-    family = header["family"]
-    if family not in FAMILIES:
-        raise AuthError(f"{MALFORMED}: sign-in with {family[:20]} accounts is not supported")
+    family = header["family"]  # any word: a plugin's chain may sign in too (the authenticator asks the chains)
     return _parse_siwe(message) if family == "Ethereum" else _parse_generic(message, family)
 
 
@@ -269,7 +267,12 @@ def policy_for(public_url: str, max_ttl_s: int) -> BoundPolicy:
 
 
 def statement_for(policy: BoundPolicy) -> str:
-    return f"Use {urlsplit(policy.uri).hostname} as my IPFS pinning service."
+    """What the wallet shows the user: the service's host, and its port unless the scheme's default."""
+    url = urlsplit(policy.uri)
+    where = url.hostname or policy.domain
+    if url.port is not None and url.port != DEFAULT_PORTS.get(url.scheme):
+        where = f"[{where}]:{url.port}" if ":" in where else f"{where}:{url.port}"
+    return f"Use {where} as my IPFS pinning service."
 
 
 def new_nonce() -> str:
