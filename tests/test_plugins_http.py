@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -95,6 +96,45 @@ def test_one_key_is_one_user_whatever_the_token_form(plugin_server, first: str, 
     stranger = httpx.get(plugin_server.psa_url + "/pins", params=everything,
                          headers={"Authorization": substrate_token("//Alice")}, timeout=30).json()
     assert stranger["count"] == 0
+
+
+def near_token(server, *args: str, secret: str = "") -> subprocess.CompletedProcess:
+    command = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]
+    return subprocess.run([*command, "token", "--url", server.base_url, *args], input=secret, capture_output=True,
+                          text=True, env=server.env, timeout=120)
+
+
+def test_w3gate_token_makes_near_tokens_from_near_cli_credentials(plugin_server, tmp_path: Path) -> None:
+    """near-cli's credentials file (--secret-file) or its bare private key (stdin): a bound token and a
+    W3Auth token the NEAR plugin accepts, one user; a chain whose plugin has no signer names those that do."""
+    import base58
+    from nacl.signing import SigningKey
+
+    key = SigningKey.generate()
+    public = base58.b58encode(bytes(key.verify_key)).decode()
+    private = "ed25519:" + base58.b58encode(bytes(key) + bytes(key.verify_key)).decode()
+    credentials = tmp_path / "alice.testnet.json"
+    credentials.write_text(json.dumps({"account_id": "alice.testnet", "public_key": f"ed25519:{public}",
+                                       "private_key": private}))
+    made = near_token(plugin_server, "--chain", "near", "--secret-file", str(credentials))
+    assert made.returncode == 0, made.stderr
+    assert private.removeprefix("ed25519:") not in made.stdout + made.stderr
+    assert f"Token for {public} (bound to {plugin_server.base_url.removeprefix('http://')}" in made.stdout
+    bound = made.stdout.split("\n")[1]
+    assert bound.startswith("w3b1.")
+    resp = httpx.post(plugin_server.psa_url + "/pins", json={"cid": CID, "name": "near-cli"},
+                      headers={"Authorization": f"Bearer {bound}"}, timeout=30)
+    assert resp.status_code == 202, resp.text
+    plain = near_token(plugin_server, "--chain", "near", "--w3auth", "--quiet", secret=private + "\n")
+    assert plain.returncode == 0, plain.stderr
+    assert base64.b64decode(plain.stdout.strip()).decode().startswith(f"near-{public}:")
+    listed = httpx.get(plugin_server.psa_url + "/pins", params={"name": "near-cli", "status": "queued,pinned"},
+                       headers={"Authorization": "Bearer " + plain.stdout.strip()}, timeout=30)
+    assert listed.status_code == 200 and listed.json()["count"] == 1, listed.text
+    unsigned = near_token(plugin_server, "--chain", "flow", "--w3auth", secret="0" * 64)
+    assert unsigned.returncode == 2
+    assert "no plugin makes tokens for chain 'flow'" in unsigned.stderr
+    assert "built-in (ethereum, solana, substrate)" in unsigned.stderr and "near (near)" in unsigned.stderr
 
 
 def flow_header(address: str, signatures: list[dict]) -> str:

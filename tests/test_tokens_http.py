@@ -152,12 +152,22 @@ def test_auth_params_and_startup_log(service) -> None:
     host = service.base_url.removeprefix("http://")
     assert params == {
         "domain": host, "uri": service.base_url, "psa": service.base_url + "/psa",
-        "statement": "Use 127.0.0.1 as my IPFS pinning service.", "default_ttl": 86400, "max_ttl": MAX_TTL,
+        "statement": f"Use {host} as my IPFS pinning service.", "default_ttl": 86400, "max_ttl": MAX_TTL,
         "w3auth": True,
     }
     log = service.log_text()
     assert f"make a token at {service.base_url}/ " in log
-    assert f"ipfs pin remote service add NAME {service.base_url}/psa TOKEN" in log
+    assert f"ipfs pin remote service add w3gate {service.base_url}/psa TOKEN" in log
+
+
+def test_the_statement_names_the_port_unless_it_is_the_schemes_default() -> None:
+    """The wallet shows the statement: a service on 127.0.0.1:8080 must not read as the one on port 80."""
+    from w3gate.w3auth.bound import policy_for, statement_for
+
+    for url, where in [("http://127.0.0.1:8080", "127.0.0.1:8080"), ("https://pin.example.org", "pin.example.org"),
+                       ("https://pin.example.org:443/", "pin.example.org"), ("http://[::1]:8080", "[::1]:8080"),
+                       ("http://pin.example.org:80", "pin.example.org")]:
+        assert statement_for(policy_for(url, 60)) == f"Use {where} as my IPFS pinning service.", url
 
 
 @pytest.mark.parametrize("chain", ["ethereum", "substrate", "solana"])
@@ -254,6 +264,8 @@ def test_w3gate_token_from_a_file_and_from_stdin_is_accepted(service, tmp_path: 
     token = out.split("\n")[1]
     assert f"Token for {metamask.address} (bound to {service.base_url.removeprefix('http://')}, lasts 1 day" in out
     assert f"ipfs pin remote service add mine {service.psa_url} {token}\n" in out
+    # the pin line too, in the background: Kubo would otherwise wait for "pinned", i.e. the storage order
+    assert out.endswith("\nipfs pin remote add --service=mine --background --name=NAME CID\n")
     assert pins(service, "Bearer " + token).status_code == 200
 
     sol = SolKeypair()  # solana-keygen's JSON array file, on stdin
