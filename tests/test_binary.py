@@ -144,7 +144,7 @@ def test_starts_on_embedded_defaults_and_serves_pins(tmp_path: Path) -> None:
         assert client.get("/pins").json() == {"count": 0, "results": []}
         created = client.post("/pins", json={"cid": CID, "name": "frozen"})
         assert created.status_code == 202, created.text
-        listed = client.get("/pins", params={"cid": CID}).json()
+        listed = client.get("/pins", params={"cid": CID, "status": "queued"}).json()
         assert listed["count"] == 1 and listed["results"][0]["pin"]["name"] == "frozen"
     with server.client(substrate_token("//Bob")) as other:  # another identity sees nothing of Alice's
         assert other.get("/pins").json()["count"] == 0
