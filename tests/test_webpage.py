@@ -316,3 +316,48 @@ def test_my_pins(server: Server, page: Any, wallets: Wallets) -> None:
     assert "via-page" not in names()
     with server.client("Bearer " + token) as api:
         assert api.get(f"/pins/{requestid}").status_code == 404
+
+
+def test_a_pasted_token_from_w3gate_token(server: Server, page: Any, params: dict[str, Any] | None) -> None:
+    """No wallet extension: the page shows the ``w3gate token`` command for this service, and takes a token
+    pasted from it (made by w3gate's own signer, for a new substrate key): checked with the service, then
+    the page's token exactly as a wallet-made one, so My pins lists that key's pins."""
+    import subprocess
+    import sys
+
+    from substrateinterface import Keypair
+
+    uri = params["uri"] if params else server.base_url
+    assert page.inner_text("#cli").strip() == f"w3gate token --chain CHAIN --url {uri}"
+    mnemonic = Keypair.generate_mnemonic()
+    address = Keypair.create_from_mnemonic(mnemonic, ss58_format=66).ss58_address  # w3gate token: Crust's
+    command = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]
+    made = subprocess.run([*command, "token", "--chain", "substrate", "--quiet", "--url", server.base_url],
+                          input=mnemonic, capture_output=True, text=True, env=server.env, timeout=120)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    cids = new_cids(3, "pasted")
+    with server.client("Bearer " + token) as api:
+        for i, cid in enumerate(cids):
+            assert api.post("/pins", json={"cid": cid, "name": f"from-cli-{i}"}).status_code == 202
+
+    page.fill("#paste-token", "not a token")
+    page.click("#use-token")
+    page.wait_for_selector("#paste-status.error:has-text('This is not a token')")
+    forged = base64.b64encode(f"sub-{address}:0x{'ab' * 64}".encode()).decode()
+    page.fill("#paste-token", forged)
+    page.click("#use-token")
+    page.wait_for_selector("#paste-status.error:has-text('The service refuses this token')")
+    assert page.evaluate("sessionStorage.getItem('w3gate.token')") is None  # a refused token is not kept
+
+    page.fill("#paste-token", f"Bearer {token}\n")  # as copied from a header, with its line end
+    page.click("#use-token")
+    page.wait_for_selector("#token-box:visible")
+    assert page.inner_text("#token").strip() == token
+    assert f"substrate account {address}" in page.inner_text("#token-summary")
+    assert json.loads(page.evaluate("sessionStorage.getItem('w3gate.token')"))["text"] == token
+    page.click("nav button[data-view=pins]")
+    page.wait_for_selector("#pins-status:has-text('Showing 1–3 of 3')")
+    names = page.locator("#pins-body tr td:nth-child(2)").all_inner_texts()
+    assert names == ["from-cli-2", "from-cli-1", "from-cli-0"]
+    shot(page, "pasted-token")

@@ -2,7 +2,7 @@
 // The token lives in this tab's sessionStorage only; the server keeps nothing but the pins.
 
 import { ApiFailure, type Filters, type PinStatus, Psa } from './pins';
-import { type AuthParams, boundToken, issuedAtOf, type Signer, type Token, w3authToken } from './tokens';
+import { type AuthParams, boundToken, describeToken, issuedAtOf, type Signer, type Token, w3authToken } from './tokens';
 import { available, connect, type WalletKind } from './wallets';
 
 const STORE = 'w3gate.token';
@@ -88,6 +88,33 @@ async function makeToken(chosen: Signer): Promise<void> {
   signer = chosen;
   sessionStorage.setItem(STORE, JSON.stringify(token));
   say('connect-status', '');
+  renderToken();
+  show('token');
+}
+
+/** A token made elsewhere (`w3gate token`, another browser): used once the service accepts it, then kept
+ *  exactly as a wallet-made one (this tab's sessionStorage only). */
+async function usePastedToken(event: Event): Promise<void> {
+  event.preventDefault();
+  const text = $<HTMLInputElement>('paste-token').value.trim().replace(/^Bearer\s+/i, '');
+  const pasted = describeToken(text);
+  if (!pasted) {
+    say('paste-status', 'This is not a token: expected a bound token (w3b1.…) or a base64 W3Auth token.', true);
+    return;
+  }
+  say('paste-status', 'Checking the token with the service…');
+  try {
+    await new Psa(apiBase, pasted.text).check();
+  } catch (err) {
+    say('paste-status', `The service refuses this token: ${(err as Error).message}`, true);
+    return;
+  }
+  token = pasted;
+  signer = null; // a revocation then needs a wallet, or `w3gate token --revoke`
+  sessionStorage.setItem(STORE, JSON.stringify(token));
+  $<HTMLFormElement>('paste-form').reset();
+  say('paste-status', '');
+  cursors = [];
   renderToken();
   show('token');
 }
@@ -244,14 +271,14 @@ async function removePin(requestid: string): Promise<void> {
 
 // --- wiring ---------------------------------------------------------------------------------------
 
-async function copy(id: string): Promise<void> {
+async function copy(id: string, status: string): Promise<void> {
   const text = $(id).textContent ?? '';
   try {
     await navigator.clipboard.writeText(text);
-    say('copy-status', 'Copied.');
+    say(status, 'Copied.');
   } catch {
     getSelection()?.selectAllChildren($(id));
-    say('copy-status', 'Selected: press Ctrl+C to copy.');
+    say(status, 'Selected: press Ctrl+C to copy.');
   }
 }
 
@@ -262,6 +289,8 @@ async function main(): Promise<void> {
     psaUrl = params.psa;
   }
   $('service').textContent = psaUrl;
+  // the service's root URL, as `w3gate token --url` wants it (the public_url it says, else this page's)
+  $('cli').textContent = `w3gate token --chain CHAIN --url ${params?.uri ?? new URL('.', location.href).href.replace(/\/$/, '')}`;
   setUpKinds();
   for (const kind of ['polkadot', 'ethereum', 'solana'] as WalletKind[]) {
     const button = $<HTMLButtonElement>(`wallet-${kind}`);
@@ -272,7 +301,8 @@ async function main(): Promise<void> {
   document.querySelectorAll<HTMLButtonElement>('nav button').forEach((b) =>
     b.addEventListener('click', () => show(b.dataset.view as 'connect' | 'token' | 'pins')));
   document.querySelectorAll<HTMLButtonElement>('button[data-copy]').forEach((b) =>
-    b.addEventListener('click', () => void copy(b.dataset.copy!)));
+    b.addEventListener('click', () => void copy(b.dataset.copy!, b.dataset.status ?? 'copy-status')));
+  $('paste-form').addEventListener('submit', (e) => void usePastedToken(e));
   $('forget').addEventListener('click', () => {
     token = null;
     sessionStorage.removeItem(STORE);

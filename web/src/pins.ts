@@ -40,6 +40,11 @@ export class Psa {
     return response;
   }
 
+  /** Whether the service accepts the token: a GET of one pin (401 for a token it refuses). */
+  async check(): Promise<void> {
+    await this.call('/pins?limit=1');
+  }
+
   /** One page; `cursor` (the previous page's last `created`) pages back in time as the spec's `before`. */
   async list(f: Filters, cursor?: string): Promise<{ count: number; results: PinStatus[] }> {
     const q = new URLSearchParams();

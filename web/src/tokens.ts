@@ -28,7 +28,7 @@ export interface Signer {
 export interface Token {
   text: string;
   kind: 'bound' | 'w3auth';
-  chain: Chain;
+  chain: string; // a wallet's Chain, or what a pasted token names (a plugin's chain too)
   address: string;
   issuedAt?: string;
   expiresAt?: string;
@@ -82,6 +82,40 @@ export async function w3authToken(signer: Signer): Promise<Token> {
   const sig = signer.chain === 'solana' ? toHex(signature) : `0x${toHex(signature)}`;
   const text = base64(utf8(`${W3AUTH_PREFIX[signer.chain]}-${signer.address}:${sig}`));
   return { text, kind: 'w3auth', chain: signer.chain, address: signer.address };
+}
+
+const CHAIN_OF_PREFIX: Record<string, string> = { eth: 'ethereum', sub: 'substrate', sol: 'solana' };
+
+/** What a pasted token says of itself (w3gate token's, another browser's): its kind, chain and address, for
+ *  display only. Nothing here is trusted: the server checks the signature when the token is used. */
+export function describeToken(text: string): Token | null {
+  if (text.startsWith('w3b1.')) {
+    const parts = text.split('.');
+    if (parts.length !== 3) return null;
+    let message: string;
+    try {
+      message = new TextDecoder('utf-8', { fatal: true }).decode(fromBase64url(parts[1]));
+    } catch {
+      return null;
+    }
+    const lines = message.split('\n');
+    const header = /^\S+ wants you to sign in with your ([A-Za-z]+) account:$/.exec(lines[0]);
+    if (!header || !lines[1]) return null;
+    const field = (name: string) => lines.find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2);
+    const date = (value?: string) => (value && !Number.isNaN(Date.parse(value)) ? value : undefined);
+    return { text, kind: 'bound', chain: header[1].toLowerCase(), address: lines[1],
+      issuedAt: date(field('Issued At')), expiresAt: date(field('Expiration Time')) };
+  }
+  let decoded: string;
+  try {
+    decoded = new TextDecoder('utf-8', { fatal: true }).decode(fromBase64url(text.replace(/=+$/, '')));
+  } catch {
+    return null;
+  }
+  const m = /^([^-:]+)-([^-:]+)[^:]*:./s.exec(decoded); // <chain type>-<address>[-<extra>]:<signature>
+  if (!m) return null;
+  const type = m[1].trim().toLowerCase();
+  return { text, kind: 'w3auth', chain: CHAIN_OF_PREFIX[type] ?? type, address: m[2] };
 }
 
 /** The issued-at time of a bound token (for revocation: the server wants one issued in the last 10 minutes). */
