@@ -17,7 +17,6 @@ EXIT_CONFIG = 2
 # stdout closed by its reader (``w3gate users list | head``): the status a shell reports for a process that
 # SIGPIPE killed (128 + 13), as ``yes | head`` gives; Python ignores SIGPIPE, so it is said explicitly
 EXIT_BROKEN_PIPE = 141
-COMMANDS = ("serve", "plugins", "users", "token")
 
 
 def _parser() -> argparse.ArgumentParser:
