@@ -128,18 +128,18 @@ class Settings:
     ipfs: IpfsSettings = field(default_factory=IpfsSettings)  # [ipfs]: the operator's IPFS node (w3gate.ipfs.settings)
     health_token: str = field(default="", repr=False)
     log_sql: bool = False
-    # leader (issue 12): several instances on one PostgreSQL elect one ordering leader
+    # leader: several instances on one PostgreSQL elect one ordering leader
     leader_timeout: float = 30.0  # seconds a dead or cut-off leader can keep ordering to itself
-    # limits and access (issue 10): who may pin, how much, how fast
+    # limits and access: who may pin, how much, how fast
     limits: Limits = field(default_factory=Limits)
     access: Access = field(default_factory=Access)
     trusted_proxy_header: str = ""  # empty: the client address is the socket's peer
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose trusted_proxy_header is believed
     admission: Mapping[str, Any] = field(default_factory=dict)  # [admission]: admission plugins' options
-    # tokens (issue 11): where users reach the service, and the [tokens] table
+    # tokens: where users reach the service, and the [tokens] table
     public_url: str = ""  # empty: http://HOST:PORT (see public_base)
     tokens: TokenSettings = field(default_factory=TokenSettings)
-    # metrics and logs (issue 10)
+    # metrics and logs
     metrics_token: str = field(default="", repr=False)
     log_format: str = "text"
 

@@ -1,4 +1,4 @@
-"""The ``[limits]`` and ``[access]`` tables of the configuration (issue 10): how much each user may pin,
+"""The ``[limits]`` and ``[access]`` tables of the configuration: how much each user may pin,
 how fast anyone may call, and who may pin at all.
 
 Each key also comes from the environment: ``W3GATE_LIMITS_<KEY>`` (an integer) and ``W3GATE_ACCESS_<KEY>``

@@ -1,4 +1,4 @@
-"""The web page at ``/``: a wallet sign-in that makes a token, and the user's pins (issue 11).
+"""The web page at ``/``: a wallet sign-in that makes a token, and the user's pins.
 
 The page is static files shipped in the package (``w3gate/web``, built by ``web/build.sh``); it talks to
 the Pinning Service API and ``/auth`` with the token from the browser, so nothing of it runs or is stored

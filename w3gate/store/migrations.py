@@ -215,7 +215,7 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
         ],
     ),
     (
-        "users: usage kept by triggers, per-user limits and blocks (issue 10)",
+        "users: usage kept by triggers, per-user limits and blocks",
         [
             ADDITIVE,
             # the bytes a pin was admitted for (the order's size then): what bytes_per_user counts, and what
