@@ -63,10 +63,10 @@ class Edge:
         if self.per_client is None or not self.per_client.limit or not self.trusted_proxy_header:
             return None
         peer = request.remote_addr
-        if not is_trusted(peer, self.trusted_proxies):
-            return None
-        return client_key(client_address(peer, request.headers.get(self.trusted_proxy_header),
-                                         self.trusted_proxies))
+        named = request.headers.get(self.trusted_proxy_header)
+        if not named or not is_trusted(peer, self.trusted_proxies):
+            return None  # a direct client (counted by its connections), or the proxy's own request
+        return client_key(client_address(peer, named, self.trusted_proxies))
 
 
 class Connection(TrioASGIHTTPConnection):
