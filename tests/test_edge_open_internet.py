@@ -183,6 +183,7 @@ def test_one_address_may_hold_max_connections_per_address(patient: Server) -> No
             assert status == 429 and b'"TOO_MANY_CONNECTIONS"' in body and headers.get("retry-after")
             assert _closed_by_server(extra)
         assert _get(patient, BYSTANDER, "/healthz")[0] == 200
+        assert "max_connections_per_address (5): its new connections get 429" in patient.log_text()
     finally:
         _close_all(held)
 

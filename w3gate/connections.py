@@ -88,7 +88,7 @@ class ConnectionPool:
         self.open: set[BoundedTCPServer] = set()
         self.idle: dict[BoundedTCPServer, None] = {}  # insertion order: idle the longest first
         self.busy: dict[BoundedTCPServer, None] = {}  # insertion order: busy the longest first
-        self._warned = -REFUSAL_LOG_EVERY
+        self._warned: dict[int, float] = {}  # refusal status -> when it was last logged
 
     def address_key(self, peer: str | None) -> str | None:
         """The key ``peer`` is counted under, or None when it is not counted (no limit, a trusted proxy)."""
@@ -100,21 +100,28 @@ class ConnectionPool:
         """Count ``conn`` in, closing an evictable connection if at the limit: 0, or the refusal's status (429:
         its address holds its share, 503: every connection is busy)."""
         if conn.address is not None and self.per_address is not None and not self.per_address.enter(conn.address):
+            self._warn(429, "an address holds max_connections_per_address (%d): its new connections get 429",
+                       self.per_address.limit)
             return 429
         if len(self.open) >= self.limit:
             victim = next(iter(self.idle), None) or next((c for c in self.busy if c.waiting_for_body()), None)
             if victim is None:
                 if conn.address is not None and self.per_address is not None:
                     self.per_address.leave(conn.address)
-                if time.monotonic() - self._warned >= REFUSAL_LOG_EVERY:
-                    self._warned = time.monotonic()
-                    log.warning("connection limit reached (%d open, none idle): new connections get 503", self.limit)
+                self._warn(503, "connection limit reached (%d open, none idle): new connections get 503", self.limit)
                 return 503
             self.release(victim)
             victim.evict()
         self.open.add(conn)
         self.idle[conn] = None  # nothing asked yet
         return 0
+
+    def _warn(self, status: int, message: str, *args: object) -> None:
+        """Log a refusal's reason, once per ``REFUSAL_LOG_EVERY`` for each kind (no address: a flood is one line)."""
+        now = time.monotonic()
+        if now - self._warned.get(status, -REFUSAL_LOG_EVERY) >= REFUSAL_LOG_EVERY:
+            self._warned[status] = now
+            log.warning(message, *args)
 
     def mark(self, conn: BoundedTCPServer, idle: bool) -> None:
         if conn not in self.open:
