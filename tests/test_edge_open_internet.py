@@ -277,3 +277,27 @@ def test_operator_token_guesses_count_as_failed_sign_ins(operator: Server) -> No
     assert _get(operator, ATTACKER, "/psa/pins", {"Authorization": "Bearer sub-nobody:0x00"})[0] == 429
     assert _get(operator, ATTACKER, "/healthz")[0] == 200  # the public probe, no token: never refused
     assert metrics(BYSTANDER, METRICS_TOKEN) == 200
+
+
+def test_a_traceback_cannot_forge_a_line() -> None:
+    """An exception's message (which may quote a client) stays inside its indented traceback, escaped."""
+    import io
+    import logging
+
+    from w3gate.logs import TEXT_FORMAT, TextFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter(TEXT_FORMAT))
+    logger = logging.getLogger("w3gate.test.forging")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        raise ValueError("bad value\n2026-01-01 00:00:00,000 INFO w3gate.access: GET / 200\x1b[2J")
+    except ValueError:
+        logger.exception("internal error on %s", "/x\r\ny")
+    finally:
+        logger.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("internal error on /x\\x0d\\x0ay")
+    assert all(line.startswith("  ") for line in lines[1:]) and "\x1b" not in out.getvalue()

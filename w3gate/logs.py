@@ -4,7 +4,8 @@ A log line is one record: in the text format every control character of a record
 carriage return, ESC and the rest of C0 and C1, DEL, the Unicode line and paragraph separators) is written
 as an escape such as ``\\x0a``, so that client-supplied text (a request path, a header quoted in an error)
 can neither forge a line nor send escape sequences to the operator's terminal. A traceback keeps its lines,
-each still cleared of every other control character. JSON lines are escaped by the JSON encoder.
+each indented (only a record's own line starts at the first column, so an exception's message cannot pass
+for one) and cleared of every other control character. JSON lines are escaped by the JSON encoder.
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ class TextFormatter(logging.Formatter):
         return escape_controls(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:  # noqa: N802
-        text = super().formatException(ei)
-        return _CONTROL_BUT_NEWLINE.sub(_escape, text)
+        return _indented(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:  # noqa: N802
-        return _CONTROL_BUT_NEWLINE.sub(_escape, stack_info)
+        return _indented(stack_info)
+
+
+def _indented(text: str) -> str:
+    return "\n".join("  " + line for line in _CONTROL_BUT_NEWLINE.sub(_escape, text).split("\n"))
 
 
 class JsonFormatter(logging.Formatter):
