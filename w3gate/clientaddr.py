@@ -5,6 +5,9 @@ It is the socket's peer, unless the peer is one of the operator's ``trusted_prox
 from ``trusted_proxy_header`` (``X-Forwarded-For``, ``X-Real-IP``...), read from the right (the entry the
 trusted proxy appended) past any further trusted proxies. A header from anyone else is ignored: a
 client cannot choose its own address by sending one.
+
+Per-address limits count by :func:`client_key` (IPv4 by address, IPv6 by its /64: one host's usual share);
+:class:`AddressCounts` counts what each such address holds open.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-__all__ = ["Network", "client_address", "parse_networks"]
+__all__ = ["AddressCounts", "Network", "client_address", "client_key", "is_trusted", "parse_networks"]
 
 
 def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
@@ -45,6 +48,53 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def _trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, trusted: Sequence[Network]) -> bool:
     return ip is not None and any(ip.version == net.version and ip in net for net in trusted)
+
+
+def is_trusted(peer: str | None, trusted: Sequence[Network]) -> bool:
+    """Whether ``peer`` (the socket's peer address) is one of the ``trusted`` proxies."""
+    return bool(trusted) and _trusted(_ip(peer or ""), trusted)
+
+
+def client_key(address: str | None) -> str:
+    """The unit of per-address limits and fairness: IPv4 as is, IPv6 by its /64 (one host's usual share)."""
+    if not address:
+        return ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # a unix socket path or the like: as given
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class AddressCounts:
+    """How many connections (or, behind a trusted proxy, requests in flight) each client key holds: at most
+    ``limit`` (0: no limit, nothing counted)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    def enter(self, key: str) -> bool:
+        """Count one more for ``key``; False (nothing counted) when it already holds ``limit``."""
+        held = self._counts.get(key, 0)
+        if held >= self.limit:
+            return False
+        self._counts[key] = held + 1
+        return True
+
+    def leave(self, key: str) -> None:
+        held = self._counts.get(key, 0) - 1
+        if held > 0:
+            self._counts[key] = held
+        else:
+            self._counts.pop(key, None)
+
+    def held(self, key: str) -> int:
+        return self._counts.get(key, 0)
 
 
 def client_address(peer: str | None, header_value: str | None, trusted: Sequence[Network]) -> str | None:

@@ -100,6 +100,20 @@ class Settings:
                                                                           the page ask for, seconds
     ====================  ===========================  =================  ==================================
 
+    Connections at the edge (docs/operations.md, "On the open internet"):
+
+    ===========================  ==================================  =======  ====================================
+    key                          environment                         default  meaning
+    ===========================  ==================================  =======  ====================================
+    max_connections_per_address  W3GATE_MAX_CONNECTIONS_PER_ADDRESS  100      connections one client address
+                                                                              (IPv6: its /64) may hold open; more
+                                                                              get 429. Behind trusted_proxies: the
+                                                                              requests in flight of each client
+                                                                              the proxy names. 0: no limit
+    body_first_byte_timeout      W3GATE_BODY_FIRST_BYTE_TIMEOUT      5.0      seconds from a request head to the
+                                                                              first byte of its body (then 408)
+    ===========================  ==================================  =======  ====================================
+
     Several instances: ``leader_timeout`` (``W3GATE_LEADER_TIMEOUT``, default 30 s), how long a dead or cut-off
     ordering leader can keep ordering to itself (w3gate.services.leader).
     """
@@ -114,6 +128,8 @@ class Settings:
     keep_alive_timeout: float = 75.0  # seconds an idle connection (between requests, or before its first) stays open
     body_timeout: float = 30.0  # seconds a request body may take to arrive, and a send of an answer may block
     max_connections: int = 1000  # open connections at most (lowered to fit the open-file limit)
+    max_connections_per_address: int = 100  # per client address (IPv6 /64); 0: no limit
+    body_first_byte_timeout: float = 5.0  # seconds from a request head to its body's first byte
     token_cache_size: int = 10_000
     auth_check_threads: int = 0  # 0: one per core, at least 2
     auth_queue_per_client: int = 32
@@ -191,6 +207,8 @@ SCALARS: dict[str, Any] = {
     "keep_alive_timeout": float,
     "body_timeout": float,
     "max_connections": _parse_int,
+    "max_connections_per_address": _parse_int,
+    "body_first_byte_timeout": float,
     "token_cache_size": _parse_int,
     "auth_check_threads": _parse_int,
     "auth_queue_per_client": _parse_int,
@@ -331,11 +349,13 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"invalid delegate {addr!r}: {exc}") from exc
     if s.max_body_bytes < 1024:
         raise ConfigError("max_body_bytes must be at least 1024")
-    for name in ("keep_alive_timeout", "body_timeout"):
+    for name in ("keep_alive_timeout", "body_timeout", "body_first_byte_timeout"):
         if not 0 < getattr(s, name) < float("inf"):
             raise ConfigError(f"{name} must be a number of seconds > 0")
     if s.max_connections < 1:
         raise ConfigError("max_connections must be >= 1")
+    if s.max_connections_per_address < 0:
+        raise ConfigError("max_connections_per_address must be >= 0 (0: no limit)")
     if s.token_cache_size < 0:
         raise ConfigError("token_cache_size must be >= 0")
     if not 0 <= s.auth_check_threads <= 256:

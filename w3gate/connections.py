@@ -2,9 +2,14 @@
 
 - The port is bound before anything else starts, so a port in use is one clear error (:class:`BindError`).
 - At most ``max_connections`` connections are open (lowered to fit the open-file limit). When a new one arrives
-  at the limit, the connection idle the longest (between requests, or still before its first full request
-  head) is closed to make room, so a flood of idle or slow-header connections cannot keep ``/healthz`` out;
-  if every connection is busy with a request, the newcomer gets a 503 at once rather than waiting.
+  at the limit, one is closed to make room: the connection idle the longest (between requests, still before
+  its first full request head, or lingering after its last answer), else the one waiting the longest for a
+  request body it has not yet received in full; so a flood of idle, slow-header or slow-body connections
+  cannot keep ``/healthz`` out. Only if every connection is busy with a request the app works on does the
+  newcomer get a 503 at once rather than waiting.
+- One client address (IPv6: its /64) may hold at most ``max_connections_per_address`` connections; more are
+  answered 429 and closed. A trusted proxy's address is exempt: its clients are counted one by one once a
+  request head names them (:mod:`w3gate.api.connection`), in the same :class:`~w3gate.clientaddr.AddressCounts`.
 - When the server ends a connection while the client may still be sending (an answer given before the whole
   body arrived), it half-closes first and reads on for up to ``LINGER`` seconds: closing a socket with unread
   bytes resets the connection, and the client could lose the answer it was sent.
@@ -25,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h11
 import orjson
 import trio
 from hypercorn.config import Config, Sockets
@@ -32,6 +38,8 @@ from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.utils import wrap_app
+
+from w3gate.clientaddr import AddressCounts, Network, client_key, is_trusted
 
 log = logging.getLogger(__name__)
 LINGER = 2.0  # seconds a closing connection still reads what its client sends
@@ -71,55 +79,93 @@ def connection_limit(wanted: int) -> int:
 
 
 class ConnectionPool:
-    """The open connections, and among them the idle ones, oldest first."""
+    """The open connections; among them the evictable ones: idle (oldest first), then waiting for a body."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_address: AddressCounts | None = None, exempt: tuple[Network, ...] = ()) -> None:
         self.limit = limit
+        self.per_address = per_address if per_address is not None and per_address.limit else None
+        self.exempt = exempt  # trusted proxies: not counted per address
         self.open: set[BoundedTCPServer] = set()
         self.idle: dict[BoundedTCPServer, None] = {}  # insertion order: idle the longest first
-        self._warned = -REFUSAL_LOG_EVERY
+        self.busy: dict[BoundedTCPServer, None] = {}  # insertion order: busy the longest first
+        self._warned: dict[int, float] = {}  # refusal status -> when it was last logged
 
-    def admit(self, conn: BoundedTCPServer) -> bool:
-        """Count ``conn`` in, closing the longest-idle connection if at the limit; False if all are busy."""
+    def address_key(self, peer: str | None) -> str | None:
+        """The key ``peer`` is counted under, or None when it is not counted (no limit, a trusted proxy)."""
+        if self.per_address is None or is_trusted(peer, self.exempt):
+            return None
+        return client_key(peer)
+
+    def admit(self, conn: BoundedTCPServer) -> int:
+        """Count ``conn`` in, closing an evictable connection if at the limit: 0, or the refusal's status (429:
+        its address holds its share, 503: every connection is busy)."""
+        if conn.address is not None and self.per_address is not None and not self.per_address.enter(conn.address):
+            self._warn(429, "an address holds max_connections_per_address (%d): its new connections get 429",
+                       self.per_address.limit)
+            return 429
         if len(self.open) >= self.limit:
-            victim = next(iter(self.idle), None)
+            victim = next(iter(self.idle), None) or next((c for c in self.busy if c.waiting_for_body()), None)
             if victim is None:
-                if time.monotonic() - self._warned >= REFUSAL_LOG_EVERY:
-                    self._warned = time.monotonic()
-                    log.warning("connection limit reached (%d open, none idle): new connections get 503", self.limit)
-                return False
+                if conn.address is not None and self.per_address is not None:
+                    self.per_address.leave(conn.address)
+                self._warn(503, "connection limit reached (%d open, none idle): new connections get 503", self.limit)
+                return 503
             self.release(victim)
             victim.evict()
         self.open.add(conn)
         self.idle[conn] = None  # nothing asked yet
-        return True
+        return 0
+
+    def _warn(self, status: int, message: str, *args: object) -> None:
+        """Log a refusal's reason, once per ``REFUSAL_LOG_EVERY`` for each kind (no address: a flood is one line)."""
+        now = time.monotonic()
+        if now - self._warned.get(status, -REFUSAL_LOG_EVERY) >= REFUSAL_LOG_EVERY:
+            self._warned[status] = now
+            log.warning(message, *args)
 
     def mark(self, conn: BoundedTCPServer, idle: bool) -> None:
-        self.idle.pop(conn, None)
-        if idle and conn in self.open:
+        if conn not in self.open:
+            return
+        if idle:
+            self.busy.pop(conn, None)
             self.idle[conn] = None
+        else:
+            self.idle.pop(conn, None)
+            self.busy[conn] = None
 
     def release(self, conn: BoundedTCPServer) -> None:
+        if conn not in self.open:
+            return
         self.open.discard(conn)
         self.idle.pop(conn, None)
+        self.busy.pop(conn, None)
+        if conn.address is not None and self.per_address is not None:
+            self.per_address.leave(conn.address)
 
 
 class BoundedTCPServer(TCPServer):
-    """Hypercorn's TCP connection, counted in a pool, evictable while idle, and closed with a linger."""
+    """Hypercorn's TCP connection, counted in a pool, evictable while idle or waiting for a body, and closed
+    with a linger."""
 
     pool: ConnectionPool  # these two are set on the class made by :func:`serve`
     send_timeout: float
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        self.address: str | None = None  # the key this connection is counted under per address (None: not)
         self._evicted = False
         self._idle_scope: trio.CancelScope | None = None
         self._reading: trio.CancelScope | None = None
         self._done_reading = False
 
     async def run(self) -> None:
-        if not self.pool.admit(self):
-            await self._refuse()
+        try:
+            self.address = self.pool.address_key(self.stream.socket.getpeername()[0])  # type: ignore[attr-defined]
+        except (AttributeError, OSError, IndexError):  # not a socket stream, or the client has gone already
+            pass
+        refused = self.pool.admit(self)
+        if refused:
+            await self._refuse(refused)
             return
         try:
             await super().run()
@@ -146,17 +192,29 @@ class BoundedTCPServer(TCPServer):
                 await self.stream.aclose()
                 await self.protocol.handle(Closed())
 
+    def waiting_for_body(self) -> bool:
+        """Whether no answer has begun while the request's body has not arrived in full, or the client broke
+        off its request (HTTP/1.1): nothing the app works on is lost when this connection is closed."""
+        connection = getattr(getattr(self, "protocol", None), "protocol", None)
+        connection = getattr(connection, "connection", None)
+        return (isinstance(connection, h11.Connection) and connection.their_state in (h11.SEND_BODY, h11.ERROR)
+                and connection.our_state is h11.SEND_RESPONSE)
+
     def evict(self) -> None:
-        """Close this idle connection now (its idle wait ends early)."""
+        """Close this connection now: its idle wait ends early, or its reading (a body, or a linger) stops."""
         self._evicted = True
         if self._idle_scope is not None:
             self._idle_scope.cancel()
+        elif self._reading is not None:
+            self._reading.cancel()
 
     async def _idle_timeout(self) -> None:
-        with trio.move_on_after(self.config.keep_alive_timeout) as self._idle_scope:
-            if not self._evicted:
-                await self.context.terminated.wait()
-        self._idle_scope = None
+        try:
+            with trio.move_on_after(self.config.keep_alive_timeout) as self._idle_scope:
+                if not self._evicted:
+                    await self.context.terminated.wait()
+        finally:  # also when a request stops the wait: a busy connection has no idle wait to cancel
+            self._idle_scope = None
         with trio.CancelScope(shield=True):
             await self._initiate_server_close()
 
@@ -180,11 +238,19 @@ class BoundedTCPServer(TCPServer):
         except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError, AttributeError):
             pass
         reading.deadline = trio.current_time() + LINGER
+        self.pool.mark(self, idle=True)  # its answer is sent: the linger is a courtesy, first to go for a newcomer
 
-    async def _refuse(self) -> None:
-        body = orjson.dumps({"error": {"reason": "SERVICE_UNAVAILABLE", "details": "too many open connections"}})
+    async def _refuse(self, status: int) -> None:
+        if status == 429:
+            limit = self.pool.per_address.limit if self.pool.per_address is not None else 0
+            line, error = "429 Too Many Requests", {"reason": "TOO_MANY_CONNECTIONS", "details":
+                f"{limit} connections are already open from this address (max_connections_per_address)"}
+        else:
+            line, error = "503 Service Unavailable", {"reason": "SERVICE_UNAVAILABLE",
+                                                      "details": "too many open connections"}
+        body = orjson.dumps({"error": error})
         head = (
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            f"HTTP/1.1 {line}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
         )
         with trio.move_on_after(LINGER):
@@ -205,14 +271,17 @@ async def serve(
     max_connections: int,
     send_timeout: float,
     *,
+    per_address: AddressCounts | None = None,
+    trusted_proxies: tuple[Network, ...] = (),
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on the bound ``sockets`` with Hypercorn, through :class:`BoundedTCPServer`."""
+    """Serve ``app`` on the bound ``sockets`` with Hypercorn, through :class:`BoundedTCPServer`: at most
+    ``max_connections``, and ``per_address`` connections from one client address (``trusted_proxies`` exempt)."""
     for sock in sockets.insecure_sockets:
         sock.listen(config.backlog)
     class Server(BoundedTCPServer):
-        pool = ConnectionPool(max_connections)
+        pool = ConnectionPool(max_connections, per_address, trusted_proxies)
 
     Server.send_timeout = send_timeout
 

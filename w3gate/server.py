@@ -20,7 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 from w3gate import __version__, connections
 from w3gate.admission.service import Admission, resolve_access
 from w3gate.api.app import Services, create_app
-from w3gate.clientaddr import parse_networks
+from w3gate.clientaddr import AddressCounts, parse_networks
 from w3gate.config import Settings
 from w3gate.crust.settings import order_size
 from w3gate.invocation import own_command
@@ -96,6 +96,8 @@ async def run(settings: Settings) -> None:
         )
         await admission.refresh()  # blocks and users' own limits hold from the first request
         pins = PinService(db, settings.delegates, admission)
+        proxies = parse_networks(settings.trusted_proxies) if settings.trusted_proxy_header else ()
+        per_address = AddressCounts(settings.max_connections_per_address)  # direct peers and proxied clients
         app = create_app(
             Services(
                 pins=pins,
@@ -106,11 +108,13 @@ async def run(settings: Settings) -> None:
                 health_token=settings.health_token or None,
                 admission=admission,
                 trusted_proxy_header=settings.trusted_proxy_header,
-                trusted_proxies=parse_networks(settings.trusted_proxies),
+                trusted_proxies=proxies,
                 tokens=token_service,
                 metrics=metrics,
                 stats=ServiceStats(db, crust_status, authenticator),
                 metrics_token=settings.metrics_token or None,
+                body_first_byte_timeout=settings.body_first_byte_timeout,
+                per_client=per_address,
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
@@ -124,6 +128,7 @@ async def run(settings: Settings) -> None:
             bound = await nursery.start(
                 lambda task_status: connections.serve(
                     app, http_config, sockets, max_connections, settings.body_timeout,
+                    per_address=per_address, trusted_proxies=proxies,
                     shutdown_trigger=stop.wait, task_status=task_status,
                 )
             )

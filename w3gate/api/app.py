@@ -3,10 +3,16 @@
 Every response that is not a success is the spec's Failure body, whatever raised it: validation, the
 framework (unknown route, wrong method, oversized body) or an internal fault, so no framework error page
 ever reaches a client.
+
+The operator's endpoints (``/healthz``, ``/metrics``) answer no CORS headers, not even to a preflight: no web
+page of another origin is to read them. A wrong ``health_token`` or ``metrics_token`` counts as a failed
+sign-in of its client address (``auth_failures_per_minute``), and an address with none left gets 429 for any
+operator token it sends, right or wrong, so that guessing has no oracle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,10 +26,10 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from w3gate.admission.service import Admission
-from w3gate.api.connection import install
+from w3gate.api.connection import Edge, install
 from w3gate.api.queries import parse_list_query
 from w3gate.api.webpage import install_webpage
-from w3gate.clientaddr import Network, client_address
+from w3gate.clientaddr import AddressCounts, Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.hookspecs import Identity
 from w3gate.metrics import CONTENT_TYPE, Metrics
@@ -54,6 +60,7 @@ AUTH_RESULTS = {EMPTY_SIGNATURE: "missing", INVALID_SIGNATURE: "invalid_signatur
 BOUND_RESULTS = {bound.WRONG_DOMAIN: "wrong_domain", bound.EXPIRED: "expired", bound.REVOKED: "revoked",
                  bound.NOT_YET_VALID: "not_yet_valid", bound.BAD_SIGNATURE: "invalid_signature",
                  bound.MALFORMED: "malformed"}
+OPERATOR_PATHS = frozenset({"/healthz", "/metrics"})  # no CORS here (see the module docstring)
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET,HEAD,POST,DELETE",  # the API's methods, no others
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -76,6 +83,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     stats: Callable[[], Awaitable[list[Any]]] | None = None  # families read at scrape time (services.stats)
     metrics_token: str | None = None  # None: /metrics is open to anyone who can reach it
+    body_first_byte_timeout: float = 5.0  # seconds from a request head to its body's first byte (then 408)
+    per_client: AddressCounts | None = None  # requests in flight per client named by a trusted proxy
 
 
 def auth_result(details: str) -> str:
@@ -109,13 +118,15 @@ def one_authorization() -> str | None:
 
 def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("w3gate", static_folder=None, template_folder=None)
-    install(app, services.metrics)  # connection handling, the access log, request metrics (api/connection.py)
+    # connection handling, the access log, request metrics (api/connection.py)
+    install(app, services.metrics, Edge(services.body_first_byte_timeout, services.per_client,
+                                        services.trusted_proxy_header, services.trusted_proxies))
     app.config["MAX_CONTENT_LENGTH"] = services.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.strict_slashes = False
 
     async def _cors(response: Response) -> Response:  # async: Quart runs sync hooks in threads
-        if not services.cors_origins:
+        if not services.cors_origins or _operator_path():
             return response
         # always, whether this origin matched or not: a cache must not serve one origin's answer to another
         response.vary.add("Origin")
@@ -126,14 +137,18 @@ def create_app(services: Services) -> QuartTrio:
                 response.headers.update(CORS_HEADERS)
         return response
 
-    async def _identify() -> tuple[Identity, BoundClaims | None]:
-        """The request's user, with the auth-failure limit of its client address (raises a Failure)."""
-        admission = services.admission
-        client = client_address(
+    def _client() -> str | None:
+        """The request's client address (:mod:`w3gate.clientaddr`)."""
+        return client_address(
             request.remote_addr,
             request.headers.get(services.trusted_proxy_header) if services.trusted_proxy_header else None,
             services.trusted_proxies,
         )
+
+    async def _identify() -> tuple[Identity, BoundClaims | None]:
+        """The request's user, with the auth-failure limit of its client address (raises a Failure)."""
+        admission = services.admission
+        client = _client()
         try:
             found = await services.authenticator.authenticate_claims(
                 one_authorization(), client, before_check=None if admission is None else
@@ -151,8 +166,8 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.before_request
     async def _authenticate() -> Response | None:
-        if request.method == "OPTIONS":  # CORS preflight needs no token, as in Crust's gateway
-            return Response("", status=204)
+        if request.method == "OPTIONS" and not _operator_path():  # CORS preflight needs no token, as in Crust's
+            return Response("", status=204)  # gateway; the operator's endpoints have none (405)
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
             identity, _claims = await _identify()
             if services.admission is not None:
@@ -209,14 +224,32 @@ def create_app(services: Services) -> QuartTrio:
         identity, claims = await _identify()
         return _json(await services.tokens.revoke(identity.user_key, claims), 200)
 
+    def _operator(secret: str | None) -> bool:
+        """Whether the request carries the operator's ``secret``; a wrong one is a failed sign-in of its client
+        address, and an address out of them gets 429 (raised) whatever it sends."""
+        if not secret:
+            return False
+        values = request.headers.getlist("Authorization")
+        if not values:
+            return False  # no guess: the public answer
+        admission = services.admission
+        client = _client() if admission is not None else None
+        if admission is not None:
+            admission.check_client(client)
+        if _is_operator(secret, values):
+            return True
+        if admission is not None:
+            admission.auth_failed(client)
+        return False
+
     @app.get("/healthz")
     async def healthz() -> Response:
-        status, body = await services.health(_is_operator(services.health_token))
+        status, body = await services.health(_operator(services.health_token))
         return _json(body, status)
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        if services.metrics_token and not _is_operator(services.metrics_token):
+        if services.metrics_token and not _operator(services.metrics_token):
             return failure(unauthorized("GET /metrics needs Authorization: Bearer <metrics_token>"))
         extra = await services.stats() if services.stats is not None else []
         # rendering takes a few ms of CPU (every histogram bucket of every label set): not in the event loop
@@ -252,12 +285,16 @@ def create_app(services: Services) -> QuartTrio:
     return app
 
 
-def _is_operator(secret: str | None) -> bool:
-    """Whether the request carries the operator's ``secret`` (``Authorization: Bearer <secret>``)."""
-    if not secret:
-        return False
-    values = request.headers.getlist("Authorization")
+def _operator_path() -> bool:
+    return request.path.rstrip("/") in OPERATOR_PATHS
+
+
+def _is_operator(secret: str, values: list[str]) -> bool:
+    """Whether ``values`` (the request's ``Authorization`` headers) are exactly ``Bearer <secret>``, compared in
+    constant time (digests of equal length: neither the secret's length nor a prefix is told)."""
     if len(values) != 1:
         return False
     scheme, _, credential = values[0].strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), secret.encode())
+    same = hmac.compare_digest(hashlib.sha256(credential.strip().encode("utf-8", "surrogatepass")).digest(),
+                               hashlib.sha256(secret.encode()).digest())
+    return same and scheme.lower() == "bearer"

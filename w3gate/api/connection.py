@@ -8,10 +8,19 @@ forever), a connection due to close (HTTP/1.0, ``Connection: close``, a body lef
 and one whose unread body arrived later stopped reading for good (the next request hung). Here a disconnect
 cancels the handler only while it works on an answer, never while the answer is being sent.
 
-An answer given before the body was read (401, 404, 405, 413) waits for the rest of a body that is no larger
-than ``MAX_CONTENT_LENGTH`` and arrives within ``BODY_TIMEOUT`` of the request, discarding it, so the
-connection stays usable; otherwise it says ``Connection: close`` and the connection is closed after it
-(RFC 9112 section 9.6). Each request ends with one line on the ``w3gate.access`` logger (its fields also as
+An answer decided from the request head alone (401, 404, 405, 413, 429: route and token are checked before
+any body is read) is sent at once, and if the body has not arrived in full by then it says ``Connection:
+close`` and the connection is closed after it without waiting for the body (RFC 9112 section 9.6; the server
+still reads what comes for a short linger, :mod:`w3gate.connections`): a client that declares a body and
+sends it slowly holds a connection for no longer than the answer takes. A body whose first byte has not come
+``BODY_FIRST_BYTE_TIMEOUT`` seconds after the head is answered 408 (a handler waiting for it sees the
+timeout), a body still incomplete at ``BODY_TIMEOUT`` too (quart's own timeout).
+
+Behind a trusted proxy, every request counts against the client address its head names, at most
+``max_connections_per_address`` in flight (more: 429 and the connection closed), as a direct client's
+connections are counted by :mod:`w3gate.connections`.
+
+Each request ends with one line on the ``w3gate.access`` logger (its fields also as
 the record's ``method``, ``path``, ``status``, ``duration_ms`` and ``user``: JSON logs show them as keys) and
 is counted in the app's :class:`w3gate.metrics.Metrics` by route template, method and status.
 """
@@ -21,31 +30,69 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from quart import Request, Response, g, request
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
+from werkzeug.exceptions import RequestTimeout
 
+from w3gate.clientaddr import AddressCounts, Network, client_address, client_key, is_trusted
 from w3gate.metrics import UNMATCHED, Metrics
 
 access_log = logging.getLogger("w3gate.access")
 USER_KEY = "w3gate.user"  # request scope key: the authenticated user, for the access log
 
 
+@dataclass(frozen=True)
+class Edge:
+    """What a request is held to at the edge: how soon its body must start, and per-client counting of
+    requests that come through a trusted proxy."""
+
+    first_byte_timeout: float = math.inf  # seconds from the head to the body's first byte
+    per_client: AddressCounts | None = None  # None (or limit 0): no per-client count
+    trusted_proxy_header: str = ""
+    trusted_proxies: tuple[Network, ...] = ()
+
+    def proxied_client(self, request: Request) -> str | None:
+        """The key of the client a trusted proxy names, when such requests are counted; else None."""
+        if self.per_client is None or not self.per_client.limit or not self.trusted_proxy_header:
+            return None
+        peer = request.remote_addr
+        named = request.headers.get(self.trusted_proxy_header)
+        if not named or not is_trusted(peer, self.trusted_proxies):
+            return None  # a direct client (counted by its connections), or the proxy's own request
+        return client_key(client_address(peer, named, self.trusted_proxies))
+
+
 class Connection(TrioASGIHTTPConnection):
     """quart-trio's HTTP connection with the disconnect confined to the handler and early answers settled."""
 
     metrics: Metrics  # set on the class :func:`install` makes for an app
+    edge: Edge
 
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:  # type: ignore[override]
         started = time.perf_counter()
         request = self._create_request_from_scope(send)
+        client = self.edge.proxied_client(request)
+        if client is not None and self.edge.per_client is not None:
+            if not self.edge.per_client.enter(client):
+                await self._too_many(request, send, started)
+                return
+            try:
+                await self._serve(request, receive, send, started)
+            finally:
+                self.edge.per_client.leave(client)
+        else:
+            await self._serve(request, receive, send, started)
+
+    async def _serve(self, request: Request, receive: ASGIReceiveCallable, send: ASGISendCallable,
+                     started: float) -> None:
         self._body_complete = False
-        self._received = 0
-        self._settled = trio.Event()  # the body is complete, over the size limit, or the client is gone
         status: int | str = "closed"  # no answer: the client went away first
         async with trio.open_nursery() as nursery:
             handler = trio.CancelScope()
@@ -53,47 +100,54 @@ class Connection(TrioASGIHTTPConnection):
             with handler:
                 response = await self.app.handle_request(request)
             if not handler.cancelled_caught:
-                await self._settle_body(request, response, started)
+                if not self._body_complete and _declares_body(request):
+                    await trio.lowlevel.checkpoint()  # a body that came with its head: let the reader take it
+                    if not self._body_complete:  # answered from the head: the body is not waited for
+                        response.headers["Connection"] = "close"
                 status = response.status_code
                 with trio.move_on_after(_timeout(response, self.app.config["RESPONSE_TIMEOUT"])):
                     await self._send_response(send, response)  # type: ignore[arg-type]
             nursery.cancel_scope.cancel()
+        self._finished(request, status, started)
+
+    def _finished(self, request: Request, status: int | str, started: float) -> None:
         elapsed = time.perf_counter() - started
         rule = request.url_rule
         self.metrics.observe_request(UNMATCHED if rule is None else rule.rule, request.method, status, elapsed)
         _log(request, status, elapsed)
 
+    async def _too_many(self, request: Request, send: ASGISendCallable, started: float) -> None:
+        limit = self.edge.per_client.limit if self.edge.per_client is not None else 0
+        error = {"error": {"reason": "TOO_MANY_CONNECTIONS", "details": f"{limit} requests from this address are "
+                           "already in progress (max_connections_per_address)"}}
+        response = Response(orjson.dumps(error), status=429, content_type="application/json",
+                            headers={"Retry-After": "1", "Connection": "close"})
+        with trio.move_on_after(_timeout(response, self.app.config["RESPONSE_TIMEOUT"])):
+            await self._send_response(send, response)  # type: ignore[arg-type]
+        self._finished(request, 429, started)
+
     async def _read_body(self, request: Request, receive: ASGIReceiveCallable, handler: trio.CancelScope) -> None:
-        limit = self.app.config["MAX_CONTENT_LENGTH"]
-        while True:
+        with trio.move_on_after(self.edge.first_byte_timeout) as first:
             message = await receive()
+        if first.cancelled_caught:  # the head came, the body never started: a handler waiting for it gets 408
+            request.body._must_raise = RequestTimeout(  # quart's own way to fail a body
+                f"no byte of the request body arrived within {self.edge.first_byte_timeout:g} s of its head")
+            request.body.set_complete()
+            message = await receive()
+        while True:
             if message["type"] == "http.request":
-                chunk = message.get("body", b"")
-                self._received += len(chunk)
-                request.body.append(chunk)  # the body keeps no more than MAX_CONTENT_LENGTH
+                request.body.append(message.get("body", b""))  # the body keeps no more than MAX_CONTENT_LENGTH
                 if not message.get("more_body", False):
                     request.body.set_complete()
                     self._body_complete = True
-                    self._settled.set()
-                elif limit is not None and self._received > limit:
-                    self._settled.set()
             elif message["type"] == "http.disconnect":
                 handler.cancel()  # the client is gone: stop working on its answer (a no-op once it is sent)
-                self._settled.set()
                 return
+            message = await receive()
 
-    async def _settle_body(self, request: Request, response: Any, started: float) -> None:
-        """Read and discard what is left of an acceptable body, else mark the answer as the connection's last."""
-        if self._body_complete:
-            return
-        limit = self.app.config["MAX_CONTENT_LENGTH"]
-        declared = request.content_length
-        if limit is None or declared is None or declared <= limit:
-            wait = started + (self.app.config["BODY_TIMEOUT"] or math.inf) - time.perf_counter()
-            with trio.move_on_after(max(wait, 0)):
-                await self._settled.wait()
-        if not self._body_complete:
-            response.headers["Connection"] = "close"
+
+def _declares_body(request: Request) -> bool:
+    return bool(request.content_length) or "Transfer-Encoding" in request.headers
 
 
 def _timeout(response: Any, default: float | None) -> float:
@@ -122,8 +176,9 @@ async def _note_user(response: Response) -> Response:
     return response
 
 
-def install(app: QuartTrio, metrics: Metrics) -> None:
-    """Serve ``app``'s requests through :class:`Connection`, counted in ``metrics``, and note each request's
-    user for the access log."""
-    app.asgi_http_class = type("Connection", (Connection,), {"metrics": metrics})  # type: ignore[assignment]
+def install(app: QuartTrio, metrics: Metrics, edge: Edge | None = None) -> None:
+    """Serve ``app``'s requests through :class:`Connection`, counted in ``metrics`` and held to ``edge``, and
+    note each request's user for the access log."""
+    app.asgi_http_class = type("Connection", (Connection,),  # type: ignore[assignment]
+                               {"metrics": metrics, "edge": edge or Edge()})
     app.after_request(_note_user)

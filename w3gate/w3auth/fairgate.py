@@ -10,31 +10,16 @@ decoding or crypto. Addresses are grouped as a host holds them: IPv4 by address,
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
 
+from w3gate.clientaddr import client_key
 from w3gate.errors import ApiError
 
 __all__ = ["FairGate", "client_key", "too_many_checks"]
-
-
-def client_key(address: str | None) -> str:
-    """The unit of fairness for a peer address: IPv4 as is, IPv6 by its /64 (one host's usual share)."""
-    if not address:
-        return ""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address  # a unix socket path or the like: as given
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 def too_many_checks(limit: int) -> ApiError:
