@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 import pytest
@@ -31,8 +32,9 @@ FEES = {  # the market's fee storage items, by spec: base, per started MiB, per 
 def crust_check(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))}
     full.update(env or {})
+    # run outside the checkout: ``python -m`` puts the working directory first on sys.path
     return subprocess.run([*COMMAND, "crust", "check", "--url", url, *args], env=full, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=tempfile.gettempdir())
 
 
 def storage_key(pallet: str, item: str) -> str:

@@ -141,6 +141,13 @@ def cru(units: int | str) -> str:
     return f"{whole}.{frac:012d} CRU"
 
 
+def _binary(size: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", MB), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report for people: one line per finding, the verdict last."""
     lines = [f"w3gate crust check: {report['url']}"]
@@ -149,8 +156,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  {label:<9} {text}")
 
     if "spec_version" in report:
-        add("chain", f"{report['chain']}, runtime {report.get('spec_name') or ''} spec {report['spec_version']} "
-                     f"({report['metadata']} metadata)".replace("runtime  spec", "runtime spec"))
+        name = f"{report['spec_name']}, " if report.get("spec_name") else ""
+        add("chain", f"{report['chain']}, runtime spec {report['spec_version']} ({name}{report['metadata']} metadata)")
         types = report["types"]
         known = ", ".join(types["verified_specs"]) or "none"
         if types["source"] == "metadata":
@@ -165,9 +172,10 @@ def format_report(report: dict[str, Any]) -> str:
                          f"of {report['chain']})")
     if "ordering" in report:
         o = report["ordering"]
-        add("ordering", f"{o['call']} ({o['arguments']} arguments), records in {o['files_map']}; an order must be "
-                        f"smaller than {o['max_file_size']} bytes (MaximumFileSize); files live "
-                        f"{o['file_duration_blocks']} blocks; renewal by {o['renewal']}")
+        add("ordering", f"{o['call']} ({o['arguments']} arguments), records in {o['files_map']}, renewal by "
+                        f"{o['renewal']}")
+        add("sizes", f"an order must be smaller than {o['max_file_size']} bytes ({_binary(o['max_file_size'])}, "
+                     f"MaximumFileSize); files live {o['file_duration_blocks']} blocks")
     if "market_enabled" in report:
         add("market", "on" if report["market_enabled"] else "OFF")
     for m in report.get("records", []):
