@@ -175,3 +175,33 @@ def test_an_unreachable_chain_is_one_line_and_non_zero():
     assert line.startswith("w3gate crust check: cannot reach ws://***@127.0.0.1:") and "pa55word" not in line
     report = json.loads(crust_check(url, "--json").stdout)
     assert (report["usable"], report["exit_status"]) == (False, 3)
+
+
+def test_operator_types_are_used_and_said_to_be_unverified(devchain, relay: Relay, ordering_account, tmp_path):
+    """crust.typedefs from the config file (--config): the operator vouches for them, the check says so, and
+    still decodes records strictly with them."""
+    from w3gate.crust.typedefs import _read, ranges
+
+    place_orders(devchain, [(f"bafycheckops{devchain.runtime}{os.getpid()}", 4096)])
+
+    [entry] = [e for e in ranges("crust") if e["spec_min"] == 1]  # the shipped spec-1 types, as an operator's file
+    types: dict[str, Any] = {}
+    for name in entry["files"]:
+        types.update(_read(name)["types"])
+    registry = tmp_path / "maxwell-types.json"
+    registry.write_text(json.dumps({"types": {}, "versioning": [{"runtime_range": [1, 16], "types": types}]}))
+    config = tmp_path / "w3gate.toml"
+    config.write_text(f'[crust]\nurl = "{relay.url}"\ntypedefs = "{registry}"\n')
+    relay.fail_next("system_chain", {"result": "Crust Maxwell"})
+    done = subprocess.run([*COMMAND, "crust", "check", "--config", str(config), "--json"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path,
+                          env={k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))})
+    report = json.loads(done.stdout)
+    if devchain.runtime == "rocky":  # spec 4 records are not spec 1's layout: the strict decode says so
+        assert (done.returncode, report["exit_status"]) == (5, 5)
+        assert "do not decode" in report["problems"][0]
+    else:
+        assert (done.returncode, report["exit_status"], report["usable"]) == (0, 0, True), done.stdout
+    assert report["url"] == relay.url and report["chain"] == "crust_maxwell"
+    assert report["types"]["source"] == "crust.typedefs" and report["types"]["verified"] is False
+    assert any("not verified by this release" in n for n in report["notes"])

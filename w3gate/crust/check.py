@@ -159,17 +159,17 @@ def format_report(report: dict[str, Any]) -> str:
         name = f"{report['spec_name']}, " if report.get("spec_name") else ""
         add("chain", f"{report['chain']}, runtime spec {report['spec_version']} ({name}{report['metadata']} metadata)")
         types = report["types"]
-        known = ", ".join(types["verified_specs"]) or "none"
+        known = (f"specs {', '.join(types['verified_specs'])} of {report['chain']}" if types["verified_specs"]
+                 else f"no spec of {report['chain']}")
         if types["source"] == "metadata":
             add("types", "the runtime describes its own types (metadata v14 or later)")
         elif types["source"] == "shipped":
             maps = "; ".join(f"Market.{m} = {t}" for m, t in types["maps"].items())
             add("types", f"verified by this release for specs {types['range']} ({maps})")
         elif types["source"] == "crust.typedefs":
-            add("types", f"from your crust.typedefs file (NOT verified; this release verifies specs {known})")
+            add("types", f"from your crust.typedefs file (NOT verified; this release verifies {known})")
         else:
-            add("types", f"NONE verified for spec {report['spec_version']} (this release verifies specs {known} "
-                         f"of {report['chain']})")
+            add("types", f"NONE verified for spec {report['spec_version']} (this release verifies {known})")
     if "ordering" in report:
         o = report["ordering"]
         add("ordering", f"{o['call']} ({o['arguments']} arguments), records in {o['files_map']}, renewal by "
