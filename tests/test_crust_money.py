@@ -13,7 +13,7 @@ import trio
 from devchain_fixtures import add_pin, order_of, run_tasks, settings_for, uniq, wait_status
 
 from w3gate.store import pins
-from w3gate.store.models import Order
+from w3gate.store.models import Order, Pin
 
 pytestmark = pytest.mark.devchain
 FAST_RETRY = {"W3GATE_CRUST_RETRY_BASE": "0.5", "W3GATE_CRUST_RETRY_MAX": "1"}
@@ -182,7 +182,8 @@ def test_dispatch_errors_are_sorted_by_whose_fault_they_are(devchain, ordering_a
     market switched off is nobody's (paused, free). Before: both were 'fail', charged to every CID."""
     with devchain.connected() as client:
         nonce = client.account().nonce
-        items = [("bafysortok", 1024), ("bafysorttoolarge", client.max_file_size + 1), ("bafysortafter", 1024)]
+        # exactly MaximumFileSize is already too large: the market takes only reported_file_size < it
+        items = [("bafysortok", 1024), ("bafysorttoolarge", client.max_file_size), ("bafysortafter", 1024)]
         signed = client.sign_batch(items, nonce, client.finalized_head())
         devchain.new_block([signed.extrinsic])
         found, _ = client.find_inclusion(signed.tx_hash, signed.start_block)
@@ -196,3 +197,31 @@ def test_dispatch_errors_are_sorted_by_whose_fault_they_are(devchain, ordering_a
             assert client.batch_outcome(found, 1) == [("pause", "chain error Market.PlaceOrderNotAvailable")]
         finally:
             devchain.market_on()
+
+
+async def test_known_size_at_the_maximum_is_failed_not_ordered(db, devchain, relay, ordering_account):
+    """The market orders only ``reported_file_size < MaximumFileSize`` (FileTooLarge otherwise, the fee kept).
+    Before: a known size of exactly the maximum was sent anyway, and an unknown size with default_file_size at the
+    maximum was ordered AT it: both failed on chain with FileTooLarge, each paying for it."""
+    with devchain.connected() as client:
+        maximum = client.max_file_size
+    big, unknown = uniq("atmax"), uniq("unknownsize")
+    await add_pin(db, "u1", big)
+    await add_pin(db, "u1", unknown)
+    # a size known before ordering (the content's, or the chain's record of an earlier order)
+    await db.run(lambda: Order.filter(cid=big).update(file_size=maximum))
+    settings = settings_for(relay, W3GATE_CRUST_DEFAULT_FILE_SIZE=str(maximum), W3GATE_CRUST_MAX_ATTEMPTS="1")
+    async with trio.open_nursery() as nursery:
+        await run_tasks(nursery, db, settings)
+        with trio.fail_after(60):
+            while {(await order_of(db, c)).status for c in (big, unknown)} & {"queued", "submitting"}:
+                await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert all(big.encode().hex() not in ext for ext in relay.submitted)  # never in any extrinsic: no fee spent
+    order = await order_of(db, big)
+    assert (order.status, order.attempts, order.tx_hash) == ("failed", 0, None)
+    assert f"smaller than its MaximumFileSize, {maximum} bytes" in order.error
+    assert [p.status for p in await db.run(lambda: Pin.filter(cid=big))] == ["failed"]
+    assert (await order_of(db, unknown)).status == "pinning"  # ordered, one byte under the maximum
+    assert (await trio.to_thread.run_sync(devchain.records, [unknown]))[unknown].file_size == maximum - 1
+    assert await trio.to_thread.run_sync(devchain.orders_of, {big, unknown}) == {big: 0, unknown: 1}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from w3gate.crust.client import era_bounds
-from w3gate.crust.settings import CRU, era_period_for, load_crust_settings
+from w3gate.crust.settings import CRU, era_period_for, load_crust_settings, order_size
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,6 +26,26 @@ def test_crust_tips_is_whole_cru_as_for_crusts_pinner() -> None:
     for bad in ("-1", "abc", "0.0000000000001", "nan"):
         with pytest.raises(ValueError, match="CRUST_TIPS"):
             settings(CRUST_TIPS=bad)
+
+
+def test_order_size_stays_strictly_below_the_maximum_file_size() -> None:
+    """The market takes only ``reported_file_size < MaximumFileSize``: an order of exactly the maximum fails with
+    FileTooLarge and still pays its fee. Before: an unknown size was capped AT the maximum, and a known size at
+    or over it was ordered at the maximum."""
+    maximum = 32 * 1024**3
+    assert order_size(None, maximum, maximum) == maximum - 1  # unknown size: the default, capped below
+    assert order_size(0, 2 * maximum, maximum) == maximum - 1
+    assert order_size(None, 1024, maximum) == 1024
+    assert order_size(maximum - 1, 1024, maximum) == maximum - 1  # known and orderable: as it is
+    assert order_size(5, 1024, None) == 5 and order_size(None, 1024, None) == 1024  # no maximum known
+    from w3gate.crust.settings import counted_size
+
+    for known in (maximum, maximum + 1):  # known and too large: never ordered, whatever the default
+        with pytest.raises(ValueError, match="smaller than its MaximumFileSize") as refused:
+            order_size(known, 1024, maximum)
+        assert (refused.value.size, refused.value.maximum) == (known, maximum)  # type: ignore[attr-defined]
+        assert counted_size(known, 1024, maximum) == known  # bytes_per_user still counts what the pin holds
+    assert counted_size(None, maximum, maximum) == maximum - 1
 
 
 def test_era_period_must_be_a_power_of_two() -> None:

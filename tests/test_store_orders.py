@@ -120,6 +120,31 @@ async def test_one_batch_every_verdict_for_renewals(db) -> None:
     assert (await orders.counts(db))["renewal_stopped"] == 1
 
 
+async def test_refused_claims_are_failed_or_stopped_without_an_attempt(db) -> None:
+    """A claimed order that must never be sent (a known size at or over MaximumFileSize): a new order is failed
+    with the reason, a renewal stopped; neither is charged an attempt, and the rest of the claim stands."""
+    new, renewal, kept = "bafkqnew00000001", "bafkqren00000001", "bafkqkept0000001"
+
+    async def setup() -> None:
+        for i, cid in enumerate((new, renewal, kept)):
+            await store.create_pin("owner", NewPin(cid=cid), 1_000 + i)
+        await Order.filter(cid=renewal).update(status="pinned", renew_due=1, renewals=1, file_size=99)
+        await Pin.filter(cid=renewal).update(status="pinned")
+
+    await db.run(setup)
+    assert len(await db.run(orders.claim, "claim:t", 10, NOW)) == 3
+    await db.run(orders.refuse_claimed, "claim:t", [new, renewal], "too large", NOW + 1)
+    found = await state(db, [new, renewal, kept], "status", "renew_due", "attempts", "tx_hash", "error")
+    assert found == [
+        ("failed", 0, 0, None, "too large", {"failed"}),
+        ("pinned", 3, 0, None, "renewal stopped: too large", {"pinned"}),
+        ("submitting", 0, 0, "claim:t", None, {"queued"}),
+    ]
+    await db.run(orders.release_stale_claims, NOW + 10, NOW + 10)  # a stale claim frees only what it still holds
+    assert [f[0:2] for f in await state(db, [new, renewal, kept], "status", "renew_due")] == [
+        ("failed", 0), ("pinned", 3), ("queued", 0)]
+
+
 async def test_sqlite_scans_run_on_a_read_only_connection_of_their_own(tmp_path) -> None:
     """On SQLite a long aggregate must not run on the store's connection (it lives in the service's
     thread): read_aside opens a read-only one, which sees committed rows and refuses writes."""

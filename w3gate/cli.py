@@ -1,4 +1,5 @@
-"""``w3gate`` command line: ``serve`` (the default), ``plugins``, ``users``, ``token``, ``--version``."""
+"""``w3gate`` command line: ``serve`` (the default), ``plugins``, ``users``, ``token``, ``crust check``,
+``--version``."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     from w3gate.token_cli import add_parser as add_token_parser
 
     _common(add_token_parser(sub))
+    from w3gate.crust_cli import add_parser as add_crust_parser
+
+    add_crust_parser(sub)
     return parser
 
 
@@ -102,6 +106,10 @@ def _main(argv: list[str]) -> int:
         from w3gate.token_cli import run as run_token
 
         return run_token(args, settings)  # before the store's import: the command needs no database
+    if command == "crust":
+        from w3gate.crust_cli import run as run_crust
+
+        return run_crust(args, settings)
     from w3gate.store.db import configure_sql_log
 
     configure_sql_log(settings.log_sql)

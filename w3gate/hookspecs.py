@@ -156,7 +156,7 @@ class PinRequest:
     """A pin request about to be accepted (``POST /pins``, or ``POST /pins/{requestid}`` replacing one).
 
     ``cid`` is the CID as the user wrote it, ``size`` the bytes the Crust order will be placed for (the
-    chain's reported size when the content is known, else the operator's ``default_file_size``, capped to
+    chain's reported size when the content is known, else the operator's ``default_file_size``, capped below
     the runtime's maximum): the figure ``bytes_per_user`` counts. ``replaces`` is the requestid replaced.
     """
 

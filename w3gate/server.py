@@ -22,7 +22,7 @@ from w3gate.admission.service import Admission, resolve_access
 from w3gate.api.app import Services, create_app
 from w3gate.clientaddr import AddressCounts, parse_networks
 from w3gate.config import Settings
-from w3gate.crust.settings import order_size
+from w3gate.crust.settings import counted_size
 from w3gate.invocation import own_command
 from w3gate.metrics import Metrics
 from w3gate.plugins import PluginError, load_chains
@@ -91,7 +91,7 @@ async def run(settings: Settings) -> None:
         await db.open()
         admission = Admission(
             db, settings.limits, access, admitters=registry.admitters, settings=settings.admission,
-            order_size=lambda known: order_size(known, settings.crust.default_file_size, crust_status.max_file_size),
+            order_size=lambda known: counted_size(known, settings.crust.default_file_size, crust_status.max_file_size),
             on_refusal=lambda limit: metrics.limits_hit.labels(limit).inc(),
         )
         await admission.refresh()  # blocks and users' own limits hold from the first request

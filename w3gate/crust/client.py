@@ -133,15 +133,21 @@ def _attr(attributes: Any, i: int, name: str) -> Any:
 class CrustClient:
     """One websocket connection to a Crust node with the runtime-specific choices made from metadata."""
 
-    def __init__(self, settings: CrustSettings) -> None:
-        if settings.seed is None:
+    def __init__(self, settings: CrustSettings, *, read_only: bool = False) -> None:
+        """``read_only``: no ordering account is needed (``w3gate crust check``); without a secret there is no
+        :attr:`address`, and :meth:`sign_batch` refuses."""
+        if settings.seed is None and not read_only:
             raise ValueError("ordering is off: no ordering account secret")
         self.settings = settings
-        self.keypair: Keypair = keypair_from_secret(settings.seed.reveal(), settings.key_type, settings.ss58_format)
-        self.address: str = self.keypair.ss58_address
+        self.keypair: Keypair | None = None
+        self.address: str = ""
+        if settings.seed is not None:
+            self.keypair = keypair_from_secret(settings.seed.reveal(), settings.key_type, settings.ss58_format)
+            self.address = self.keypair.ss58_address
         self.substrate: SubstrateInterface | None = None
         self.spec_version: int | None = None
         self.metadata_version: str = ""
+        self.scale_info = False  # v14+ metadata: the runtime describes its own types
         self.order_call: str = ""
         self.order_arity: int = 0
         self.files_map: str = ""
@@ -255,7 +261,7 @@ class CrustClient:
         s.init_runtime()
         self.spec_version = int(s.runtime_version)
         self.metadata_version = str(s.metadata[1].value_object[0])
-        scale_info = s.implements_scaleinfo()
+        scale_info = self.scale_info = bool(s.implements_scaleinfo())
         if not scale_info and not covered(self.spec_version, self.chain, self.settings.typedefs):
             raise UnsupportedRuntime(
                 f"crust runtime spec {self.spec_version} of chain {self.chain!r} has {self.metadata_version} "
@@ -318,7 +324,7 @@ class CrustClient:
         self.era_period = era_period_for(self.settings.era_period, self.block_hash_count)
         log.info(
             "crust runtime spec %s of %s (%s metadata): ordering with Market.%s(%d args), records in Market.%s; "
-            "orders of at most %d bytes, files live %d blocks, extrinsics mortal for %d blocks, renewal by %s",
+            "orders smaller than %d bytes, files live %d blocks, extrinsics mortal for %d blocks, renewal by %s",
             self.spec_version, self.chain, self.metadata_version, self.order_call, self.order_arity, self.files_map,
             self.max_file_size, self.file_duration, self.era_period, self.renewal,
         )
@@ -332,9 +338,19 @@ class CrustClient:
             return default
         return value.value if hasattr(value, "value") else value
 
+    @property
+    def file_maps(self) -> dict[str, str]:
+        """The file maps read (``FilesV2`` first where both are) and the value type the metadata names for each."""
+        return {name: value_type for name, (_, _, value_type) in self._maps.items()}
+
+    def runtime_version(self) -> dict[str, Any]:
+        """The node's ``state_getRuntimeVersion`` (specName, specVersion, implVersion, transactionVersion...)."""
+        version = self._rpc("state_getRuntimeVersion", [])
+        return version if isinstance(version, dict) else {}
+
     def check_runtime(self) -> None:
         """Re-read the metadata if the runtime was upgraded since the last look (one RPC)."""
-        version = self._rpc("state_getRuntimeVersion", [])
+        version = self.runtime_version()
         if version and int(version["specVersion"]) != self.spec_version:
             log.warning("crust runtime upgraded from spec %s to %s", self.spec_version, version["specVersion"])
             self.connect()
@@ -424,6 +440,37 @@ class CrustClient:
         data = cid.encode()
         return "0x" + (prefix + _hash_key(hasher, _compact_len(len(data)) + data)).hex()
 
+    def cid_of_key(self, key: str, files_map: str | None = None) -> str | None:
+        """The CID a storage key of ``files_map`` is for (the inverse of :meth:`file_key`); None if the key does
+        not carry it (a hasher that keeps no copy of the key) or is not of that map."""
+        prefix, hasher, _ = self._maps[files_map or self.files_map]
+        data = bytes.fromhex(key.removeprefix("0x"))
+        skip = {"Twox64Concat": 8, "Blake2_128Concat": 16, "Identity": 0}.get(hasher)
+        if skip is None or not data.startswith(prefix):
+            return None
+        encoded = data[len(prefix) + skip:]
+        mode = encoded[0] & 3 if encoded else 3
+        width = {0: 1, 1: 2, 2: 4}.get(mode)
+        if width is None or len(encoded) < width:
+            return None
+        length = int.from_bytes(encoded[:width], "little") >> 2
+        cid = encoded[width:]
+        return cid.decode("utf-8", "replace") if len(cid) == length else None
+
+    def sample_keys(self, files_map: str, count: int) -> list[str]:
+        """The first ``count`` storage keys of ``files_map``, in the node's key order (``state_getKeysPaged``)."""
+        prefix = "0x" + self._maps[files_map][0].hex()
+        return [str(k) for k in self._rpc("state_getKeysPaged", [prefix, count]) or []]
+
+    def raw_values(self, keys: Sequence[str]) -> dict[str, str | None]:
+        """The raw SCALE values (0x hex) at ``keys``, read with ONE multi-key storage query."""
+        out: dict[str, str | None] = dict.fromkeys(keys)
+        for change_set in self._rpc("state_queryStorageAt", [list(keys)]) or []:
+            for key, value in change_set["changes"]:
+                if key in out:
+                    out[key] = value
+        return out
+
     @_scale_locked
     def decode_record(self, data_hex: str, files_map: str | None = None) -> FileRecord:
         """A record of ``files_map`` (default: the map new orders are written to)."""
@@ -470,6 +517,8 @@ class CrustClient:
         chain's runtime by itself on every call; the order call and its arguments are read again here if it
         moved since :meth:`check_runtime` (an upgrade in between)."""
         s = self._s()
+        if self.keypair is None:
+            raise ValueError("a read-only client signs nothing: no ordering account secret")
         self._call(s.init_runtime)
         if int(s.runtime_version) != self.spec_version:
             log.warning("crust runtime upgraded from spec %s to %s", self.spec_version, s.runtime_version)

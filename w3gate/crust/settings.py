@@ -22,7 +22,7 @@ tips                   W3GATE_CRUST_TIPS, CRUST_TIPS    0                       
                                                                                 chain's smallest unit; CRUST_TIPS in whole CRU
                                                                                 (10**12 units), as the Crust pinner reads it
 default_file_size      W3GATE_CRUST_DEFAULT_FILE_SIZE,  2147483648              reported file size (bytes) of an order whose size
-                       DEFAULT_FILE_SIZE                                        is unknown (capped at the runtime's MaximumFileSize)
+                       DEFAULT_FILE_SIZE                                        is unknown (capped below the runtime's MaximumFileSize)
 replicas               W3GATE_CRUST_REPLICAS,           3                       reported replicas at which a pin becomes ``pinned``
                        VALID_FILE_REPLICAS
 batch_size             W3GATE_CRUST_BATCH_SIZE          200                     orders per Utility.batch extrinsic (1..500)
@@ -179,12 +179,36 @@ CRU = 10**12  # smallest units per CRU (the chain's tokenDecimals: 12)
 RENEWAL_STRATEGIES = ("reorder", "prepaid")
 
 
+class OrderTooLarge(ValueError):
+    """A known file size the chain refuses to order: the market pallet takes only ``reported_file_size <
+    MaximumFileSize`` (``FileTooLarge`` otherwise, and the extrinsic's fee is still paid)."""
+
+    def __init__(self, size: int, maximum: int) -> None:
+        super().__init__(f"the file is {size} bytes and Crust orders only files smaller than its "
+                         f"MaximumFileSize, {maximum} bytes: not ordered")
+        self.size, self.maximum = size, maximum
+
+
 def order_size(file_size: int | None, default_file_size: int, max_file_size: int | None = None) -> int:
-    """The size (bytes) an order is placed for: the chain's reported size once known, else
-    ``default_file_size``, never above the runtime's ``Market.MaximumFileSize``. The submitter orders by it
-    and admission counts it against ``bytes_per_user``."""
-    size = file_size or default_file_size
-    return size if max_file_size is None else min(size, max_file_size)
+    """The size (bytes) an order is placed for: the known size (the chain's reported size, or the content's),
+    else ``default_file_size``. The chain orders only sizes strictly below ``Market.MaximumFileSize``: an
+    unknown size is capped at ``max_file_size - 1``; a known size at or over it raises :class:`OrderTooLarge`
+    (the caller fails the pin instead of paying for an order the chain refuses). The submitter orders by it
+    and admission counts it against ``bytes_per_user`` (:func:`counted_size`)."""
+    if file_size:
+        if max_file_size is not None and file_size >= max_file_size:
+            raise OrderTooLarge(file_size, max_file_size)
+        return file_size
+    return default_file_size if max_file_size is None else min(default_file_size, max_file_size - 1)
+
+
+def counted_size(file_size: int | None, default_file_size: int, max_file_size: int | None = None) -> int:
+    """What a pin counts against ``bytes_per_user``: :func:`order_size`, or the known size itself when it is
+    too large to order (the pin is failed before ordering; while it exists it is that large)."""
+    try:
+        return order_size(file_size, default_file_size, max_file_size)
+    except OrderTooLarge as exc:
+        return exc.size
 
 
 def era_period_for(period: int, block_hash_count: int) -> int:

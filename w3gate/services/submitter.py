@@ -29,7 +29,7 @@ import trio
 
 from w3gate.crust.chain import ChainClient, MarketCall
 from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT, TxRejected
-from w3gate.crust.settings import CrustSettings, order_size
+from w3gate.crust.settings import CrustSettings, OrderTooLarge, order_size
 from w3gate.services.crust import Connection, CrustStatus, notify_webhook, now_ms
 from w3gate.store import orders
 from w3gate.store.db import Database
@@ -112,10 +112,23 @@ class Submitter:
         try:
             nonce = account.nonce  # the account's nonce at the head: the previous batch is settled by now
             head = await self.conn.call(self.client.finalized_head)
-            size_cap = self.client.max_file_size
             by_prepaid = [c.cid for c in claimed if c.renewal and self.client.renewal == "prepaid"]
-            items: list[Any] = [(c.cid, order_size(c.file_size, self.settings.default_file_size, size_cap))
-                                for c in claimed if c.cid not in by_prepaid]
+            items: list[Any] = []
+            too_large: dict[str, str] = {}
+            for c in claimed:
+                if c.cid not in by_prepaid:
+                    try:
+                        items.append((c.cid, order_size(c.file_size, self.settings.default_file_size,
+                                                        self.client.max_file_size)))
+                    except OrderTooLarge as exc:  # the chain would refuse it with FileTooLarge and keep the fee
+                        too_large[c.cid] = str(exc)
+            if too_large:
+                for cid, reason in too_large.items():
+                    log.warning("crust order of %s refused before sending: %s", cid, reason)
+                    await self.db.run(orders.refuse_claimed, token, [cid], reason, now_ms())
+                claimed = [c for c in claimed if c.cid not in too_large]
+                if not claimed:
+                    return True
             if by_prepaid:
                 calls, idle = await self.conn.call(plan_prepaid, self.client, by_prepaid, head)
                 await self.db.run(orders.prepaid_covers, token, idle, now_ms())

@@ -114,6 +114,19 @@ async def prepaid_covers(token: str, cids: Sequence[str], now_ms: int) -> None:
             renew_due=RENEW_PREPAID, tx_hash=None, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms)
 
 
+async def refuse_claimed(token: str, cids: Sequence[str], reason: str, now_ms: int) -> None:
+    """Claimed orders that must never be sent (the chain would refuse them and keep the fee, e.g. a known size
+    at or over MaximumFileSize): a new order is ``failed`` with ``reason``, a renewal stopped; no attempt used."""
+    if not cids:
+        return
+    async with in_transaction() as conn:
+        claimed = Order.filter(tx_hash=token, cid__in=list(cids)).using_db(conn)
+        new = [c for c, s in await claimed.values_list("cid", "status") if s == "submitting"]
+        await _set_status(conn, new, "failed", now_ms, tx_hash=None, error=reason)
+        await Order.filter(tx_hash=token, cid__in=list(cids), renew_due=2).using_db(conn).update(
+            renew_due=RENEW_STOPPED, tx_hash=None, error=f"renewal stopped: {reason}", updated_ms=now_ms)
+
+
 def call_cid(call: Any) -> str:
     """The CID a recorded batch call is for (an order is stored as its CID, a prepaid call as a dict)."""
     return call if isinstance(call, str) else str(call["cid"])
