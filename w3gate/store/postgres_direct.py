@@ -97,8 +97,9 @@ assert CREATE_PIN_COUNTED.count("quota_ok") == 3 and "counted AS" in CREATE_PIN_
 
 # CREATE_PIN_COUNTED also within the client address's day (users.admit_address), still one statement: $17 the
 # address (a client key), $18 pins a day from it, $19 new identities a day from it (0: no bound). Its
-# ``address_days`` row is locked after the owner's (the general path's order) and re-checked against the committed
-# counts; an identity is new when its ``first_day`` (read under the lock) is NULL, and the pin sets it. No row yet
+# ``address_days`` row is locked after the owner's, as the general path locks them (else two requests deadlock):
+# ``EXISTS (SELECT FROM quota_ok)`` is a one-time filter, run before the row is scanned, so it locks the owner's
+# row first whatever order the executor takes the CTEs in. The row is re-checked against the committed counts; an identity is new when its ``first_day`` (read under the lock) is NULL, and the pin sets it. No row yet
 # (the address's first pin of the day) or over a bound: nothing is written, and the general path makes the row or
 # says which bound.
 CREATE_PIN_ADDRESSED = CREATE_PIN_COUNTED.replace(
@@ -106,7 +107,7 @@ CREATE_PIN_ADDRESSED = CREATE_PIN_COUNTED.replace(
 ).replace(
     """), new_order AS (""",
     """), address_ok AS (
-    SELECT 1 FROM address_days WHERE address = $17::varchar AND day = $16::bigint
+    SELECT 1 FROM address_days WHERE EXISTS (SELECT FROM quota_ok) AND address = $17::varchar AND day = $16::bigint
       AND ($18::bigint = 0 OR pins < $18::bigint)
       AND ($19::bigint = 0 OR identities < $19::bigint OR (SELECT first_day FROM quota_ok) IS NOT NULL)
     FOR UPDATE
