@@ -12,7 +12,6 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import pytest
 from helpers import Server, substrate_token
 from test_limits import NO_DATABASE_PART, failure, new_cid
 
@@ -104,10 +103,10 @@ def test_auth_revoke_and_every_key_of_an_address_are_counted_requests(start_serv
     server = start_server(env={**PROXY, "W3GATE_LIMITS_REQUESTS_PER_MINUTE": "5",
                                "W3GATE_LIMITS_REQUESTS_PER_ADDRESS_PER_MINUTE": "8"})
     wallet = Wallet("ethereum")
-    statuses = [post_from(server, "198.51.100.4", wallet.token(server), {}, server.base_url + "/auth/revoke").status_code
-                for _ in range(6)]
+    revoke = server.base_url + "/auth/revoke"
+    statuses = [post_from(server, "198.51.100.4", wallet.token(server), {}, revoke).status_code for _ in range(6)]
     assert statuses == [200] * 5 + [429]
-    over = post_from(server, "198.51.100.4", wallet.token(server), {}, server.base_url + "/auth/revoke")
+    over = post_from(server, "198.51.100.4", wallet.token(server), {}, revoke)
     assert "requests_per_minute" in failure(over, 429, "REQUESTS_PER_MINUTE")["details"]
 
     def get_from(address: str, uri: str) -> httpx.Response:

@@ -43,6 +43,7 @@ __all__ = ["Admission", "resolve_access"]
 log = logging.getLogger(__name__)
 REFRESH_INTERVAL = 1.0  # seconds: how soon a change made by `w3gate users` takes effect
 SEEN_INTERVAL = 5.0  # seconds between writes of users' last-seen times
+PRUNE_INTERVAL = 3600.0  # seconds between removals of past days' per-address counts
 HOOK_TIMEOUT = 10.0  # seconds a plugin's admission hook may take before the request is refused (503)
 HOOK_THREADS = 4
 
@@ -208,8 +209,10 @@ class Admission:
             await self.db.run(users.seen, [(k, address, ms) for k, (address, ms) in seen.items()])
 
     async def run(self) -> None:
-        """Background task: keep users' settings current and record last-seen times; errors are logged."""
+        """Background task: keep users' settings current, record last-seen times, forget past days' per-address
+        counts; errors are logged."""
         next_seen = trio.current_time() + SEEN_INTERVAL
+        next_prune = trio.current_time()
         try:
             while True:
                 await trio.sleep(REFRESH_INTERVAL)
@@ -218,6 +221,9 @@ class Admission:
                     if trio.current_time() >= next_seen:
                         next_seen = trio.current_time() + SEEN_INTERVAL
                         await self.flush_seen()
+                    if trio.current_time() >= next_prune:  # past days' per-address counts: one row a day each
+                        next_prune = trio.current_time() + PRUNE_INTERVAL
+                        await self.db.run(users.forget_address_days, int(time.time() * 1000))
                 except Exception as exc:  # a database that is away: keep the last settings, try again
                     log.warning("could not read users' settings: %s", exc)
         finally:

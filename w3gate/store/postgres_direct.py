@@ -99,9 +99,10 @@ assert CREATE_PIN_COUNTED.count("quota_ok") == 3 and "counted AS" in CREATE_PIN_
 # address (a client key), $18 pins a day from it, $19 new identities a day from it (0: no bound). Its
 # ``address_days`` row is locked after the owner's, as the general path locks them (else two requests deadlock):
 # ``EXISTS (SELECT FROM quota_ok)`` is a one-time filter, run before the row is scanned, so it locks the owner's
-# row first whatever order the executor takes the CTEs in. The row is re-checked against the committed counts; an identity is new when its ``first_day`` (read under the lock) is NULL, and the pin sets it. No row yet
-# (the address's first pin of the day) or over a bound: nothing is written, and the general path makes the row or
-# says which bound.
+# row first whatever order the executor takes the CTEs in. The row is re-checked against the committed counts; an
+# identity is new when its ``first_day`` (read under the lock) is NULL, and the pin sets it. No row yet (the
+# address's first pin of the day) or over a bound: nothing is written, and the general path makes the row or says
+# which bound.
 CREATE_PIN_ADDRESSED = CREATE_PIN_COUNTED.replace(
     "SELECT 1 FROM users WHERE user_key = $5::varchar", "SELECT first_day FROM users WHERE user_key = $5::varchar",
 ).replace(

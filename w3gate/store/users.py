@@ -164,6 +164,15 @@ async def address_day(address: str, now_ms: int) -> tuple[int, int]:
     return (int(rows[0]["pins"]), int(rows[0]["identities"])) if rows else (0, 0)
 
 
+async def forget_address_days(now_ms: int) -> int:
+    """Drop the per-address counts of days before yesterday (UTC): nothing reads them; returns how many."""
+    conn = _conn()
+    sql = Sql(_dialect(conn))
+    rows = await conn.execute_query_dict(
+        f"DELETE FROM address_days WHERE day < {sql.arg(now_ms // DAY_MS - 1)} RETURNING day", sql.args)
+    return len(rows)
+
+
 async def known_file_size(key: str) -> int | None:
     """The chain-reported size of a content's order, if it has one (what the submitter will order)."""
     conn = _conn()
