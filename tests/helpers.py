@@ -23,7 +23,9 @@ HEALTH_TOKEN = "operator-health-token-for-tests"  # every test server's W3GATE_H
 # gets them unless it sets its own (tests/test_limits*.py do; test_default_limits starts with the defaults)
 # (10**18: bytes_per_user counts 2 GiB a pin, so 10**12 bound after 465 pins of a benchmark's POSTs)
 UNBINDING_LIMITS = {f"W3GATE_LIMITS_{key}": str(10**18) for key in (
-    "PINS_PER_USER", "BYTES_PER_USER", "PINS_PER_DAY_PER_USER", "REQUESTS_PER_MINUTE", "AUTH_FAILURES_PER_MINUTE")}
+    "PINS_PER_USER", "BYTES_PER_USER", "PINS_PER_DAY_PER_USER", "REQUESTS_PER_MINUTE", "AUTH_FAILURES_PER_MINUTE",
+    "IDENTITIES_PER_ADDRESS_PER_DAY", "PINS_PER_ADDRESS_PER_DAY", "REQUESTS_PER_ADDRESS_PER_MINUTE", "CRU_PER_DAY",
+    "MAX_META_BYTES")}
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("W3GATE_SHARED_DIR", REPO.parent / "shared"))
 

@@ -84,7 +84,7 @@ async def run(settings: Settings) -> None:
         raise PluginError(f"[access]: {exc}") from exc
     instance = InstanceLock.of(settings.db_url)
     instance.acquire()  # SQLite: AlreadyRunning (exit status 2) when another w3gate serves the file
-    crust_status = CrustStatus()
+    crust_status = CrustStatus(cru_per_day=settings.limits.cru_per_day)
     metrics = Metrics()
     stop = trio.Event()
     try:

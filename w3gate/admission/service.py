@@ -1,8 +1,12 @@
 """Admission: who may pin, how much and how fast, decided for each request.
 
-* Every ``/psa`` request of an identity takes a token of its ``requests_per_minute`` bucket; every 401
-  one of its client address's ``auth_failures_per_minute`` bucket, and an address with none left gets 429
+* Every authenticated request (``/psa``, ``POST /auth/revoke``) takes a token of its identity's
+  ``requests_per_minute`` bucket and one of its client address's ``requests_per_address_per_minute``; every
+  401 one of its address's ``auth_failures_per_minute`` bucket, and an address with none left gets 429
   before any signature check (a token verified before still passes: it costs no check).
+* A pin request's ``meta`` is at most ``max_meta_bytes``; its pin counts against its client address's UTC day
+  (``pins_per_address_per_day``, and ``identities_per_address_per_day`` on its identity's first pin), in the
+  store's transaction, as the per-user quotas are.
 * A pin request is put to every ``w3gate_admit`` hook: the built-in limits (:mod:`.builtin`) first, then
   the plugins'. Any refusal refuses; the quotas they return are checked by the store in the transaction
   that adds the pin (:func:`w3gate.store.users.admit`).
@@ -31,7 +35,7 @@ from w3gate.plugins import Admitter, ChainRegistry
 from w3gate.store import users
 from w3gate.store.db import Database
 from w3gate.store.pins import NewPin
-from w3gate.store.users import DAY_MS, QuotaExceeded, UserRow
+from w3gate.store.users import DAY_MS, AddressQuota, QuotaExceeded, UserRow
 from w3gate.w3auth.fairgate import client_key
 
 __all__ = ["Admission", "resolve_access"]
@@ -39,6 +43,7 @@ __all__ = ["Admission", "resolve_access"]
 log = logging.getLogger(__name__)
 REFRESH_INTERVAL = 1.0  # seconds: how soon a change made by `w3gate users` takes effect
 SEEN_INTERVAL = 5.0  # seconds between writes of users' last-seen times
+PRUNE_INTERVAL = 3600.0  # seconds between removals of past days' per-address counts
 HOOK_TIMEOUT = 10.0  # seconds a plugin's admission hook may take before the request is refused (503)
 HOOK_THREADS = 4
 
@@ -67,6 +72,7 @@ class Admission:
         self.settings = settings or {}
         self.order_size = order_size
         self.requests = RateLimiter()
+        self.address_requests = RateLimiter()
         self.auth_failures = RateLimiter()
         self._users: dict[str, UserRow] = {}  # users with a setting of the operator's (blocks, own limits)
         self._version: int | None = None
@@ -86,15 +92,27 @@ class Admission:
 
     # -- per request -------------------------------------------------------------------------------
 
-    def check_request(self, identity: Identity) -> None:
-        """Count an authenticated request against its identity's ``requests_per_minute``."""
+    def check_request(self, identity: Identity, client: str | None = None) -> None:
+        """Count an authenticated request against its identity's ``requests_per_minute`` and its client
+        address's ``requests_per_address_per_minute``."""
         key = identity.user_key
         self._seen[key] = (identity.address, int(time.time() * 1000))
+        per_address = self.limits.requests_per_address_per_minute
+        if per_address and client and (wait := self.address_requests.take(client_key(client), per_address)):
+            raise self.refuse("requests_per_address_per_minute", 429, "REQUESTS_PER_ADDRESS_PER_MINUTE",
+                              f"more than {per_address} requests a minute from this address, whatever the keys "
+                              f"(requests_per_address_per_minute); retry in {wait} s", wait)
         limit = user_limit(self.limits, self._users.get(key), "requests_per_minute")
         if limit and (wait := self.requests.take(key, limit)):
             raise self.refuse("requests_per_minute", 429, "REQUESTS_PER_MINUTE",
                               f"more than {limit} requests a minute from this identity (requests_per_minute); "
                               f"retry in {wait} s", wait)
+
+    def address_quota(self, client: str | None) -> AddressQuota | None:
+        """The per-address day limits a pin from ``client`` is counted against (None: none apply)."""
+        quota = AddressQuota(client_key(client), self.limits.pins_per_address_per_day,
+                             self.limits.identities_per_address_per_day)
+        return quota if quota.active else None
 
     def check_client(self, client: str | None) -> None:
         """Before a signature check: refuse an address that used up its ``auth_failures_per_minute``."""
@@ -113,6 +131,10 @@ class Admission:
     async def admit(self, identity: Identity, pin: NewPin, replaces: str | None = None) -> tuple[Quota, int]:
         """Ask every admission hook; returns the quota the store must keep and the size counted, or
         raises the refusal."""
+        if self.limits.max_meta_bytes and (used := meta_bytes(pin.meta)) > self.limits.max_meta_bytes:
+            raise self.refuse("max_meta_bytes", 400, "BAD_REQUEST",
+                              f"meta takes {used} bytes (UTF-8, keys and values), more than the "
+                              f"{self.limits.max_meta_bytes} allowed (max_meta_bytes)")
         size = self.order_size(await self.db.run(users.known_file_size, pin.key))
         request = PinRequest(identity, pin.cid, pin.name, pin.meta, size, replaces)
         quotas: list[Quota] = []
@@ -127,11 +149,20 @@ class Admission:
         return _tightest(quotas), size
 
     def over_quota(self, exc: QuotaExceeded, size: int) -> ApiError:
+        midnight = _retry_after_midnight(int(time.time() * 1000))
         if exc.limit == "pins_per_day_per_user":
-            now = int(time.time() * 1000)
             return self.refuse(exc.limit, 429, "PINS_PER_DAY_PER_USER",
                                f"this identity added {exc.maximum} pins today (UTC), the most allowed "
-                               "(pins_per_day_per_user)", _retry_after_midnight(now))
+                               "(pins_per_day_per_user)", midnight)
+        if exc.limit == "pins_per_address_per_day":
+            return self.refuse(exc.limit, 429, "PINS_PER_ADDRESS_PER_DAY",
+                               f"{exc.maximum} pins were added from this address today (UTC) with whatever keys, "
+                               "the most allowed (pins_per_address_per_day)", midnight)
+        if exc.limit == "identities_per_address_per_day":
+            return self.refuse(exc.limit, 429, "IDENTITIES_PER_ADDRESS_PER_DAY",
+                               f"{exc.maximum} identities new to this service pinned from this address today (UTC), "
+                               "the most allowed (identities_per_address_per_day); pin with a key used here "
+                               "before, or tomorrow", midnight)
         if exc.limit == "bytes_per_user":
             return self.refuse(exc.limit, 403, "BYTES_PER_USER",
                                f"this pin would be ordered for {size} bytes and this identity's pins already take "
@@ -178,8 +209,10 @@ class Admission:
             await self.db.run(users.seen, [(k, address, ms) for k, (address, ms) in seen.items()])
 
     async def run(self) -> None:
-        """Background task: keep users' settings current and record last-seen times; errors are logged."""
+        """Background task: keep users' settings current, record last-seen times, forget past days' per-address
+        counts; errors are logged."""
         next_seen = trio.current_time() + SEEN_INTERVAL
+        next_prune = trio.current_time()
         try:
             while True:
                 await trio.sleep(REFRESH_INTERVAL)
@@ -188,6 +221,9 @@ class Admission:
                     if trio.current_time() >= next_seen:
                         next_seen = trio.current_time() + SEEN_INTERVAL
                         await self.flush_seen()
+                    if trio.current_time() >= next_prune:  # past days' per-address counts: one row a day each
+                        next_prune = trio.current_time() + PRUNE_INTERVAL
+                        await self.db.run(users.forget_address_days, int(time.time() * 1000))
                 except Exception as exc:  # a database that is away: keep the last settings, try again
                     log.warning("could not read users' settings: %s", exc)
         finally:
@@ -196,6 +232,12 @@ class Admission:
                     await self.flush_seen()
                 except Exception as exc:  # noqa: BLE001 - shutting down: say so and go
                     log.warning("could not record users' last-seen times: %s", exc)
+
+
+def meta_bytes(meta: Mapping[str, str]) -> int:
+    """What ``max_meta_bytes`` counts: the UTF-8 bytes of a pin's meta keys and values."""
+    return sum(len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
+               for k, v in meta.items())
 
 
 def _tightest(quotas: list[Quota]) -> Quota:

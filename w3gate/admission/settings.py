@@ -1,5 +1,5 @@
-"""The ``[limits]`` and ``[access]`` tables of the configuration: how much each user may pin,
-how fast anyone may call, and who may pin at all.
+"""The ``[limits]`` and ``[access]`` tables of the configuration: how much each user and each client address
+may pin, how fast anyone may call, how much CRU the service spends a day, and who may pin at all.
 
 Each key also comes from the environment: ``W3GATE_LIMITS_<KEY>`` (an integer) and ``W3GATE_ACCESS_<KEY>``
 (a comma-separated list). ``0`` means unlimited. The defaults keep a small public instance safe: a
@@ -17,17 +17,36 @@ GIB = 1024**3
 
 @dataclass(frozen=True)
 class Limits:
-    """``[limits]``: per-user quotas and per-identity / per-address rates (0: unlimited).
+    """``[limits]``: per-user quotas, per-address quotas, rates, the daily CRU budget (0: unlimited).
 
-    ==========================  ==============================  ==========  ===================================
-    key                         environment                     default     meaning
-    ==========================  ==============================  ==========  ===================================
-    pins_per_user               W3GATE_LIMITS_PINS_PER_USER     1000        live pins of one user
-    bytes_per_user              W3GATE_LIMITS_BYTES_PER_USER    1 TiB       sum of the sizes ordered for them
-    pins_per_day_per_user       W3GATE_LIMITS_PINS_PER_DAY_...  500         pins added per UTC day
-    requests_per_minute         W3GATE_LIMITS_REQUESTS_PER_...  600         API requests of one identity
-    auth_failures_per_minute    W3GATE_LIMITS_AUTH_FAILURES...  60          401s to one client address
-    ==========================  ==============================  ==========  ===================================
+    A key costs nothing to make, so the per-user limits alone bound nobody: the per-address ones bound what
+    one client address (IPv4, or an IPv6 /64) gets through however many keys it makes (docs/limits.md).
+
+    ===============================  ===================================  ==========  ==============================
+    key                              environment                          default     meaning
+    ===============================  ===================================  ==========  ==============================
+    pins_per_user                    W3GATE_LIMITS_PINS_PER_USER          1000        live pins of one user
+    bytes_per_user                   W3GATE_LIMITS_BYTES_PER_USER         1 TiB       sum of the sizes ordered for them
+    pins_per_day_per_user            W3GATE_LIMITS_PINS_PER_DAY_...       500         pins added per UTC day
+    requests_per_minute              W3GATE_LIMITS_REQUESTS_PER_MINUTE    600         API requests of one identity
+    auth_failures_per_minute         W3GATE_LIMITS_AUTH_FAILURES...       60          401s to one client address
+    identities_per_address_per_day   W3GATE_LIMITS_IDENTITIES_PER_...     10          identities pinning for the
+                                                                                      first time, per address and
+                                                                                      UTC day
+    pins_per_address_per_day         W3GATE_LIMITS_PINS_PER_ADDRESS...    1000        pins added from one address
+                                                                                      per UTC day (all its keys)
+    requests_per_address_per_minute  W3GATE_LIMITS_REQUESTS_PER_ADD...    1200        API requests from one address
+    cru_per_day                      W3GATE_LIMITS_CRU_PER_DAY            10**12      smallest units of CRU (10**12
+                                                                                      = 1 CRU) the service spends
+                                                                                      per UTC day on orders and
+                                                                                      renewals; past it new orders
+                                                                                      wait queued
+    max_meta_bytes                   W3GATE_LIMITS_MAX_META_BYTES         4096        UTF-8 bytes of a pin's meta
+                                                                                      keys and values
+    ===============================  ===================================  ==========  ==============================
+
+    Counts per UTC day live in the database (they hold across restarts and instances); per-minute rates
+    are counted in memory by each instance.
     """
 
     pins_per_user: int = 1000
@@ -35,6 +54,16 @@ class Limits:
     pins_per_day_per_user: int = 500
     requests_per_minute: int = 600
     auth_failures_per_minute: int = 60
+    identities_per_address_per_day: int = 10
+    pins_per_address_per_day: int = 1000
+    requests_per_address_per_minute: int = 1200
+    cru_per_day: int = 10**12
+    max_meta_bytes: int = 4096
+
+    @property
+    def per_address(self) -> bool:
+        """Whether a pin is counted against its client address's day (either per-address day limit is set)."""
+        return bool(self.identities_per_address_per_day or self.pins_per_address_per_day)
 
 
 # the limits a user can be given a value of their own (w3gate users set); the per-address one cannot

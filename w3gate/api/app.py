@@ -146,9 +146,10 @@ def create_app(services: Services) -> QuartTrio:
         )
 
     async def _identify() -> tuple[Identity, BoundClaims | None]:
-        """The request's user, with the auth-failure limit of its client address (raises a Failure)."""
+        """The request's user, with the auth-failure limit of its client address (raises a Failure), counted
+        against its identity's and its address's request rates; ``g.client`` is the address."""
         admission = services.admission
-        client = _client()
+        client = g.client = _client()
         try:
             found = await services.authenticator.authenticate_claims(
                 one_authorization(), client, before_check=None if admission is None else
@@ -162,6 +163,8 @@ def create_app(services: Services) -> QuartTrio:
             services.metrics.auth_result("several_headers" if exc.status == 401 else "throttled")
             raise
         services.metrics.auth_result("ok")
+        if admission is not None:
+            admission.check_request(found[0], client)
         return found
 
     @app.before_request
@@ -170,8 +173,6 @@ def create_app(services: Services) -> QuartTrio:
             return Response("", status=204)  # gateway; the operator's endpoints have none (405)
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
             identity, _claims = await _identify()
-            if services.admission is not None:
-                services.admission.check_request(identity)
             g.owner = identity.user_key
             g.identity = identity
         return None
@@ -194,7 +195,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.post(f"{PREFIX}/pins")
     async def add_pin() -> Response:
-        return _json(await services.pins.add(g.owner, await _body(), g.identity), 202)
+        return _json(await services.pins.add(g.owner, await _body(), g.identity, g.client), 202)
 
     @app.get(f"{PREFIX}/pins/<requestid>")
     async def get_pin(requestid: str) -> Response:
@@ -202,7 +203,8 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.post(f"{PREFIX}/pins/<requestid>")
     async def replace_pin(requestid: str) -> Response:
-        return _json(await services.pins.replace(g.owner, requestid, await _body(), g.identity), 202)
+        return _json(await services.pins.replace(g.owner, requestid, await _body(), g.identity,
+                                                  g.client), 202)
 
     @app.delete(f"{PREFIX}/pins/<requestid>")
     async def delete_pin(requestid: str) -> Response:

@@ -53,6 +53,9 @@ class CrustStatus:
     record_bytes: float = 0.0  # the poller's moving average of a file record's size
     known_records: KnownRecords | None = field(default=None, repr=False)  # the poller's decoded records, by digest
     role: str | None = None  # "leader" | "standby" (w3gate.services.leader); None while ordering is off
+    cru_per_day: int = 0  # [limits] cru_per_day (0: no daily budget; w3gate.services.budget)
+    cru_spent_today: int | None = None  # what today's recorded batches were computed to cost
+    budget_spent: bool = False  # today's budget is spent: new orders wait queued until 00:00 UTC
 
     def error(self, text: str) -> None:
         self.last_error = text[:500]
@@ -84,6 +87,9 @@ class CrustStatus:
             "renewal": self.renewal,
             "last_batch_cost": None if self.last_batch_cost is None else str(self.last_batch_cost),
             "role": self.role,
+            "cru_per_day": str(self.cru_per_day),
+            "cru_spent_today": None if self.cru_spent_today is None else str(self.cru_spent_today),
+            "budget_spent": self.budget_spent,
         }
 
 

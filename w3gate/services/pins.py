@@ -135,30 +135,35 @@ class PinService:
             "info": record.info,
         }
 
-    async def _stored(self, identity: Identity | None, pin: NewPin, replaces: str | None,
+    async def _stored(self, identity: Identity | None, client: str | None, pin: NewPin, replaces: str | None,
                       write: Any, *args: Any) -> tuple[PinRecord | None, int]:
-        """``write(*args, quota, size)`` once the admission hooks accept ``pin``; a quota refusal from the
-        store (its transaction rolled back) becomes the limit's Failure."""
+        """``write(*args, quota, size, address)`` once the admission hooks accept ``pin`` from ``client`` (the
+        client address); a quota refusal from the store (its transaction rolled back) becomes the limit's
+        Failure."""
         if self.admission is None or identity is None:
             return await self.db.run(write, *args, UNBOUNDED, 0)  # type: ignore[no-any-return]
         quota, size = await self.admission.admit(identity, pin, replaces)
         try:
-            return await self.db.run(write, *args, quota, size)  # type: ignore[no-any-return]
+            return await self.db.run(  # type: ignore[no-any-return]
+                write, *args, quota, size, self.admission.address_quota(client))
         except QuotaExceeded as exc:
             raise self.admission.over_quota(exc, size) from None
 
-    async def add(self, owner: str, body: Any, identity: Identity | None = None) -> dict[str, Any]:
+    async def add(self, owner: str, body: Any, identity: Identity | None = None,
+                  client: str | None = None) -> dict[str, Any]:
         pin = parse_pin(body)
-        record, used = await self._stored(identity, pin, None, store.create_pin, owner, pin, self.clock.next())
+        record, used = await self._stored(identity, client, pin, None, store.create_pin, owner, pin,
+                                          self.clock.next())
         self.clock.seen(used)
         assert record is not None
         return self.status_of(record)
 
-    async def replace(self, owner: str, requestid: str, body: Any, identity: Identity | None = None) -> dict[str, Any]:
+    async def replace(self, owner: str, requestid: str, body: Any, identity: Identity | None = None,
+                      client: str | None = None) -> dict[str, Any]:
         pin = parse_pin(body)
         check_requestid(requestid)
-        record, used = await self._stored(identity, pin, requestid, store.replace_pin, owner, requestid, pin,
-                                          self.clock.next())
+        record, used = await self._stored(identity, client, pin, requestid, store.replace_pin, owner, requestid,
+                                          pin, self.clock.next())
         self.clock.seen(used)
         if record is None:
             raise _no_such_pin(requestid)

@@ -30,6 +30,7 @@ import trio
 from w3gate.crust.chain import ChainClient, MarketCall
 from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT, TxRejected
 from w3gate.crust.settings import CrustSettings, OrderTooLarge, order_size
+from w3gate.services.budget import within_budget
 from w3gate.services.crust import Connection, CrustStatus, notify_webhook, now_ms
 from w3gate.store import orders
 from w3gate.store.db import Database
@@ -96,6 +97,8 @@ class Submitter:
             self.status.counts = await orders.counts(self.db)
             self.counted_ms = now
         if trio.current_time() < self.paused_until:
+            return False
+        if not await within_budget(self.db, self.status):  # [limits] cru_per_day
             return False
         account = await self.conn.call(self.client.account)
         self.status.free_balance, self.status.usable_balance = account.free, account.usable

@@ -283,6 +283,26 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             )""",
         ],
     ),
+    (
+        "per-address day counts, identities' first pinning day, the CRU spent per day",
+        [
+            ADDITIVE,
+            # the UTC day (days since the epoch) of an identity's first admitted pin: NULL until then. A new
+            # identity counts once against identities_per_address_per_day; users known before count as old
+            "ALTER TABLE users ADD COLUMN first_day BIGINT",
+            "UPDATE users SET first_day = 0",
+            # pins added and new identities admitted from one client address (IPv4, IPv6 /64) per UTC day
+            """CREATE TABLE address_days (
+                address VARCHAR(64) NOT NULL,
+                day BIGINT NOT NULL,
+                pins BIGINT NOT NULL DEFAULT 0,
+                identities BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (address, day)
+            )""",
+            # what the batches recorded on a UTC day were computed to cost (smallest units): cru_per_day
+            "CREATE TABLE spend_days (day BIGINT PRIMARY KEY, spent BIGINT NOT NULL DEFAULT 0)",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

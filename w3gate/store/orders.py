@@ -29,6 +29,7 @@ from tortoise.transactions import in_transaction
 
 from w3gate.store.models import PIN_STATUS_OF_ORDER, RENEW_PREPAID, RENEW_STOPPED, CrustTx, Order, Pin
 from w3gate.store.rawsql import Sql, dialect
+from w3gate.store.users import DAY_MS
 
 if TYPE_CHECKING:
     from w3gate.store.db import Database
@@ -103,8 +104,27 @@ async def record_tx(token: str, tx: dict[str, Any], cids: Sequence[str], now_ms:
             by_cost[cost].append(cid)
         for cost, same in by_cost.items():
             await Order.filter(cid__in=same).using_db(conn).update(cost=str(cost), renewal=renewal)
+        if costs:
+            await _spend(conn, sum(costs.values()), now_ms)
         await CrustTx.create(using_db=conn, status="sent", cids=json.dumps(list(calls if calls is not None else cids)),
                              created_ms=now_ms, updated_ms=now_ms, **tx)
+
+
+async def _spend(conn: Any, amount: int, now_ms: int) -> None:
+    """Add a recorded batch's computed cost to its UTC day's spending (what ``cru_per_day`` bounds)."""
+    sql = Sql(dialect(conn))
+    await conn.execute_query(
+        f"INSERT INTO spend_days (day, spent) VALUES ({sql.arg(now_ms // DAY_MS)}, {sql.arg(amount)}) "
+        "ON CONFLICT (day) DO UPDATE SET spent = spend_days.spent + excluded.spent", sql.args)
+
+
+async def spent_on_day(now_ms: int) -> int:
+    """What the batches recorded on the UTC day of ``now_ms`` were computed to cost (smallest units)."""
+    conn = Order._meta.db
+    sql = Sql(dialect(conn))
+    rows = await conn.execute_query_dict(f"SELECT spent FROM spend_days WHERE day = {sql.arg(now_ms // DAY_MS)}",
+                                         sql.args)
+    return int(rows[0]["spent"]) if rows else 0
 
 
 async def prepaid_covers(token: str, cids: Sequence[str], now_ms: int) -> None:

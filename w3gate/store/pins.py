@@ -24,6 +24,7 @@ from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, PIN_STATUSES, 
 from w3gate.store.rawsql import Sql as _Sql
 from w3gate.store.rawsql import conn as _conn
 from w3gate.store.rawsql import dialect as _dialect
+from w3gate.store.users import AddressQuota
 
 CREATED_RETRIES = 50
 
@@ -119,9 +120,10 @@ def _new_record(row: Mapping[str, Any], order: Mapping[str, Any]) -> PinRecord:
 
 
 async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
-                  size: int = 0) -> PinRecord:
+                  size: int = 0, address: AddressQuota | None = None) -> PinRecord:
     dialect = _dialect(conn)
     await users.admit(conn, owner, quota, size, created_ms)  # first: a refusal has written nothing
+    await users.admit_address(conn, owner, address, created_ms)  # the same lock order as postgres_direct's
     order = await _ensure_order(conn, dialect, pin, created_ms)
     row = _new_row(pin, created_ms)
     row["status"] = PIN_STATUS_OF_ORDER[order["status"]]
@@ -160,9 +162,9 @@ async def _with_unique_created(work: Any, created_ms: int) -> tuple[PinRecord, i
 
 
 async def create_pin(owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
-                     size: int = 0) -> tuple[PinRecord, int]:
-    """Insert a pin request admitted for ``size`` bytes within ``quota`` (else
-    :class:`~w3gate.store.users.QuotaExceeded`, nothing stored); returns it and the ``created`` value used.
+                     size: int = 0, address: AddressQuota | None = None) -> tuple[PinRecord, int]:
+    """Insert a pin request admitted for ``size`` bytes within ``quota`` and its client ``address``'s day
+    (else :class:`~w3gate.store.users.QuotaExceeded`, nothing stored); returns it and the ``created`` value used.
 
     On PostgreSQL one statement does it in the common case, quota included (:mod:`w3gate.store.postgres_direct`);
     when that wrote nothing, the general path below does (and says which bound, if one refused).
@@ -170,18 +172,20 @@ async def create_pin(owner: str, pin: NewPin, created_ms: int, quota: Quota = UN
     pool = postgres_direct.pool_of(_conn())
     if pool is not None:
         row = _new_row(pin, created_ms)
-        bounds = None if quota == UNBOUNDED else (quota.pins, quota.bytes, quota.pins_per_day)
+        counted = address is not None and address.active
+        bounds = None if quota == UNBOUNDED and not counted else (quota.pins, quota.bytes, quota.pins_per_day)
         done = await postgres_direct.create_pin(pool, owner, pin, row["requestid"], created_ms, row["origins"],
-                                                row["meta"], size, bounds)
+                                                row["meta"], size, bounds, address if counted else None)
         if done is not None:
             order, created_ms = done
             row.update(status=order["pin_status"], created_ms=created_ms)
             return _new_record(row, order), created_ms
-    return await _with_unique_created(lambda conn, ms: _insert(conn, owner, pin, ms, quota, size), created_ms)
+    return await _with_unique_created(lambda conn, ms: _insert(conn, owner, pin, ms, quota, size, address),
+                                      created_ms)
 
 
 async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
-                      size: int = 0) -> tuple[PinRecord | None, int]:
+                      size: int = 0, address: AddressQuota | None = None) -> tuple[PinRecord | None, int]:
     """Delete ``requestid`` and insert ``pin`` atomically; (None, ms) when ``requestid`` is not the owner's.
     The old pin is given back before ``quota`` is checked, so replacing at the limit works."""
 
@@ -191,7 +195,7 @@ async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int, 
         if old_key is None:
             return None
         await mine.delete()
-        record = await _insert(conn, owner, pin, ms, quota, size)
+        record = await _insert(conn, owner, pin, ms, quota, size, address)
         if old_key != pin.key:
             await _release_order(conn, str(old_key))
         return record

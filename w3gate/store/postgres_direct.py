@@ -28,7 +28,7 @@ from typing import Any
 from tortoise.backends.base.client import TransactionalDBClient
 
 from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, RENEW_STOPPED
-from w3gate.store.users import DAY_MS
+from w3gate.store.users import DAY_MS, AddressQuota
 
 CREATED_RETRIES = 50
 
@@ -95,6 +95,42 @@ CREATE_PIN_COUNTED = CREATE_PIN.replace(
 )
 assert CREATE_PIN_COUNTED.count("quota_ok") == 3 and "counted AS" in CREATE_PIN_COUNTED  # every replace took
 
+# CREATE_PIN_COUNTED also within the client address's day (users.admit_address), still one statement: $17 the
+# address (a client key), $18 pins a day from it, $19 new identities a day from it (0: no bound). Its
+# ``address_days`` row is locked after the owner's, as the general path locks them (else two requests deadlock):
+# ``EXISTS (SELECT FROM quota_ok)`` is a one-time filter, run before the row is scanned, so it locks the owner's
+# row first whatever order the executor takes the CTEs in. The row is re-checked against the committed counts; an
+# identity is new when its ``first_day`` (read under the lock) is NULL, and the pin sets it. No row yet (the
+# address's first pin of the day) or over a bound: nothing is written, and the general path makes the row or says
+# which bound.
+CREATE_PIN_ADDRESSED = CREATE_PIN_COUNTED.replace(
+    "SELECT 1 FROM users WHERE user_key = $5::varchar", "SELECT first_day FROM users WHERE user_key = $5::varchar",
+).replace(
+    """), new_order AS (""",
+    """), address_ok AS (
+    SELECT 1 FROM address_days WHERE EXISTS (SELECT FROM quota_ok) AND address = $17::varchar AND day = $16::bigint
+      AND ($18::bigint = 0 OR pins < $18::bigint)
+      AND ($19::bigint = 0 OR identities < $19::bigint OR (SELECT first_day FROM quota_ok) IS NOT NULL)
+    FOR UPDATE
+), new_order AS (""",
+).replace(
+    "'queued', $3::bigint, $3::bigint FROM quota_ok", "'queued', $3::bigint, $3::bigint FROM quota_ok "
+    "WHERE EXISTS (SELECT FROM address_ok)",
+).replace(
+    "FROM o WHERE EXISTS (SELECT FROM quota_ok)",
+    "FROM o WHERE EXISTS (SELECT FROM quota_ok) AND EXISTS (SELECT FROM address_ok)",
+).replace(
+    "day = $16::bigint\n    WHERE user_key = $5::varchar AND EXISTS (SELECT FROM pin)",
+    "day = $16::bigint,\n        first_day = COALESCE(first_day, $16::bigint)\n"
+    "    WHERE user_key = $5::varchar AND EXISTS (SELECT FROM pin)\n"
+    "), address_counted AS (\n"
+    "    UPDATE address_days SET pins = pins + 1,\n"
+    "        identities = identities + CASE WHEN (SELECT first_day FROM quota_ok) IS NULL THEN 1 ELSE 0 END\n"
+    "    WHERE address = $17::varchar AND day = $16::bigint AND EXISTS (SELECT FROM pin)",
+)
+assert CREATE_PIN_ADDRESSED.count("address_ok") == 3 and "address_counted AS" in CREATE_PIN_ADDRESSED \
+    and "SELECT first_day FROM users" in CREATE_PIN_ADDRESSED  # every replace took
+
 # the ORM's statement log, which ``log_sql`` turns on (w3gate.store.db.configure_sql_log): these statements too
 sql_log = logging.getLogger("tortoise.db_client")
 _pools: dict[str, Any] = {}  # the Tortoise connection name -> its asyncpg pool for these statements
@@ -141,10 +177,11 @@ async def fetch(pool: Any, sql: str, args: list[Any]) -> list[Any]:
 
 async def create_pin(pool: Any, owner: str, pin: Any, requestid: str, created_ms: int, origins: str,
                      meta: str, size: int = 0, quota: tuple[int, int, int] | None = None,
-                     ) -> tuple[Mapping[str, Any], int] | None:
+                     address: AddressQuota | None = None) -> tuple[Mapping[str, Any], int] | None:
     """Insert a pin (a ``pins.NewPin``, its origins and meta as JSON text) and, if new, its content's order,
     in one statement; with ``quota`` (live pins, bytes, pins a day; 0: no bound), only within it
-    (:data:`CREATE_PIN_COUNTED`).
+    (:data:`CREATE_PIN_COUNTED`), and with ``address`` (which needs ``quota``) within its client address's day
+    too (:data:`CREATE_PIN_ADDRESSED`).
 
     Returns (the order's columns and the pin's ``pin_status``, the ``created`` used), or None when nothing was
     written and the general path must run (see the module's docstring). ``created`` collisions (another
@@ -159,6 +196,9 @@ async def create_pin(pool: Any, owner: str, pin: Any, requestid: str, created_ms
         if quota is not None:
             statement = CREATE_PIN_COUNTED
             args += [*quota, created_ms // DAY_MS]
+            if address is not None:
+                statement = CREATE_PIN_ADDRESSED
+                args += [address.address, address.pins_per_day, address.identities_per_day]
         if sql_log.isEnabledFor(logging.DEBUG):
             sql_log.debug("%s: %s", statement, args)
         try:

@@ -29,6 +29,20 @@ _COLUMNS = ("user_key, address, pins, bytes, day, day_pins, last_seen_ms, blocke
             + ", ".join(PER_USER))
 
 
+@dataclass(frozen=True)
+class AddressQuota:
+    """The per-address day limits a pin request from ``address`` (a client key: an IPv4 address, an IPv6
+    /64) is counted against (0: no bound). No address known (a unix socket): nothing to count by."""
+
+    address: str
+    pins_per_day: int = 0
+    identities_per_day: int = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.address) and bool(self.pins_per_day or self.identities_per_day)
+
+
 class QuotaExceeded(Exception):
     """The pin would take the user past ``limit`` (a :class:`Quota` field's limit name)."""
 
@@ -97,6 +111,66 @@ async def admit(conn: Any, owner: str, quota: Quota, size: int, now_ms: int) -> 
         # Within every bound: on PostgreSQL the row was committed by a concurrent first request after the
         # UPDATE's snapshot and before the SELECT's (READ COMMITTED); the UPDATE will see it now.
     raise RuntimeError(f"could not count a pin for {owner!r} in {ADMIT_ATTEMPTS} attempts")
+
+
+async def admit_address(conn: Any, owner: str, quota: AddressQuota | None, now_ms: int) -> None:
+    """Count a pin against its client address's day in ``conn``'s transaction, or raise
+    :class:`QuotaExceeded` (``pins_per_address_per_day``, ``identities_per_address_per_day``).
+
+    An identity is new on the day of its first admitted pin (``users.first_day``): then it also counts
+    against the address's identities of the day. Both statements are upserts: on PostgreSQL the second of
+    two concurrent requests waits for the first's row lock and is checked against what it committed
+    (``ON CONFLICT DO UPDATE`` sees the latest row even under READ COMMITTED), so the bounds hold under any
+    concurrency; a refusal rolls the transaction back, first day included.
+    """
+    if quota is None or not quota.active:
+        return
+    today = now_ms // DAY_MS
+    sql = Sql(_dialect(conn))
+    first = await conn.execute_query_dict(
+        f"INSERT INTO users (user_key, first_day) VALUES ({sql.arg(owner)}, {sql.arg(today)}) "
+        "ON CONFLICT (user_key) DO UPDATE SET first_day = excluded.first_day WHERE users.first_day IS NULL "
+        "RETURNING user_key", sql.args)
+    new = 1 if first else 0
+    sql = Sql(_dialect(conn))
+    values = f"{sql.arg(quota.address)}, {sql.arg(today)}, 1, {sql.arg(new)}"
+    conditions = ["TRUE"]
+    if quota.pins_per_day:
+        conditions.append(f"address_days.pins < {sql.arg(quota.pins_per_day)}")
+    if quota.identities_per_day:
+        conditions.append(f"(excluded.identities = 0 OR address_days.identities < {sql.arg(quota.identities_per_day)})")
+    counted = await conn.execute_query_dict(
+        f"INSERT INTO address_days (address, day, pins, identities) VALUES ({values}) ON CONFLICT (address, day) "
+        "DO UPDATE SET pins = address_days.pins + 1, identities = address_days.identities + excluded.identities "
+        f"WHERE {' AND '.join(conditions)} RETURNING pins", sql.args)
+    if counted:
+        return
+    sql = Sql(_dialect(conn))
+    r = (await conn.execute_query_dict(
+        f"SELECT pins, identities FROM address_days WHERE address = {sql.arg(quota.address)} AND day = "
+        f"{sql.arg(today)}", sql.args))[0]
+    if new and quota.identities_per_day and int(r["identities"]) >= quota.identities_per_day:
+        raise QuotaExceeded("identities_per_address_per_day", int(r["identities"]), quota.identities_per_day)
+    raise QuotaExceeded("pins_per_address_per_day", int(r["pins"]), quota.pins_per_day)
+
+
+async def address_day(address: str, now_ms: int) -> tuple[int, int]:
+    """(pins, new identities) counted for a client address on the UTC day of ``now_ms``."""
+    conn = _conn()
+    sql = Sql(_dialect(conn))
+    rows = await conn.execute_query_dict(
+        f"SELECT pins, identities FROM address_days WHERE address = {sql.arg(address)} AND day = "
+        f"{sql.arg(now_ms // DAY_MS)}", sql.args)
+    return (int(rows[0]["pins"]), int(rows[0]["identities"])) if rows else (0, 0)
+
+
+async def forget_address_days(now_ms: int) -> int:
+    """Drop the per-address counts of days before yesterday (UTC): nothing reads them; returns how many."""
+    conn = _conn()
+    sql = Sql(_dialect(conn))
+    rows = await conn.execute_query_dict(
+        f"DELETE FROM address_days WHERE day < {sql.arg(now_ms // DAY_MS - 1)} RETURNING day", sql.args)
+    return len(rows)
 
 
 async def known_file_size(key: str) -> int | None:
