@@ -40,7 +40,7 @@ def test_serve_options_without_a_command_serve(tmp_path: Path) -> None:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
     helped = subprocess.run([*COMMAND, "--help"], env=clean_env(), capture_output=True, text=True, timeout=60)
-    assert helped.returncode == 0 and "{serve,plugins,users,token}" in helped.stdout
+    assert helped.returncode == 0 and "{serve,plugins,users,token,crust}" in helped.stdout
 
 
 @pytest.mark.parametrize("args", [["serve", "--print-config"], ["plugins"], ["users", "list"], ["--print-config"]])
