@@ -112,8 +112,8 @@ class Wallet:
         return eip4361_layout("Solana", domain, self.address, uri, "1", issued, expires, chain_id="mainnet")
 
     def token(self, server, *, issued_ago_s: float = 0, ttl_s: float = 3600, domain: str | None = None,
-              uri: str | None = None, expires: bool = True) -> str:
-        issued = int((time.time() - issued_ago_s) * 1000)
+              uri: str | None = None, expires: bool = True, issued_ms: int | None = None) -> str:
+        issued = int((time.time() - issued_ago_s) * 1000) if issued_ms is None else issued_ms
         message = self.message(domain or server.base_url.removeprefix("http://"), uri or server.base_url,
                                issued, issued + int(ttl_s * 1000) if expires else None)
         return bound(message, self.sign(message.encode()))
@@ -209,23 +209,50 @@ def test_a_malformed_bound_token_is_a_401(service) -> None:
         refused(pins(service, f"Bearer {token}"), "malformed bound token")
 
 
+def issued_at(token: str) -> str:
+    return base64.urlsafe_b64decode(token.split(".")[1] + "==").decode().split("Issued At: ")[1].split("\n")[0]
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000 + 0.5)
+
+
 @pytest.mark.parametrize("chain", ["ethereum", "substrate", "solana"])
-def test_revoke_refuses_older_tokens_and_keeps_the_revoking_one(service, chain: str) -> None:
+def test_revoke_refuses_every_token_issued_up_to_now(service, chain: str) -> None:
+    """Revoking refuses every token issued before the revocation, the revoking one included, also one dated
+    ahead within the clock skew tokens are accepted with; the next token is dated from ``revoked_before``."""
     wallet = Wallet(chain)
     old, plain = wallet.token(service, issued_ago_s=60), wallet.w3auth()
-    assert pins(service, old).status_code == 200 and pins(service, plain).status_code == 200
+    ahead = wallet.token(service, issued_ago_s=-50)  # signed now, dated 50 s ahead: within the 60 s skew
+    for header in (old, plain, ahead):
+        assert pins(service, header).status_code == 200
     refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": plain}), "revoking needs a bound")
     stale = wallet.token(service, issued_ago_s=11 * 60, ttl_s=3600)
     refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": stale}), "revoking needs a bound")
     fresh = wallet.token(service)
+    before = int(time.time() * 1000)
     answer = httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh}, timeout=10)
+    after = int(time.time() * 1000)
     assert answer.status_code == 200, answer.text
-    issued = base64.urlsafe_b64decode(fresh.split(".")[1] + "==").decode().split("Issued At: ")[1].split("\n")[0]
-    assert answer.json() == {"revoked_before": issued}
-    refused(pins(service, old), "revoked")
-    refused(pins(service, plain), "revoked")
-    assert pins(service, fresh).status_code == 200
+    revoked_before = ms(answer.json()["revoked_before"])
+    assert before + 60_000 < revoked_before <= after + 60_001  # the service's "now", plus the skew
+    for header in (old, plain, ahead, fresh):
+        refused(pins(service, header), "revoked")
+    refused(pins(service, wallet.token(service)), "revoked")  # signed right after, dated now: within the skew
+    nxt = wallet.token(service, issued_ms=revoked_before)
+    assert pins(service, nxt).status_code == 200  # dated from revoked_before: the new token
     assert pins(service, Wallet(chain).w3auth()).status_code == 200  # nobody else's tokens
+
+
+def test_a_revoking_token_dated_ahead_is_refused_and_locks_nothing_out(service) -> None:
+    """A revocation dated ahead of the service's clock would refuse the user's next tokens: it is refused."""
+    wallet = Wallet("ethereum")
+    ahead = wallet.token(service, issued_ago_s=-30)
+    assert pins(service, ahead).status_code == 200  # a valid token: within the skew
+    refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": ahead}),
+            "revoking needs a bound token issued no later than now")
+    assert pins(service, wallet.token(service)).status_code == 200  # nothing was revoked
+    assert pins(service, wallet.w3auth()).status_code == 200
 
 
 def run_token_cli(service, *args: str, secret: str | None = None, secret_file: Path | None = None):

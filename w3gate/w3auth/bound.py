@@ -22,7 +22,7 @@ import string
 import threading
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ __all__ = [
     "SignIn",
     "check_claims",
     "check_message",
+    "revocation_boundary",
     "encode_token",
     "make_message",
     "parse_message",
@@ -64,6 +65,7 @@ _HEADER = re.compile(r"(?P<domain>[^\s/]+) wants you to sign in with your (?P<fa
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")
 _NONCE = re.compile(r"[A-Za-z0-9]{8,}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,8 @@ def parse_time(text: str, field: str) -> int:
         moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
         raise AuthError(f"{MALFORMED}: {field} {text[:40]!r} is not an RFC 3339 time") from None
-    return int(moment.timestamp() * 1000)
+    # in whole milliseconds, exactly (timestamp() * 1000 in floating point put some instants 1 ms early)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def parse_message(message: str) -> SignIn:
@@ -246,6 +249,15 @@ def check_message(signin: SignIn, policy: BoundPolicy) -> None:
             f"{MALFORMED}: the token would last {ttl_ms // 1000} s, this service allows at most "
             f"{policy.max_ttl_s} s (max_ttl)"
         )
+
+
+def revocation_boundary(revoked_at_ms: int) -> int:
+    """The first ``Issued At`` a token may carry after a revocation at ``revoked_at_ms`` (server time).
+
+    A token is accepted up to ``SKEW_MS`` before its ``Issued At``, so a token signed just before the
+    revocation may say it was issued up to that much later: every token issued at or before the revocation's
+    time plus the skew is refused, whatever its clock said."""
+    return revoked_at_ms + SKEW_MS + 1
 
 
 def check_claims(claims: BoundClaims, now_ms: int, revoked_before_ms: int | None) -> None:
