@@ -204,6 +204,20 @@ def test_a_bad_bound_token_is_a_401_saying_why(service, chain: str, case: str, d
     refused(pins(service, token), details)  # the same answer from the cache
 
 
+def test_a_domain_matches_in_its_idna_ascii_form_only(start_server) -> None:
+    """Domains are compared as IDNA ASCII (``xn--``), ASCII letters in any case; a look-alike that Unicode
+    case folding would turn into the service's name (KELVIN SIGN for ``k``) is no valid IDNA name: refused."""
+    public = "http://pink.b\u00fccher.test"
+    server = start_server(env={"W3GATE_PUBLIC_URL": public})
+    assert httpx.get(server.base_url + "/auth/params").json()["domain"] == "pink.b\u00fccher.test"
+    wallet = Wallet("substrate")
+    for domain in ("pink.b\u00fccher.test", "PINK.xn--bcher-kva.test", "pink.xn--bcher-kva.TEST"):
+        assert pins(server, wallet.token(server, domain=domain, uri=public)).status_code == 200, domain
+    refused(pins(server, wallet.token(server, domain="pin\u212a.b\u00fccher.test", uri=public)),
+            "wrong domain: the token's domain 'pin\u212a.b\u00fccher.test' is not a valid IDNA domain name")
+    refused(pins(server, wallet.token(server, domain="pinj.b\u00fccher.test", uri=public)), "wrong domain")
+
+
 def test_a_malformed_bound_token_is_a_401(service) -> None:
     for token in ("w3b1.", "w3b1.!!.xx", "w3b1." + b64url(b"hello") + "." + b64url(b"sig"), "w3b1.a.b.c"):
         refused(pins(service, f"Bearer {token}"), "malformed bound token")

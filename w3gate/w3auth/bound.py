@@ -26,12 +26,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import idna
+
 from w3gate.hookspecs import Identity
 from w3gate.timestamps import rfc3339_ms
 from w3gate.w3auth.token import AuthError
 
 __all__ = [
     "BOUND_PREFIX",
+    "ascii_authority",
     "BoundClaims",
     "BoundPolicy",
     "SignIn",
@@ -231,9 +234,39 @@ def _parse_generic(message: str, family: str) -> SignIn:
     )
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_PORT = re.compile(r"(?::[0-9]{1,5})?")
+
+
+def ascii_authority(authority: str) -> str | None:
+    """``host[:port]`` as compared: the host in its IDNA ASCII form (``xn--…``), ASCII letters in lower case;
+    None when the host is not a valid IDNA name.
+
+    Only ASCII letters are folded: Unicode case folding would let a look-alike (KELVIN SIGN U+212A) stand
+    for ``k``, and a name IDNA 2008 refuses (that one included) is nobody's domain."""
+    if authority.startswith("["):  # an IPv6 literal
+        host, bracket, port = authority[1:].partition("]")
+        if not bracket or not re.fullmatch(r"[0-9A-Fa-f:.]+", host) or not _PORT.fullmatch(port):
+            return None
+        return f"[{host.lower()}]{port}"
+    host, colon, port = authority.rpartition(":") if ":" in authority else (authority, "", "")
+    if not host or not _PORT.fullmatch(colon + port):
+        return None
+    host = host.translate(_ASCII_LOWER)
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=False).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            return None
+    return host + colon + port
+
+
 def check_message(signin: SignIn, policy: BoundPolicy) -> None:
     """The checks that do not depend on the time of use: audience, nonce, an expiry within ``max_ttl``."""
-    if signin.domain.lower() != policy.domain.lower():
+    domain = ascii_authority(signin.domain)
+    if domain is None:
+        raise AuthError(f"{WRONG_DOMAIN}: the token's domain {signin.domain[:100]!r} is not a valid IDNA domain name")
+    if domain != ascii_authority(policy.domain):
         raise AuthError(f"{WRONG_DOMAIN}: the token is for {signin.domain[:100]!r}, this service is {policy.domain!r}")
     if signin.uri != policy.uri and not signin.uri.startswith(policy.uri.rstrip("/") + "/"):
         raise AuthError(f"{WRONG_DOMAIN}: the token's URI {signin.uri[:100]!r} is not under {policy.uri!r}")
