@@ -90,7 +90,8 @@ class Admission:
         """Count an authenticated request against its identity's ``requests_per_minute``."""
         key = identity.user_key
         self._seen[key] = (identity.address, int(time.time() * 1000))
-        limit = user_limit(self.limits, self._users.get(key), "requests_per_minute")
+        user = next((row for k in (key, *identity.aliases) if (row := self._users.get(k)) is not None), None)
+        limit = user_limit(self.limits, user, "requests_per_minute")
         if limit and (wait := self.requests.take(key, limit)):
             raise self.refuse("requests_per_minute", 429, "REQUESTS_PER_MINUTE",
                               f"more than {limit} requests a minute from this identity (requests_per_minute); "

@@ -58,6 +58,10 @@ class TokenService:
         self._revoked[user_key] = (now, value)
         return value
 
+    def forget(self, user_key: str) -> None:
+        """Read the user's revocation from the database at the next look-up (it was moved there)."""
+        self._revoked.pop(user_key, None)
+
     async def revoke(self, user_key: str, claims: BoundClaims | None) -> dict[str, str]:
         """``POST /auth/revoke``: refuse the user's tokens issued up to now (this server's clock), the revoking
         one included, allowing for the clock skew tokens are accepted with (:func:`revocation_boundary`).
