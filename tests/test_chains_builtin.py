@@ -196,7 +196,9 @@ def test_substrate_native_ecdsa_canonical_account(auth: Authenticator) -> None:
             identities.add((identity.chain, identity.account))
             multi = auth.authenticate_sync(bearer(f"sub-{address}:0x02{sig.hex()}"))
             identities.add((multi.chain, multi.account))
-    assert identities == {("substrate", "0x" + account.hex())}
+    # one key, one user: the Ethereum identity of its address (its eth- tokens' user), the account id an alias
+    assert identities == {("ethereum", Account.from_key(key.secret).address.lower())}
+    assert identity.aliases == multi.aliases == ("substrate:0x" + account.hex(),)
     other = ecdsa_key(1).sign_recoverable(addresses[0].encode(), hasher=blake2_256)
     with pytest.raises(AuthError):
         auth.authenticate_sync(bearer(f"sub-{addresses[0]}:0x{other.hex()}"))
@@ -214,7 +216,7 @@ def test_substrate_genuine_ecdsa_signature_starting_with_00_02_is_accepted(auth:
     else:  # pragma: no cover - probability ~1e-16
         pytest.fail("no signature starting with 00..02 found")
     identity = auth.authenticate_sync(bearer(f"sub-{address}:0x{sig.hex()}"))
-    assert identity == Identity("substrate", "0x" + account.hex(), address)
+    assert identity == Identity("ethereum", Account.from_key(key.secret).address.lower(), address)
 
 
 def test_substrate_recovery_ids_2_and_3_are_read_but_wrong_ones_fail(auth: Authenticator) -> None:

@@ -112,8 +112,8 @@ class Wallet:
         return eip4361_layout("Solana", domain, self.address, uri, "1", issued, expires, chain_id="mainnet")
 
     def token(self, server, *, issued_ago_s: float = 0, ttl_s: float = 3600, domain: str | None = None,
-              uri: str | None = None, expires: bool = True) -> str:
-        issued = int((time.time() - issued_ago_s) * 1000)
+              uri: str | None = None, expires: bool = True, issued_ms: int | None = None) -> str:
+        issued = int((time.time() - issued_ago_s) * 1000) if issued_ms is None else issued_ms
         message = self.message(domain or server.base_url.removeprefix("http://"), uri or server.base_url,
                                issued, issued + int(ttl_s * 1000) if expires else None)
         return bound(message, self.sign(message.encode()))
@@ -214,28 +214,69 @@ def test_a_bad_bound_token_is_a_401_saying_why(service, chain: str, case: str, d
     refused(pins(service, token), details)  # the same answer from the cache
 
 
+def test_a_domain_matches_in_its_idna_ascii_form_only(start_server) -> None:
+    """Domains are compared as IDNA ASCII (``xn--``), ASCII letters in any case; a look-alike that Unicode
+    case folding would turn into the service's name (KELVIN SIGN for ``k``) is no valid IDNA name: refused."""
+    public = "http://pink.b\u00fccher.test"
+    server = start_server(env={"W3GATE_PUBLIC_URL": public})
+    assert httpx.get(server.base_url + "/auth/params").json()["domain"] == "pink.b\u00fccher.test"
+    wallet = Wallet("substrate")
+    for domain in ("pink.b\u00fccher.test", "PINK.xn--bcher-kva.test", "pink.xn--bcher-kva.TEST"):
+        assert pins(server, wallet.token(server, domain=domain, uri=public)).status_code == 200, domain
+    refused(pins(server, wallet.token(server, domain="pin\u212a.b\u00fccher.test", uri=public)),
+            "wrong domain: the token's domain 'pin\u212a.b\u00fccher.test' is not a valid IDNA domain name")
+    refused(pins(server, wallet.token(server, domain="pinj.b\u00fccher.test", uri=public)), "wrong domain")
+
+
 def test_a_malformed_bound_token_is_a_401(service) -> None:
     for token in ("w3b1.", "w3b1.!!.xx", "w3b1." + b64url(b"hello") + "." + b64url(b"sig"), "w3b1.a.b.c"):
         refused(pins(service, f"Bearer {token}"), "malformed bound token")
 
 
+def issued_at(token: str) -> str:
+    return base64.urlsafe_b64decode(token.split(".")[1] + "==").decode().split("Issued At: ")[1].split("\n")[0]
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000 + 0.5)
+
+
 @pytest.mark.parametrize("chain", ["ethereum", "substrate", "solana"])
-def test_revoke_refuses_older_tokens_and_keeps_the_revoking_one(service, chain: str) -> None:
+def test_revoke_refuses_every_token_issued_up_to_now(service, chain: str) -> None:
+    """Revoking refuses every token issued before the revocation, the revoking one included, also one dated
+    ahead within the clock skew tokens are accepted with; the next token is dated from ``revoked_before``."""
     wallet = Wallet(chain)
     old, plain = wallet.token(service, issued_ago_s=60), wallet.w3auth()
-    assert pins(service, old).status_code == 200 and pins(service, plain).status_code == 200
+    ahead = wallet.token(service, issued_ago_s=-50)  # signed now, dated 50 s ahead: within the 60 s skew
+    for header in (old, plain, ahead):
+        assert pins(service, header).status_code == 200
     refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": plain}), "revoking needs a bound")
     stale = wallet.token(service, issued_ago_s=11 * 60, ttl_s=3600)
     refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": stale}), "revoking needs a bound")
     fresh = wallet.token(service)
+    before = int(time.time() * 1000)
     answer = httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh}, timeout=10)
+    after = int(time.time() * 1000)
     assert answer.status_code == 200, answer.text
-    issued = base64.urlsafe_b64decode(fresh.split(".")[1] + "==").decode().split("Issued At: ")[1].split("\n")[0]
-    assert answer.json() == {"revoked_before": issued}
-    refused(pins(service, old), "revoked")
-    refused(pins(service, plain), "revoked")
-    assert pins(service, fresh).status_code == 200
+    revoked_before = ms(answer.json()["revoked_before"])
+    assert before + 60_000 < revoked_before <= after + 60_001  # the service's "now", plus the skew
+    for header in (old, plain, ahead, fresh):
+        refused(pins(service, header), "revoked")
+    refused(pins(service, wallet.token(service)), "revoked")  # signed right after, dated now: within the skew
+    nxt = wallet.token(service, issued_ms=revoked_before)
+    assert pins(service, nxt).status_code == 200  # dated from revoked_before: the new token
     assert pins(service, Wallet(chain).w3auth()).status_code == 200  # nobody else's tokens
+
+
+def test_a_revoking_token_dated_ahead_is_refused_and_locks_nothing_out(service) -> None:
+    """A revocation dated ahead of the service's clock would refuse the user's next tokens: it is refused."""
+    wallet = Wallet("ethereum")
+    ahead = wallet.token(service, issued_ago_s=-30)
+    assert pins(service, ahead).status_code == 200  # a valid token: within the skew
+    refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": ahead}),
+            "revoking needs a bound token issued no later than now")
+    assert pins(service, wallet.token(service)).status_code == 200  # nothing was revoked
+    assert pins(service, wallet.w3auth()).status_code == 200
 
 
 def run_token_cli(service, *args: str, secret: str | None = None, secret_file: Path | None = None):
@@ -315,9 +356,10 @@ def test_a_revocation_holds_at_another_instance_of_the_database(service, tmp_pat
         wallet = Wallet("ethereum")
         earlier = wallet.token(service, issued_ago_s=60)
         fresh = wallet.token(service)
-        assert httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh}).status_code == 200
-        refused(pins(other, earlier), "revoked")
-        refused(pins(other, wallet.w3auth()), "revoked")
-        assert pins(other, fresh).status_code == 200
+        answer = httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh})
+        assert answer.status_code == 200
+        for header in (earlier, wallet.w3auth(), fresh):
+            refused(pins(other, header), "revoked")
+        assert pins(other, wallet.token(service, issued_ms=ms(answer.json()["revoked_before"]))).status_code == 200
     finally:
         other.stop()

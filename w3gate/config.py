@@ -384,6 +384,10 @@ def validate(s: Settings) -> None:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError(f"public_url must be an http(s) URL without query, like https://pin.example.org: "
                               f"{s.public_url!r}")
+        from w3gate.w3auth.bound import ascii_authority
+
+        if ascii_authority(parts.netloc) is None:  # bound tokens name it: they could never match
+            raise ConfigError(f"public_url's host[:port] {parts.netloc!r} is not a valid (IDNA) domain name")
     if not 60 <= s.tokens.max_ttl <= 10 * 365 * DAY:
         raise ConfigError("[tokens] max_ttl must be from 60 seconds to 10 years")
     if not 60 <= s.tokens.default_ttl <= s.tokens.max_ttl:

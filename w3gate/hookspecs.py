@@ -21,8 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 import pluggy
 
 # 1.1: w3gate_signers, Signer, Chain.sign_in/verify_sign_in; 1.2: w3gate_admit (PinRequest, Refusal, Quota),
-# Chain.identity_of
-HOOKSPEC_VERSION = "1.2"
+# Chain.identity_of; 1.3: Identity.aliases
+HOOKSPEC_VERSION = "1.3"
 PROJECT_NAME = "w3gate"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -50,13 +50,18 @@ class Identity:
 
     ``chain`` names the key's family (``"substrate"``, ``"ethereum"``, ...), ``account`` is its canonical
     text (e.g. the hex account id for substrate, the lower-case address for ethereum). Two tokens that
-    yield equal ``(chain, account)`` belong to the same user. ``address`` is the address as the token gave
+    yield equal ``(chain, account)`` belong to the same user: a secp256k1 key is the ``ethereum`` identity of
+    its address whether it signs as ``eth-`` or as a Substrate ECDSA key. ``address`` is the address as the token gave
     it, for display only.
     """
 
     chain: str
     account: str
     address: str = ""
+    # (1.3) other user keys the same key is also known by, e.g. a secp256k1 key's Substrate ECDSA account id
+    # (``substrate:0x<blake2-256 of the compressed key>``) beside its ``ethereum:`` address: the operator's
+    # lists and settings naming them apply to this user, and what was stored under them becomes this user's
+    aliases: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def user_key(self) -> str:

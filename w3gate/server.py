@@ -27,6 +27,7 @@ from w3gate.invocation import own_command
 from w3gate.metrics import Metrics
 from w3gate.plugins import PluginError, load_chains
 from w3gate.redact import redact_url
+from w3gate.services.aliases import AliasAdopter
 from w3gate.services.crust import CrustStatus, crust_tasks
 from w3gate.services.health import Health
 from w3gate.services.leader import Leadership
@@ -77,7 +78,8 @@ async def run(settings: Settings) -> None:
                                   max_threads=settings.auth_check_threads or None,
                                   queue_per_client=settings.auth_queue_per_client,
                                   bound_policy=token_service.policy, w3auth=settings.tokens.w3auth,
-                                  revoked_before=token_service.revoked_before)
+                                  revoked_before=token_service.revoked_before,
+                                  adopt=AliasAdopter(db, token_service.forget))
     try:
         access = resolve_access(settings.access, registry)
     except ValueError as exc:

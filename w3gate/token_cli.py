@@ -16,16 +16,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 from w3gate.config import Settings
 from w3gate.timestamps import rfc3339_ms
-from w3gate.w3auth.bound import encode_token, make_message, policy_for, statement_for
+from w3gate.w3auth.bound import encode_token, make_message, parse_time, policy_for, statement_for
+from w3gate.w3auth.token import AuthError
 
 EXIT_USAGE = 2
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+REVOKE_PROOF_TTL = 600  # seconds: the token that revokes is refused by its own revocation, so it need not last
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -88,24 +91,34 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         token = base64.b64encode(key.w3auth_credentials().encode()).decode()
         note = "plain W3Auth token: accepted by every W3Auth service, never expires (revocable here only)"
     else:
-        if signer.sign_in is None:
+        family = signer.sign_in
+        if family is None:
             print(f"w3gate token: chain {signer.name} makes W3Auth tokens only: add --w3auth", file=sys.stderr)
             return EXIT_USAGE
         policy = policy_for(public, settings.tokens.max_ttl)
+
+        def signed(issued_ms: int, ttl_s: int) -> str:
+            message = make_message(
+                family, domain=policy.domain, address=key.address, uri=policy.uri,
+                issued_at_ms=issued_ms, expires_ms=issued_ms + ttl_s * 1000, statement=statement_for(policy),
+            )
+            return encode_token(message, key.sign(message.encode()))
+
         now_ms = int(time.time() * 1000)
-        message = make_message(
-            signer.sign_in, domain=policy.domain, address=key.address, uri=policy.uri,
-            issued_at_ms=now_ms, expires_ms=now_ms + ttl * 1000, statement=statement_for(policy),
-        )
-        token = encode_token(message, key.sign(message.encode()))
-        note = f"bound to {policy.domain}, lasts {days(ttl)}: until {rfc3339_ms(now_ms + ttl * 1000)}"
         if args.revoke:
+            # the revocation refuses every token issued up to the service's "now" (itself included), so the
+            # new token is signed after it, dated from the first instant the revocation lets through
             try:
-                answer = _post_revoke(public, token)
-            except (OSError, ValueError) as exc:
+                proof = signed(min(now_ms, _service_now_ms(public)), REVOKE_PROOF_TTL)
+                answer = _post_revoke(public, proof)
+                now_ms = max(int(time.time() * 1000), parse_time(str(answer["revoked_before"]), "revoked_before"))
+            except (OSError, ValueError, KeyError, AuthError) as exc:
                 print(f"w3gate token: revoking failed: {exc}", file=sys.stderr)
                 return 1
-            note += f"; every earlier token of {key.address} is refused from {answer['revoked_before']}"
+        token = signed(now_ms, ttl)
+        note = f"bound to {policy.domain}, lasts {days(ttl)}: until {rfc3339_ms(now_ms + ttl * 1000)}"
+        if args.revoke:
+            note += f"; every earlier token of {key.address} is refused (issued before {answer['revoked_before']})"
     if args.quiet:
         print(token)
         return 0
@@ -124,6 +137,16 @@ def _signing_plugins(origins: dict[str, str]) -> str:
     for chain, plugin in origins.items():
         by_plugin.setdefault(plugin, []).append(chain)
     return "; ".join(f"{plugin} ({', '.join(sorted(chains))})" for plugin, chains in by_plugin.items()) or "none"
+
+
+def _service_now_ms(public: str) -> int:
+    """The service's clock, from the ``Date`` of its ``/auth/params`` answer (whole seconds, so never ahead of
+    it): a revoking token must not be dated ahead of the service's clock, whatever this machine's says."""
+    with urllib.request.urlopen(f"{public}/auth/params", timeout=30) as response:  # noqa: S310 - the operator's URL
+        date = response.headers.get("Date")
+    if not date:
+        return int(time.time() * 1000)
+    return int(parsedate_to_datetime(date).timestamp()) * 1000
 
 
 def _post_revoke(public: str, token: str) -> dict[str, Any]:

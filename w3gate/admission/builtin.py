@@ -37,14 +37,15 @@ class BuiltinLimits:
 
     @hookimpl
     def w3gate_admit(self, request: PinRequest) -> Refusal | Quota:
-        key, chain = request.identity.user_key, request.identity.chain
-        user = self.user_of(key)
+        identity = request.identity
+        keys, chain = (identity.user_key, *identity.aliases), identity.chain  # any name of the key counts
+        user = next((row for key in keys if (row := self.user_of(key)) is not None), None)
         if user is not None and user.blocked:
             return Refusal("BLOCKED", "this identity is blocked by the operator of this service")
-        if key in self.access.deny or chain in self.access.deny_chains:
+        if not self.access.deny.isdisjoint(keys) or chain in self.access.deny_chains:
             return Refusal("DENIED", "this identity may not pin here: the operator's deny list names it")
         if (self.access.allow or self.access.allow_chains) and not (
-                key in self.access.allow or chain in self.access.allow_chains):
+                not self.access.allow.isdisjoint(keys) or chain in self.access.allow_chains):
             return Refusal("NOT_ALLOWED", "this service pins only for the identities its operator lists")
         return Quota(pins=user_limit(self.limits, user, "pins_per_user"),
                      bytes=user_limit(self.limits, user, "bytes_per_user"),

@@ -102,7 +102,8 @@ class Admission:
             raise self.refuse("requests_per_address_per_minute", 429, "REQUESTS_PER_ADDRESS_PER_MINUTE",
                               f"more than {per_address} requests a minute from this address, whatever the keys "
                               f"(requests_per_address_per_minute); retry in {wait} s", wait)
-        limit = user_limit(self.limits, self._users.get(key), "requests_per_minute")
+        user = next((row for k in (key, *identity.aliases) if (row := self._users.get(k)) is not None), None)
+        limit = user_limit(self.limits, user, "requests_per_minute")
         if limit and (wait := self.requests.take(key, limit)):
             raise self.refuse("requests_per_minute", 429, "REQUESTS_PER_MINUTE",
                               f"more than {limit} requests a minute from this identity (requests_per_minute); "

@@ -10,7 +10,7 @@ import orjson
 from werkzeug.datastructures import MultiDict
 
 from w3gate.errors import bad_request
-from w3gate.services.pins import MAX_NAME, PIN_STATUSES, PinQuery, check_cid, check_meta
+from w3gate.services.pins import MAX_NAME, PIN_STATUSES, PinQuery, check_cid, check_meta, check_text
 
 MATCHES = ("exact", "iexact", "partial", "ipartial")
 MAX_CIDS = 10
@@ -25,13 +25,15 @@ RFC3339 = re.compile(
 META_BRACKET = re.compile(r"^meta\[(.+)\]$")
 
 
-def _one(args: MultiDict, name: str) -> str | None:
+def _one(args: MultiDict, name: str, what: str | None = None) -> str | None:
+    """The one value of parameter ``name`` (None when absent), refused when it holds unstorable text."""
     values = args.getlist(name)
     if not values:
         return None
+    what = what or name
     if len(values) > 1:
-        raise bad_request(f"{name} was given {len(values)} times; give it once (use a comma list)")
-    return values[0]
+        raise bad_request(f"{what} was given {len(values)} times; give it once (use a comma list)")
+    return check_text(values[0], what)
 
 
 def _csv(text: str, name: str) -> list[str]:
@@ -83,7 +85,7 @@ def _meta(args: MultiDict) -> dict[str, str]:
     for key in args:
         m = META_BRACKET.match(key)
         if m:  # the generated JS client sends meta[key]=value
-            meta[m.group(1)] = _one(args, key)
+            meta[check_text(m.group(1), "a meta key")] = _one(args, key, f"meta[{m.group(1)!r}]")
     if len(meta) > MAX_META_FILTER:
         raise bad_request(f"meta filter has {len(meta)} keys, at most {MAX_META_FILTER} are allowed")
     return check_meta(meta)

@@ -12,9 +12,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import coincurve
 from eth_account.messages import defunct_hash_message
 
-from w3gate.chains.secp256k1 import eth_address_bytes, recover
+from w3gate.chains.secp256k1 import eth_address_bytes, key_identity, recover
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, hookimpl
 from w3gate.w3auth.token import js_trim
 
@@ -46,9 +47,14 @@ def split_signature(text: str) -> tuple[bytes, int]:
     return raw, 1 - (v % 2)
 
 
+def recover_personal_key(message: bytes, rs: bytes, recid: int) -> coincurve.PublicKey | None:
+    """The key that EIP-191-signed ``message``, or None."""
+    return recover(bytes(defunct_hash_message(primitive=message)), rs, recid)
+
+
 def recover_personal(message: bytes, rs: bytes, recid: int) -> str | None:
     """Lower-case 0x address that EIP-191-signed ``message``, or None."""
-    key = recover(bytes(defunct_hash_message(primitive=message)), rs, recid)
+    key = recover_personal_key(message, rs, recid)
     return None if key is None else "0x" + eth_address_bytes(key).hex()
 
 
@@ -70,8 +76,9 @@ class EthereumChain:
         if _ADDRESS.fullmatch(address):
             candidates.append(bytes.fromhex(address[2:]))
         for message in candidates:
-            if recover_personal(message, rs, recid) == wanted:
-                return Identity(chain=NAME, account=wanted, address=address)
+            key = recover_personal_key(message, rs, recid)
+            if key is not None and "0x" + eth_address_bytes(key).hex() == wanted:
+                return key_identity(key, address)
         return None
 
     def identity_of(self, address: str) -> Identity | None:
@@ -88,9 +95,10 @@ class EthereumChain:
         if len(signature) != 65:
             raise InvalidSignature(f"signature is {len(signature)} bytes, not 65")
         rs, recid = split_signature(signature.hex())
-        if recover_personal(message, rs, recid) != address.lower():
+        key = recover_personal_key(message, rs, recid)
+        if key is None or "0x" + eth_address_bytes(key).hex() != address.lower():
             return None
-        return Identity(chain=NAME, account=address.lower(), address=address)
+        return key_identity(key, address)
 
 
 @hookimpl

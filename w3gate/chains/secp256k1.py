@@ -8,10 +8,14 @@ ethers and elliptic.
 
 from __future__ import annotations
 
+import hashlib
+
 import coincurve
 from eth_hash.auto import keccak
 
-__all__ = ["recover", "keccak256", "eth_address_bytes"]
+from w3gate.hookspecs import Identity
+
+__all__ = ["recover", "keccak256", "eth_address_bytes", "key_identity", "substrate_account_id"]
 
 
 def keccak256(data: bytes) -> bytes:
@@ -31,3 +35,16 @@ def recover(msg_hash: bytes, rs: bytes, recid: int) -> coincurve.PublicKey | Non
 def eth_address_bytes(public_key: coincurve.PublicKey) -> bytes:
     """The 20-byte Ethereum address of a key: the last 20 bytes of keccak256(x||y)."""
     return keccak256(public_key.format(compressed=False)[1:])[-20:]
+
+
+def substrate_account_id(public_key: coincurve.PublicKey) -> bytes:
+    """The Substrate account id of an ECDSA key: blake2-256 of its 33-byte compressed form."""
+    return hashlib.blake2b(public_key.format(compressed=True), digest_size=32).digest()
+
+
+def key_identity(public_key: coincurve.PublicKey, address: str) -> Identity:
+    """The user of a secp256k1 key, whichever family signed (``eth-``, Substrate ECDSA or Ethereum-style):
+    the ``ethereum`` identity of its address; its Substrate ECDSA account id (what such a key was keyed by
+    before) is an alias, so the operator's lists and settings naming it still apply."""
+    return Identity(chain="ethereum", account="0x" + eth_address_bytes(public_key).hex(), address=address,
+                    aliases=(f"substrate:0x{substrate_account_id(public_key).hex()}",))

@@ -7,9 +7,9 @@ A token is ``sub-<address>:<signature hex>``; the message is the address text (r
 difference from Crust's util-crypto 7.9.2: a genuine 65-byte ECDSA signature whose first byte is 0-2 is
 accepted (it was mis-read there as a MultiSignature).
 
-Identity: a 32-byte account id ``0x…`` for sr25519/ed25519/ECDSA keys, whatever SS58 prefix or hex form
-the token used; an Ethereum-style key is the ``ethereum`` identity of its address, the same user as an
-``eth-`` token of that key.
+Identity: a 32-byte account id ``0x…`` for sr25519/ed25519 keys, whatever SS58 prefix or hex form the token
+used; a secp256k1 key (Substrate ECDSA or Ethereum-style) is the ``ethereum`` identity of its address, the
+same user as an ``eth-`` token of that key, with its ECDSA account id as an alias (``Identity.aliases``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import base58
+import coincurve
 import sr25519
 from scalecodec.utils.ss58 import ss58_decode
 
-from w3gate.chains.secp256k1 import eth_address_bytes, keccak256, recover
+from w3gate.chains.secp256k1 import eth_address_bytes, keccak256, key_identity, recover, substrate_account_id
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, hookimpl
 from w3gate.w3auth.ed25519 import ed25519_valid
 
@@ -107,22 +108,22 @@ def _verify_sr25519(message: bytes, sig: bytes, account: bytes) -> bool:
 
 
 def _verify_ecdsa(message: bytes, sig: bytes, account: bytes, address: str) -> Identity | None:
-    """Substrate ECDSA (blake2-256 of the message) then Ethereum-style (keccak-256, no prefix)."""
+    """Substrate ECDSA (blake2-256 of the message) then Ethereum-style (keccak-256, no prefix): either way the
+    key's one identity (:func:`~w3gate.chains.secp256k1.key_identity`), the user of its ``eth-`` tokens."""
     if len(sig) != 65:
         return None
     rs, recid = sig[:64], sig[64]
     key = recover(blake2_256(message), rs, recid)
     if key is not None:
         compressed = key.format(compressed=True)
-        account_id = blake2_256(compressed)
-        if account in (account_id, compressed):
-            return _account_identity(account_id, address)
+        if account in (substrate_account_id(key), compressed):
+            return key_identity(key, address)
     key = recover(keccak256(message), rs, recid)
     if key is not None:
         eth = eth_address_bytes(key)
         expanded = key.format(compressed=False)[1:]
         if account == expanded or (len(account) >= 20 and account[-20:] == eth):
-            return Identity(chain="ethereum", account="0x" + eth.hex(), address=address)
+            return key_identity(key, address)
     return None
 
 
@@ -161,16 +162,20 @@ class SubstrateChain:
         return None
 
     def identity_of(self, address: str) -> Identity | None:
-        """The user of an address without a signature: a 32-byte key as is, a 33-byte ECDSA key by its
-        account id (blake2-256), 20 bytes as the Ethereum account it names; any SS58 prefix or hex."""
+        """The user of an address without a signature: a 32-byte key as is (an ECDSA key's account id too:
+        it names no key, the identity's alias matches it), a 33-byte ECDSA key by its Ethereum address,
+        20 bytes as the Ethereum account it names; any SS58 prefix or hex."""
         try:
             account = decode_address(address.strip())
         except InvalidSignature:
             return None
         if len(account) == 32:
             return _account_identity(account, address)
-        if len(account) == 33:
-            return _account_identity(blake2_256(account), address)
+        if len(account) == 33:  # a compressed ECDSA key: the user of that key (its Ethereum address)
+            try:
+                return key_identity(coincurve.PublicKey(account), address)
+            except ValueError:  # not a point on the curve: nobody's key
+                return None
         if len(account) == 20:
             return Identity(chain="ethereum", account="0x" + account.hex(), address=address)
         return None

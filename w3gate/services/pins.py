@@ -21,7 +21,7 @@ from w3gate.timestamps import rfc3339_ms
 if TYPE_CHECKING:
     from w3gate.admission.service import Admission
 
-__all__ = ["PIN_STATUSES", "PinQuery", "PinService", "check_cid", "check_meta", "parse_pin"]
+__all__ = ["PIN_STATUSES", "PinQuery", "PinService", "check_cid", "check_meta", "check_text", "parse_pin"]
 
 MAX_NAME = 255
 MAX_CID = 255
@@ -32,6 +32,8 @@ MAX_META_VALUE = 4096
 # every requestid w3gate issues is str(uuid4()); anything else names no pin (and a longer one broke the
 # ORM's length check with a 500)
 REQUESTID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# what no database of ours can hold in text: U+0000 (PostgreSQL refuses it) and lone surrogates (no UTF-8 form)
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _no_such_pin(requestid: str) -> ApiError:
@@ -45,6 +47,16 @@ def check_requestid(requestid: str) -> str:
     return requestid
 
 
+def check_text(text: str, what: str) -> str:
+    """``text`` if every database can store it, else the spec's 400 naming ``what`` (SQLite could store a
+    NUL that PostgreSQL cannot: refused on both, so that clients see one contract)."""
+    if (found := UNSTORABLE.search(text)) is not None:
+        char = found.group()
+        kind = "NUL" if char == "\x00" else "a lone surrogate"
+        raise bad_request(f"{what} contains U+{ord(char):04X} ({kind}), which cannot be stored")
+    return text
+
+
 def check_cid(text: Any, what: str = "cid") -> ContentId:
     """A CID string parsed by the field's library (v0 ``Qm…`` or any v1 multibase): its text as given, its
     content key and its order text (:mod:`w3gate.cids`); a CID holding no data to store is refused."""
@@ -52,6 +64,7 @@ def check_cid(text: Any, what: str = "cid") -> ContentId:
         raise bad_request(f"{what} must be a non-empty string")
     if len(text) > MAX_CID:
         raise bad_request(f"{what} is too long ({len(text)} characters, at most {MAX_CID})")
+    check_text(text, what)
     try:
         content = parse(text)
     except CidError as exc:
@@ -73,6 +86,8 @@ def check_meta(meta: Any, what: str = "meta") -> dict[str, str]:
             raise bad_request(f"{what} keys must be 1 to {MAX_META_KEY} characters")
         if len(value) > MAX_META_VALUE:
             raise bad_request(f"{what}[{key!r}] is longer than {MAX_META_VALUE} characters")
+        check_text(key, f"a {what} key")
+        check_text(value, f"{what}[{key!r}]")
     return dict(meta)
 
 
@@ -89,6 +104,7 @@ def parse_pin(body: Any) -> NewPin:
             raise bad_request("name must be a string")
         if len(name) > MAX_NAME:
             raise bad_request(f"name is longer than {MAX_NAME} characters")
+        check_text(name, "name")
     origins = body.get("origins")
     if origins is None:
         origins = []
@@ -97,6 +113,8 @@ def parse_pin(body: Any) -> NewPin:
     if len(origins) > MAX_ORIGINS:
         raise bad_request(f"origins has {len(origins)} entries, at most {MAX_ORIGINS} are allowed")
     for addr in origins:
+        if isinstance(addr, str):
+            check_text(addr, "origins")
         try:
             check_multiaddr(addr)
         except MultiaddrError as exc:

@@ -15,7 +15,7 @@ from w3gate.errors import unauthorized
 from w3gate.store import revocations as store
 from w3gate.store.db import Database
 from w3gate.timestamps import rfc3339_ms
-from w3gate.w3auth.bound import BoundClaims, BoundPolicy, policy_for, statement_for
+from w3gate.w3auth.bound import BoundClaims, BoundPolicy, policy_for, revocation_boundary, statement_for
 
 __all__ = ["REVOCATION_TTL", "REVOKE_WINDOW_MS", "TokenService", "policy_for"]
 
@@ -58,8 +58,16 @@ class TokenService:
         self._revoked[user_key] = (now, value)
         return value
 
+    def forget(self, user_key: str) -> None:
+        """Read the user's revocation from the database at the next look-up (it was moved there)."""
+        self._revoked.pop(user_key, None)
+
     async def revoke(self, user_key: str, claims: BoundClaims | None) -> dict[str, str]:
-        """``POST /auth/revoke``: refuse the user's tokens issued before the (recent, bound) revoking one's."""
+        """``POST /auth/revoke``: refuse the user's tokens issued up to now (this server's clock), the revoking
+        one included, allowing for the clock skew tokens are accepted with (:func:`revocation_boundary`).
+
+        The revoking token must be recent, and not dated ahead of this server's clock: a revocation moves to
+        its own instant at the latest, so one dated ahead would lock out the tokens the user signs next."""
         now_ms = int(time.time() * 1000)
         if claims is None:
             raise unauthorized("revoking needs a bound token (a W3Auth token cannot say when it was made)")
@@ -68,7 +76,13 @@ class TokenService:
                 f"revoking needs a bound token issued within the last {REVOKE_WINDOW_MS // 60000} minutes; "
                 f"this one was issued at {rfc3339_ms(claims.issued_at_ms)}"
             )
-        in_force = await self.db.run(store.revoke, user_key, claims.issued_at_ms, now_ms)
+        if claims.issued_at_ms > now_ms:
+            raise unauthorized(
+                "revoking needs a bound token issued no later than now: this one says "
+                f"{rfc3339_ms(claims.issued_at_ms)}, this service's clock says {rfc3339_ms(now_ms)} "
+                "(is the signer's clock ahead?)"
+            )
+        in_force = await self.db.run(store.revoke, user_key, revocation_boundary(now_ms), now_ms)
         self._revoked[user_key] = (time.monotonic(), in_force)
         return {"revoked_before": rfc3339_ms(in_force)}
 

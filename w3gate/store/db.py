@@ -16,7 +16,7 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 
 from w3gate.redact import redact_url
-from w3gate.store import migrations, postgres_direct, sqlite_inline
+from w3gate.store import migrations, postgres_direct, private_files, sqlite_inline
 from w3gate.store.bridge import AsyncioThread, InlineLoop
 
 __all__ = ["Database", "StatementTimeout", "configure_sql_log"]
@@ -124,8 +124,8 @@ class Database:
 
     async def open(self, *, upgrade_to: int | None = None) -> tuple[int, int]:
         """Connect and upgrade the schema; returns the (before, after) schema versions."""
-        if self.dialect == "sqlite":
-            Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "sqlite" and self._sqlite_path != ":memory:":
+            private_files.create_file(Path(self._sqlite_path))
         self._runner = InlineLoop() if self.dialect == "sqlite" else AsyncioThread()
         try:
             return await self.run(self._open, upgrade_to)

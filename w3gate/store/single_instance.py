@@ -12,6 +12,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from w3gate.store import private_files
+
 
 class AlreadyRunning(Exception):
     """Another w3gate serves this SQLite database."""
@@ -32,7 +34,7 @@ class InstanceLock:
         """Take the lock, or raise :class:`AlreadyRunning` at once (no waiting)."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_files.make_dirs(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

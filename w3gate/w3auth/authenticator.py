@@ -50,6 +50,7 @@ DEFAULT_NEGATIVE_TTL = 60.0  # seconds; a rejected token is re-checked after thi
 DEFAULT_QUEUE_PER_CLIENT = 32  # uncached checks one client address may have waiting; more get 429
 W3AUTH_OFF = "plain W3Auth tokens are turned off on this service: use a bound token (w3gate token, or the page)"
 RevokedBefore = Callable[[str], Awaitable[int | None]]  # user_key -> revocation instant (ms) or None
+Adopt = Callable[[Identity], Awaitable[None]]  # takes over what is stored under an identity's aliases
 _LONG_RUN = re.compile(r"[0-9A-Za-z+/=_\-]{40,}")
 
 
@@ -126,11 +127,13 @@ class Authenticator:
         bound_policy: BoundPolicy | None = None,
         w3auth: bool = True,
         revoked_before: RevokedBefore | None = None,
+        adopt: Adopt | None = None,
     ) -> None:
         self.registry = registry
         self.bound_policy = bound_policy  # None: bound tokens are refused
         self.w3auth = w3auth
         self.revoked_before = revoked_before
+        self.adopt = adopt  # run for an identity with aliases, before its revocation is looked up
         self._valid = _LRU(cache_size)
         self._invalid = _LRU(negative_cache_size, ttl=negative_ttl)
         self._hash_key = os.urandom(32)
@@ -182,6 +185,8 @@ class Authenticator:
                     self.cache_misses += 1
                     cached = self._finish(key, await trio.to_thread.run_sync(check, limiter=self._limiter))
         identity = cached.identity if isinstance(cached, BoundClaims) else cached
+        if identity.aliases and self.adopt is not None:
+            await self.adopt(identity)
         revoked = await self.revoked_before(identity.user_key) if self.revoked_before is not None else None
         return self._admit(cached, revoked)
 

@@ -22,9 +22,11 @@ import string
 import threading
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+import idna
 
 from w3gate.hookspecs import Identity
 from w3gate.timestamps import rfc3339_ms
@@ -32,11 +34,13 @@ from w3gate.w3auth.token import AuthError
 
 __all__ = [
     "BOUND_PREFIX",
+    "ascii_authority",
     "BoundClaims",
     "BoundPolicy",
     "SignIn",
     "check_claims",
     "check_message",
+    "revocation_boundary",
     "encode_token",
     "make_message",
     "parse_message",
@@ -64,6 +68,7 @@ _HEADER = re.compile(r"(?P<domain>[^\s/]+) wants you to sign in with your (?P<fa
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")
 _NONCE = re.compile(r"[A-Za-z0-9]{8,}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +147,8 @@ def parse_time(text: str, field: str) -> int:
         moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
         raise AuthError(f"{MALFORMED}: {field} {text[:40]!r} is not an RFC 3339 time") from None
-    return int(moment.timestamp() * 1000)
+    # in whole milliseconds, exactly (timestamp() * 1000 in floating point put some instants 1 ms early)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def parse_message(message: str) -> SignIn:
@@ -226,9 +232,39 @@ def _parse_generic(message: str, family: str) -> SignIn:
     )
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_PORT = re.compile(r"(?::[0-9]{1,5})?")
+
+
+def ascii_authority(authority: str) -> str | None:
+    """``host[:port]`` as compared: the host in its IDNA ASCII form (``xn--…``), ASCII letters in lower case;
+    None when the host is not a valid IDNA name.
+
+    Only ASCII letters are folded: Unicode case folding would let a look-alike (KELVIN SIGN U+212A) stand
+    for ``k``, and a name IDNA 2008 refuses (that one included) is nobody's domain."""
+    if authority.startswith("["):  # an IPv6 literal
+        host, bracket, port = authority[1:].partition("]")
+        if not bracket or not re.fullmatch(r"[0-9A-Fa-f:.]+", host) or not _PORT.fullmatch(port):
+            return None
+        return f"[{host.lower()}]{port}"
+    host, colon, port = authority.rpartition(":") if ":" in authority else (authority, "", "")
+    if not host or not _PORT.fullmatch(colon + port):
+        return None
+    host = host.translate(_ASCII_LOWER)
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=False).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            return None
+    return host + colon + port
+
+
 def check_message(signin: SignIn, policy: BoundPolicy) -> None:
     """The checks that do not depend on the time of use: audience, nonce, an expiry within ``max_ttl``."""
-    if signin.domain.lower() != policy.domain.lower():
+    domain = ascii_authority(signin.domain)
+    if domain is None:
+        raise AuthError(f"{WRONG_DOMAIN}: the token's domain {signin.domain[:100]!r} is not a valid IDNA domain name")
+    if domain != ascii_authority(policy.domain):
         raise AuthError(f"{WRONG_DOMAIN}: the token is for {signin.domain[:100]!r}, this service is {policy.domain!r}")
     if signin.uri != policy.uri and not signin.uri.startswith(policy.uri.rstrip("/") + "/"):
         raise AuthError(f"{WRONG_DOMAIN}: the token's URI {signin.uri[:100]!r} is not under {policy.uri!r}")
@@ -244,6 +280,15 @@ def check_message(signin: SignIn, policy: BoundPolicy) -> None:
             f"{MALFORMED}: the token would last {ttl_ms // 1000} s, this service allows at most "
             f"{policy.max_ttl_s} s (max_ttl)"
         )
+
+
+def revocation_boundary(revoked_at_ms: int) -> int:
+    """The first ``Issued At`` a token may carry after a revocation at ``revoked_at_ms`` (server time).
+
+    A token is accepted up to ``SKEW_MS`` before its ``Issued At``, so a token signed just before the
+    revocation may say it was issued up to that much later: every token issued at or before the revocation's
+    time plus the skew is refused, whatever its clock said."""
+    return revoked_at_ms + SKEW_MS + 1
 
 
 def check_claims(claims: BoundClaims, now_ms: int, revoked_before_ms: int | None) -> None:

@@ -155,17 +155,18 @@ function renderToken(): void {
 
 async function revokeAll(): Promise<void> {
   if (!params) return;
+  const ttl = Number($<HTMLSelectElement>('ttl').value) || params.default_ttl;
   let proof = token;
   const issued = token ? issuedAtOf(token.text) : null;
   if (!issued || Date.now() - issued.getTime() > 9 * 60 * 1000) {
-    // the server wants a bound token issued in the last 10 minutes: sign a new one, which stays valid
+    // the server wants a bound token issued in the last 10 minutes: sign one
     if (!signer) {
       say('revoke-status', 'Connect your wallet again (Connect) to sign the revocation.', true);
       return;
     }
-    say('revoke-status', 'Asking the wallet to sign a new token…');
+    say('revoke-status', 'Asking the wallet to sign the revocation…');
     try {
-      proof = await boundToken(params, signer, Number($<HTMLSelectElement>('ttl').value) || params.default_ttl);
+      proof = await boundToken(params, signer, ttl);
     } catch (err) {
       say('revoke-status', `Not signed: ${(err as Error).message}`, true);
       return;
@@ -177,11 +178,24 @@ async function revokeAll(): Promise<void> {
     say('revoke-status', `Not revoked: ${body.error?.details ?? response.statusText}`, true);
     return;
   }
-  token = proof;
-  sessionStorage.setItem(STORE, JSON.stringify(token));
+  // every token issued before revoked_before is refused, the one that revoked included: the new token is
+  // signed now and dated from revoked_before (up to a minute ahead: the server accepts that much clock skew)
+  const from = new Date(body.revoked_before);
+  const refusedNote = `Every token issued before ${from.toLocaleString()} is refused from now on`;
+  token = null;
+  sessionStorage.removeItem(STORE);
+  if (signer) {
+    say('revoke-status', `${refusedNote}. Asking the wallet to sign a new token…`);
+    try {
+      token = await boundToken(params, signer, ttl, new Date(Math.max(Date.now(), from.getTime())));
+      sessionStorage.setItem(STORE, JSON.stringify(token));
+    } catch (err) {
+      say('revoke-status', `${refusedNote}; the new token was not signed: ${(err as Error).message}`, true);
+    }
+  }
   renderToken();
-  say('revoke-status', `Every token issued before ${new Date(body.revoked_before).toLocaleString()} is refused `
-    + 'from now on; the token above is the new one.');
+  if (token) say('revoke-status', `${refusedNote}; the token above is the new one.`);
+  else if (!signer) say('revoke-status', `${refusedNote}: connect your wallet again (Connect) to make a new token.`);
 }
 
 // --- my pins --------------------------------------------------------------------------------------

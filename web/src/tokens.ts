@@ -66,8 +66,9 @@ export function signInMessage(p: AuthParams, chain: Chain, address: string, issu
   return lines.join('\n');
 }
 
-export async function boundToken(p: AuthParams, signer: Signer, ttlSeconds: number): Promise<Token> {
-  const issued = new Date();
+/** A bound token signed now; `issued` dates it later (after a revocation: from the first instant it lets through). */
+export async function boundToken(p: AuthParams, signer: Signer, ttlSeconds: number,
+  issued: Date = new Date()): Promise<Token> {
   const message = signInMessage(p, signer.chain, signer.address, issued, ttlSeconds, signer.chainId);
   const signature = await signer.sign(message);
   return {
