@@ -137,7 +137,10 @@ class Kubo:
         params = {"arg": cid, "recursive": "true", "progress": "true", "timeout": _seconds(total)}
         last: int | None = None
         saw = False
-        with trio.move_on_after(total + SLACK):
+        # moved on by every progress line that counts more blocks; it also bounds the wait for the answer's
+        # headers, which a node without progress lines (js-ipfs) sends only once the pin is done
+        stall_scope = trio.CancelScope(deadline=trio.current_time() + stall)
+        with trio.move_on_after(total + SLACK), stall_scope:
             try:
                 async with self.http.stream("POST", "pin/add", params=params,
                                             timeout=httpx.Timeout(CALL_TIMEOUT, read=total + SLACK)) as resp:
@@ -148,13 +151,8 @@ class Kubo:
                             return PinAdd(False, last, saw)  # the node's own timeout= ended it
                         raise err
                     lines = resp.aiter_lines()
-                    stalled_at = trio.current_time() + stall
                     while True:
-                        item: dict[str, Any] | None = None
-                        with trio.move_on_at(stalled_at):
-                            item = await _next_item(lines)
-                        if item is None:
-                            return PinAdd(False, last, saw)  # stalled: no new blocks for ``stall`` seconds
+                        item = await _next_item(lines)
                         if item is _END or item.get("Pins"):
                             return PinAdd(True, last, saw)  # the caller checks pin/ls when there was no Pins line
                         if "Message" in item:  # an error trailer after the stream began
@@ -166,10 +164,10 @@ class Kubo:
                             value = int(item["Progress"])
                             if last is None or value > last:
                                 last = value
-                                stalled_at = trio.current_time() + stall
+                                stall_scope.deadline = trio.current_time() + stall
             except httpx.HTTPError as exc:
                 raise self._fail("pin/add", exc) from None
-        return PinAdd(False, last, saw)
+        return PinAdd(False, last, saw)  # stalled, or out of time
 
     async def cumulative_size(self, cid: str, timeout: float) -> int:
         """``files/stat``'s CumulativeSize: the DAG's bytes as Crust counts them (blocks with their links)."""

@@ -97,6 +97,7 @@ class Fetcher:
         except ValueError:
             pass
         self.busy: dict[str, trio.CancelScope] = {}
+        self.node_pins: set[str] = set()  # content keys the node had pinned at the last reconciliation
         self.tries: dict[str, int] = {}
         self.node_delay = 1.0
         self.wake = trio.Event()
@@ -235,6 +236,7 @@ class Fetcher:
                 pinned.add(parse(text).key)
             except CidError:
                 continue
+        self.node_pins = pinned
         lost = 0
         for r in await self.db.run(store.all_rows):
             if r["state"] == "held" and r["cid_key"] not in pinned:
@@ -286,8 +288,9 @@ class Fetcher:
 
     async def _fetch(self, item: store.Due) -> None:
         s = self.settings
-        existing = await self.db.run(store.row, item.key)
-        ours = True if existing is not None else not await self.kubo.pin_ls(item.cid)
+        # pinned on the node before w3gate asked (seen at the last reconciliation; ``pin/ls`` of one CID would
+        # fetch it): then it is not w3gate's to unpin
+        ours = item.key not in self.node_pins
         started, ours = await self.db.run(store.begin, item.key, item.cid, ours, now_ms())
         while True:
             remaining = s.fetch_timeout - (now_ms() - started) / 1000

@@ -55,10 +55,6 @@ async def due(limit: int, now_ms: int, busy: list[str]) -> list[Due]:
     return out
 
 
-async def row(key: str) -> IpfsContent | None:
-    return await IpfsContent.get_or_none(cid_key=key)
-
-
 async def begin(key: str, cid: str, ours: bool, now_ms: int) -> tuple[int, bool]:
     """Record a fetch under way (kept if one was: a restart resumes it); its start and whether w3gate pins it."""
     async with in_transaction() as conn:
