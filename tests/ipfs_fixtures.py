@@ -8,6 +8,7 @@ module (about 5 s and 140 MB each).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +46,10 @@ class IpfsNode:
         return f"http://127.0.0.1:{self.api_port}"
 
     def start(self, timeout: float = 90) -> IpfsNode:
+        lock = self.repo / "repo.lock"  # left by a kill (stop): this repo is no other daemon's
+        if lock.is_dir():
+            shutil.rmtree(lock)
+        lock.unlink(missing_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(RUN), str(self.repo), str(self.api_port), str(self.swarm_port)],
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -83,11 +88,13 @@ class IpfsNode:
         """Its swarm address, as a pin's origin."""
         return f"/ip4/127.0.0.1/tcp/{self.swarm_port}/p2p/{self.peer_id}"
 
-    def add(self, data: bytes) -> str:
-        """Add bytes as a CIDv1 file (UnixFS, as Kubo's ``ipfs add --cid-version=1``); its CID in base32."""
+    def add(self, data: bytes, only_hash: bool = False) -> str:
+        """Add bytes as a CIDv1 file (UnixFS, as Kubo's ``ipfs add --cid-version=1``); its CID in base32.
+        ``only_hash``: the CID only, nothing stored (content nobody has yet)."""
         from multiformats import CID
 
-        out = self.call("add", files={"file": ("data", data)}, **{"cid-version": "1"})
+        out = self.call("add", files={"file": ("data", data)},
+                        **{"cid-version": "1", "only-hash": "true" if only_hash else "false"})
         return str(CID.decode(out["Hash"]).set(base="base32"))
 
     def cumulative_size(self, cid: str) -> int:

@@ -35,6 +35,13 @@ def ipfs_env(node: IpfsNode, **extra: str) -> dict[str, str]:
             "W3GATE_IPFS_STALL_TIMEOUT": "2", "W3GATE_IPFS_FETCH_TIMEOUT": "120", **extra}
 
 
+def order_text(cid: str) -> str:
+    """The text the Crust order of ``cid`` carries (CIDv0 for a dag-pb file: w3gate.cids)."""
+    from w3gate.cids import parse
+
+    return parse(cid).order
+
+
 def pin(server: Any, token: str, cid: str, origins: list[str] | None = None) -> str:
     body: dict[str, Any] = {"cid": cid}
     if origins:
@@ -63,77 +70,65 @@ def test_content_is_fetched_ordered_at_its_size_then_released(start_server, toke
     assert body["info"]["dag_size"] == str(size)
     assert body["delegates"] == [announce]  # the node that holds the content, not a bootstrap peer
     assert body["info"]["status_details"].startswith("ordered")
-    record = devchain.records([cid])[cid]
+    record = devchain.records([order_text(cid)])[order_text(cid)]
     assert record is not None and record.file_size == size  # reported_file_size: the real size, not 2 GiB
     assert cid in service.pinned()  # held until Crust's nodes report it
-    devchain.set_replicas(cid, 2, 9_000_000)
+    devchain.set_replicas(order_text(cid), 2, 9_000_000)
     wait_for(lambda: status_of(server, token, rid)["status"] == "pinned")
     wait_for(lambda: cid not in service.pinned(), timeout=30)  # hold = until_pinned: released
     assert server.health().json()["ipfs"]["connected"] is True
 
 
 @pytest.mark.devchain
-def test_unreachable_content_fails_with_no_order(start_server, token, devchain, relay, ordering_account, ipfs_nodes,
-                                                 tmp_path):
-    holder = start_node(tmp_path, "holder")  # a node the service's node never met
-    try:
-        cid = holder.add(random_bytes(50_000))
-        # its loopback address is not a public origin (no private_origins here): the service's node never dials it
-        env = {**crust_env(relay), **ipfs_env(ipfs_nodes["service"], W3GATE_IPFS_FETCH_TIMEOUT="5")}
-        del env["W3GATE_IPFS_PRIVATE_ORIGINS"]
-        server = start_server(env=env)
-        rid = pin(server, token, cid, [holder.address])
-        body = wait_for(lambda: (s := status_of(server, token, rid))["status"] == "failed" and s)
-        assert "could not be fetched" in body["info"]["status_details"]
-        assert devchain.records([cid])[cid] is None  # no order placed, no CRU spent
-        assert server.health().json()["ordering"]["orders_placed"] == 0
-    finally:
-        holder.stop()
+def test_unreachable_content_fails_with_no_order(start_server, token, devchain, relay, ordering_account, ipfs_nodes):
+    user = ipfs_nodes["user"]
+    cid = user.add(random_bytes(50_000), only_hash=True)  # a CID no node holds
+    server = start_server(env={**crust_env(relay), **ipfs_env(ipfs_nodes["service"], W3GATE_IPFS_FETCH_TIMEOUT="5")})
+    rid = pin(server, token, cid, [user.address])
+    body = wait_for(lambda: (s := status_of(server, token, rid))["status"] == "failed" and s)
+    assert "could not be fetched" in body["info"]["status_details"]
+    assert devchain.records([order_text(cid)])[order_text(cid)] is None  # no order placed, no CRU spent
+    assert server.health().json()["ordering"]["orders_placed"] == 0
 
 
 @pytest.mark.devchain
 def test_killed_mid_fetch_resumes_after_restart(start_server, token, devchain, relay, ordering_account, ipfs_nodes,
                                                 tmp_path):
-    service = ipfs_nodes["service"]
-    holder = start_node(tmp_path, "holder")
-    try:
-        cid = holder.add(random_bytes(400_000))
-        size = holder.cumulative_size(cid)
-        data_dir = tmp_path / "w3gate"
-        data_dir.mkdir()
-        env = {**crust_env(relay), **ipfs_env(service)}
-        server = start_server(env=env, data_dir=data_dir)
-        rid = pin(server, token, cid)  # no origins: nobody serves it to the service's node yet
-        wait_for(lambda: "waiting for providers" in status_of(server, token, rid)["info"].get("status_details", ""))
-        server.stop(signal.SIGKILL)
-        service.call("swarm/connect", arg=holder.address)  # the holder is met while w3gate is down
-        server = start_server(env=env, data_dir=data_dir)
-        body = wait_for(lambda: (s := status_of(server, token, rid))["status"] == "pinning" and s)
-        assert body["info"]["dag_size"] == str(size)
-        assert devchain.records([cid])[cid].file_size == size
-    finally:
-        holder.stop()
+    user, service = ipfs_nodes["user"], ipfs_nodes["service"]
+    data = random_bytes(400_000)
+    cid = user.add(data, only_hash=True)  # nobody serves it yet: the fetch stalls
+    data_dir = tmp_path / "w3gate"
+    data_dir.mkdir()
+    env = {**crust_env(relay), **ipfs_env(service)}
+    server = start_server(env=env, data_dir=data_dir)
+    rid = pin(server, token, cid, [user.address])
+    wait_for(lambda: "waiting for providers" in status_of(server, token, rid)["info"].get("status_details", ""))
+    server.stop(signal.SIGKILL)
+    assert user.add(data) == cid  # now the user's node holds it
+    size = user.cumulative_size(cid)
+    server = start_server(env=env, data_dir=data_dir)
+    body = wait_for(lambda: (s := status_of(server, token, rid))["status"] == "pinning" and s)
+    assert body["info"]["dag_size"] == str(size)
+    assert devchain.records([order_text(cid)])[order_text(cid)].file_size == size
 
 
-def test_node_down_pins_wait_then_proceed(start_server, token, ipfs_nodes, tmp_path):
-    user = ipfs_nodes["user"]
-    node = start_node(tmp_path, "operator")
+def test_node_down_pins_wait_then_proceed(start_server, token, ipfs_nodes):
+    user, node = ipfs_nodes["user"], ipfs_nodes["service"]
     cid = user.add(random_bytes(30_000))
     node.stop()
-    server = start_server(env=ipfs_env(node))  # no chain: fetching runs without ordering
     try:
+        server = start_server(env=ipfs_env(node))  # no chain: fetching runs without ordering
         rid = pin(server, token, cid, [user.address])
         ipfs = wait_for(lambda: (h := server.health().json()["ipfs"])["last_error"] and h)
         assert ipfs["connected"] is False and "IPFS node" in ipfs["last_error"]
         time.sleep(2)
         assert status_of(server, token, rid)["status"] == "queued"  # waits, does not fail
-        node.start()
-        body = wait_for(lambda: (s := status_of(server, token, rid))["info"].get("dag_size") and s)
-        assert body["status"] == "queued" and body["info"]["dag_size"] == str(user.cumulative_size(cid))
-        assert body["info"]["status_details"] == "fetched: to be ordered"
-        assert server.health().json()["ipfs"]["connected"] is True
     finally:
-        node.stop()
+        node.start()
+    body = wait_for(lambda: (s := status_of(server, token, rid))["info"].get("dag_size") and s)
+    assert body["status"] == "queued" and body["info"]["dag_size"] == str(user.cumulative_size(cid))
+    assert body["info"]["status_details"] == "fetched: to be ordered"
+    assert server.health().json()["ipfs"]["connected"] is True
 
 
 def test_no_node_orders_as_before_and_says_so(start_server, token):

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 POLL = 1.0  # seconds between looks for new work
 MAX_ORIGINS = 10  # origins a fetch connects to, at most
 RETRY_MAX = 300.0  # seconds between tries of a content waiting for providers, at most
-NODE_RETRY_MAX = 60.0  # seconds between tries to reach a node that is down, at most
+NODE_RETRY_MAX = 10.0  # seconds between tries to reach a node that is down, at most (an `id` call is cheap)
 IP_PROTOCOLS = ("ip4", "ip6")
 DNS_PROTOCOLS = ("dns", "dns4", "dns6", "dnsaddr")
 
