@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from devchain_fixtures import crust_env
-from ipfs_fixtures import IpfsNode, random_bytes, start_node, two_nodes
+from ipfs_fixtures import IpfsNode, random_bytes, two_nodes
 
 
 @pytest.fixture(scope="module")
