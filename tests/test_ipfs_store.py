@@ -67,8 +67,9 @@ async def test_failed_fetch_fails_the_pins_and_repin_fetches_again(db: Database)
     rec = await db.run(store.get_pin, "carol", rid)
     assert rec.status == "failed" and rec.info["status_details"] == "could not be fetched"
     assert await db.run(orders.claim, "claim:1", 10, NOW + 10, True) == []
-    await _pin(db, "dave", "bafk-c")  # pinned again: queued, and fetched again
+    await _pin(db, "dave", "bafk-c")  # pinned again: queued, and fetched again, with a fresh fetch_timeout
     assert [d.key for d in await db.run(ipfs_content.due, 10, NOW + 10, [])] == ["bafk-c"]
+    assert await db.run(ipfs_content.begin, "bafk-c", "bafk-c", True, NOW + 50) == (NOW + 50, True)
 
 
 @pytest.mark.parametrize(("hold", "released_at"), [("never", "pinning"), ("until_pinned", "pinned"),

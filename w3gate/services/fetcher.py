@@ -251,7 +251,8 @@ class Fetcher:
         """Unpin what the hold mode no longer needs (only what w3gate pinned), and forget it."""
         for r in await self.db.run(store.releasable, self.settings.hold, 100):
             key = r["cid_key"]
-            if key in self.busy:
+            if key in self.busy:  # no longer wanted while it is being fetched: stop; the next pass forgets it
+                self.busy[key].cancel()
                 continue
             if r["ours"]:
                 try:
@@ -320,6 +321,8 @@ class Fetcher:
         size = max(size, dag or 0)
         cap = self.crust.max_file_size
         if cap is not None and size >= cap:
+            if ours:
+                await self.kubo.pin_rm(item.cid)
             await self.db.run(store.give_up, item.key, (
                 f"the content is {size} bytes, at or over the chain's maximum file size ({cap} bytes): not ordered"),
                 now_ms())

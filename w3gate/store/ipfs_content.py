@@ -82,8 +82,11 @@ async def waiting(key: str, reason: str, retry_ms: int, now_ms: int) -> None:
 
 
 async def give_up(key: str, reason: str, now_ms: int) -> None:
-    """The content cannot be had (or is too large to order): its order and pins fail; nothing was ordered."""
+    """The content cannot be had (or is too large to order): its order and pins fail; nothing was ordered. The
+    node holds no pin of it (a fetch given up pinned nothing; the caller unpins one too large), so its row goes:
+    pinned again, it is fetched afresh with a whole ``fetch_timeout``."""
     async with in_transaction() as conn:
+        await IpfsContent.filter(cid_key=key).using_db(conn).delete()
         moved = await Order.filter(cid_key=key, status="queued").using_db(conn).update(
             status="failed", error=reason[:1000], updated_ms=now_ms)
         if moved:
