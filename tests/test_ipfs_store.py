@@ -86,3 +86,45 @@ async def test_each_hold_mode_releases_at_its_point(db: Database, hold: str, rel
         assert keys == (["bafk-e"] if expect_released else []), (hold, status)
     await db.run(store.delete_pin, "erin", rid)  # the last pin gone: released in every mode
     assert [r["cid_key"] for r in await db.run(ipfs_content.releasable, hold, 10)] == ["bafk-e"]
+
+
+async def test_upgrade_to_schema_11_keeps_orders_claimable_and_usage_in_step(tmp_path) -> None:
+    """A database of the release before (schema 10) with a pin admitted at 2 GiB: upgraded, its order is claimable
+    as before without a node, and once measured the owner's bytes follow the pin's new size."""
+    from conftest import database_url_for_test
+
+    from w3gate.store import migrations
+
+    url = database_url_for_test() or f"sqlite://{tmp_path / 'old.sqlite3'}"
+    old = Database(url)
+    assert await old.open(upgrade_to=10) == (0, 10)
+
+    async def insert_old_rows() -> None:  # as the release before wrote them (its store does not know dag_size)
+        conn = Pin._meta.db
+        await conn.execute_script(
+            "INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms) "
+            "VALUES ('bafk-f', 'bafk-f', 'queued', 1, 1);"
+            "INSERT INTO pins (requestid, owner, cid, cid_key, status, created_ms, size) "
+            f"VALUES ('r-f', 'frank', 'bafk-f', 'bafk-f', 'queued', 1000, {2 * 1024**3})")
+
+    await old.run(insert_old_rows)
+    await old.close()
+    new = Database(url)
+    assert await new.open() == (10, migrations.LATEST) and migrations.LATEST == 11
+    try:
+        assert migrations.is_additive(11)  # the release before keeps serving beside this one
+        assert (await new.run(lambda: Order.get(cid_key="bafk-f"))).dag_size is None
+        assert [c.cid for c in await new.run(orders.claim, "claim:x", 10, NOW)] == ["bafk-f"]  # no node: as before
+        await new.run(orders.release_claim, "claim:x", NOW)
+        await new.run(ipfs_content.begin, "bafk-f", "bafk-f", True, NOW)
+        await new.run(ipfs_content.fetched, "bafk-f", 777, NOW + 1)
+
+        async def bytes_of() -> int:
+            rows = await Pin._meta.db.execute_query_dict("SELECT bytes FROM users WHERE user_key = 'frank'")
+            return int(rows[0]["bytes"])
+
+        assert await new.run(bytes_of) == 777
+        await new.run(store.delete_pin, "frank", "r-f")
+        assert await new.run(bytes_of) == 0  # the delete gives back the size the pin has now
+    finally:
+        await new.close()
