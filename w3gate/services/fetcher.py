@@ -320,6 +320,9 @@ class Fetcher:
         dag = await self.kubo.dag_size(item.cid, CALL_TIMEOUT)
         size = max(size, dag or 0)
         cap = self.crust.max_file_size
+        if cap is None and self.crust.ordering_enabled:  # not connected to the chain yet: its limit is unknown
+            await self._wait(item, f"fetched ({size} bytes); waiting for the chain's maximum file size", 2.0)
+            return
         if cap is not None and size >= cap:
             if ours:
                 await self.kubo.pin_rm(item.cid)
