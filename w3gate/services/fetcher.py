@@ -294,6 +294,16 @@ class Fetcher:
         ours = item.key not in self.node_pins
         started, ours = await self.db.run(store.begin, item.key, item.cid, ours, now_ms())
         while True:
+            # at least one try, even past the deadline: content the node already holds (a re-pin, a restart after
+            # the fetch ended) is then found at once rather than given up
+            remaining = max(s.fetch_timeout - (now_ms() - started) / 1000, s.stall_timeout)
+            for addr in await self.dialable(item.origins):
+                await self.kubo.swarm_connect(addr)
+            before = await self.kubo.repo_size()
+            result = await self.kubo.pin_add(item.cid, remaining, s.stall_timeout)
+            if result.done and await self.kubo.pin_ls(item.cid):
+                break
+            grew = await self.kubo.repo_size() > before
             remaining = s.fetch_timeout - (now_ms() - started) / 1000
             if remaining <= 0:
                 await self.db.run(store.give_up, item.key, (
@@ -302,13 +312,6 @@ class Fetcher:
                 self.tries.pop(item.key, None)
                 log.warning("ipfs fetch of %s failed: not fetched within %g s", item.cid, s.fetch_timeout)
                 return
-            for addr in await self.dialable(item.origins):
-                await self.kubo.swarm_connect(addr)
-            before = await self.kubo.repo_size()
-            result = await self.kubo.pin_add(item.cid, remaining, s.stall_timeout)
-            if result.done and await self.kubo.pin_ls(item.cid):
-                break
-            grew = await self.kubo.repo_size() > before
             if not result.saw_progress and grew and not result.done:
                 continue  # a node that reports no progress (js-ipfs) is fetching: ask again at once
             delay = min(self._backoff(item.key), max(0.0, remaining - 0.5))
