@@ -136,3 +136,27 @@ def test_no_node_orders_as_before_and_says_so(start_server, token):
     assert "no IPFS node" in wait_for(lambda: "no IPFS node" in server.log_text() and server.log_text())
     assert server.health().json()["ipfs"]["enabled"] is False
 
+
+
+def test_restart_reconciles_the_node_and_a_deleted_pin_releases(start_server, token, ipfs_nodes, tmp_path):
+    user, node = ipfs_nodes["user"], ipfs_nodes["service"]
+    cid = user.add(random_bytes(20_000))
+    own = node.add(random_bytes(5_000))  # the operator's own pin on the node: never w3gate's to unpin
+    data_dir = tmp_path / "w3gate"
+    data_dir.mkdir()
+    server = start_server(env=ipfs_env(node), data_dir=data_dir)  # no chain: fetched content stays queued, held
+    rid = pin(server, token, cid, [user.address])
+    own_rid = pin(server, token, own)  # a user pins it too
+    wait_for(lambda: status_of(server, token, rid)["info"].get("dag_size"))
+    wait_for(lambda: status_of(server, token, own_rid)["info"].get("dag_size"))
+    assert cid in node.pinned()
+    server.stop()
+    node.call("pin/rm", arg=cid)  # the node lost it while w3gate was down
+    server = start_server(env=ipfs_env(node), data_dir=data_dir)
+    wait_for(lambda: cid in node.pinned())  # still needed: fetched again
+    for requestid in (rid, own_rid):
+        r = httpx.delete(f"{server.psa_url}/pins/{requestid}", headers={"Authorization": token}, timeout=30)
+        assert r.status_code == 202, r.text
+    wait_for(lambda: cid not in node.pinned())  # the last pin gone: released
+    wait_for(lambda: "released" in server.log_text() and server.log_text())
+    assert own in node.pinned()  # pinned before w3gate asked: left as it was
