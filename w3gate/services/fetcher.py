@@ -16,17 +16,15 @@ It runs as leader work (w3gate.services.leader): one instance of a fleet fetches
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-from collections.abc import Iterable, MutableSequence
+from collections.abc import MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import trio
-from multiaddr import Multiaddr
 
 from w3gate.cids import CidError, parse
+from w3gate.ipfs.addresses import NodeAddresses
 from w3gate.ipfs.kubo import CALL_TIMEOUT, Kubo, NodeError, NodeUnavailable
 from w3gate.ipfs.settings import IpfsSettings
 from w3gate.services.crust import CrustStatus, now_ms
@@ -36,11 +34,9 @@ from w3gate.store.db import Database
 log = logging.getLogger(__name__)
 
 POLL = 1.0  # seconds between looks for new work
-MAX_ORIGINS = 10  # origins a fetch connects to, at most
 RETRY_MAX = 300.0  # seconds between tries of a content waiting for providers, at most
 NODE_RETRY_MAX = 10.0  # seconds between tries to reach a node that is down, at most (an `id` call is cheap)
-IP_PROTOCOLS = ("ip4", "ip6")
-DNS_PROTOCOLS = ("dns", "dns4", "dns6", "dnsaddr")
+DELEGATES_EVERY = 300.0  # seconds between reads of the node's addresses for the delegates
 
 
 @dataclass
@@ -69,33 +65,13 @@ class IpfsStatus:
                 "last_error_ms": self.last_error_ms}
 
 
-def networks(texts: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(t, strict=False) for t in texts]
-
-
-def _ip_of(addr: Multiaddr) -> tuple[str, str] | None:
-    """(protocol, value) of a multiaddr's first part."""
-    try:
-        first = addr.protocols()[0].name
-        return first, addr.value_for_protocol(first)
-    except Exception:  # noqa: BLE001 - the library raises several error types
-        return None
-
-
 class Fetcher:
     def __init__(self, db: Database, settings: IpfsSettings, status: IpfsStatus, crust: CrustStatus,
                  delegates: MutableSequence[str], kubo: Kubo | None = None) -> None:
         self.db, self.settings, self.status, self.crust = db, settings, status, crust
         self.kubo = kubo or Kubo(settings.rpc_url)
         self.delegates = delegates  # the PinService's list: replaced in place by the node's addresses
-        self.configured_delegates = list(delegates)
-        self.allowed = networks(settings.private_origins)
-        self.own: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
-        host = urlsplit(settings.rpc_url).hostname or ""
-        try:
-            self.own.add(ipaddress.ip_address(host))
-        except ValueError:
-            pass
+        self.addresses = NodeAddresses(settings, delegates)
         self.busy: dict[str, trio.CancelScope] = {}
         self.node_pins: set[str] = set()  # content keys the node had pinned at the last reconciliation
         self.tries: dict[str, int] = {}
@@ -149,83 +125,12 @@ class Fetcher:
     async def connect(self) -> None:
         ident = await self.kubo.id()
         self.status.peer_id = str(ident.get("ID", ""))
-        addrs = [str(a) for a in ident.get("Addresses") or []]
-        for text in addrs:
-            found = _ip_of(Multiaddr(text)) if text.startswith("/") else None
-            if found and found[0] in IP_PROTOCOLS:
-                self.own.add(ipaddress.ip_address(found[1]))
-        self.set_delegates(addrs)
+        self.delegates[:] = self.status.delegates = self.addresses.learn(ident)
         await self.reconcile()
         self.status.connected = True
         self.node_delay = 1.0
         log.info("ipfs node %s (%s) connected; delegates: %s", self.kubo.shown, self.status.peer_id,
                  ", ".join(self.delegates) or "none")
-
-    def set_delegates(self, node_addrs: list[str]) -> None:
-        """The announce addresses, else the node's public ones, else the configured delegates (warned)."""
-        chosen = list(self.settings.announce)
-        if not chosen:
-            suffix = f"/p2p/{self.status.peer_id}"
-            for text in node_addrs:
-                text = text if "/p2p/" in text else text + suffix
-                if self.public(text, own_ok=True) and text not in chosen:
-                    chosen.append(text)
-        if not chosen:
-            log.warning("ipfs node: none of its addresses is public (%s) and [ipfs] announce is unset: PinStatus "
-                        "delegates stay the configured ones, which do not hold the content",
-                        ", ".join(node_addrs) or "none")
-            chosen = self.configured_delegates
-        self.delegates[:] = chosen
-        self.status.delegates = list(chosen)
-
-    def public(self, text: str, own_ok: bool = False) -> bool:
-        """Whether a multiaddr's IP may be dialled: a global address (or in ``private_origins``), not the
-        operator's own (the node's or the RPC host's) unless ``own_ok``. DNS names are judged when resolved."""
-        try:
-            found = _ip_of(Multiaddr(text))
-        except Exception:  # noqa: BLE001
-            return False
-        if found is None:
-            return False
-        proto, value = found
-        if proto in DNS_PROTOCOLS:
-            return True
-        if proto not in IP_PROTOCOLS:
-            return False
-        ip = ipaddress.ip_address(value)
-        if any(ip in net for net in self.allowed):
-            return True  # the operator allows it (a test network, a LAN of peers)
-        if not own_ok and ip in self.own:
-            return False
-        return ip.is_global
-
-    async def dialable(self, origins: Iterable[str]) -> list[str]:
-        """The origins to connect to: at most :data:`MAX_ORIGINS`, public only, DNS names resolved first."""
-        out: list[str] = []
-        for text in origins:
-            if len(out) >= MAX_ORIGINS:
-                break
-            try:
-                addr = Multiaddr(text)
-                found = _ip_of(addr)
-            except Exception:  # noqa: BLE001
-                continue
-            if found is None:
-                continue
-            if found[0] in ("dns", "dns4", "dns6"):
-                try:
-                    infos = await trio.socket.getaddrinfo(found[1], None)
-                except OSError:
-                    continue
-                ips = {str(i[4][0]) for i in infos}
-                rest = text.split("/", 3)[3]
-                resolved = [f"/{'ip6' if ':' in ip else 'ip4'}/{ip}/{rest}" for ip in sorted(ips)]
-                if resolved and all(self.public(r) for r in resolved):
-                    out.append(resolved[0])
-                continue
-            if self.public(text):
-                out.append(text)
-        return out
 
     async def reconcile(self) -> None:
         """The node's pins against the store's rows: held content the node lost is forgotten (fetched again while
@@ -297,7 +202,7 @@ class Fetcher:
             # at least one try, even past the deadline: content the node already holds (a re-pin, a restart after
             # the fetch ended) is then found at once rather than given up
             remaining = max(s.fetch_timeout - (now_ms() - started) / 1000, s.stall_timeout)
-            for addr in await self.dialable(item.origins):
+            for addr in await self.addresses.dialable(item.origins):
                 await self.kubo.swarm_connect(addr)
             before = await self.kubo.repo_size()
             result = await self.kubo.pin_add(item.cid, remaining, s.stall_timeout)
@@ -347,16 +252,41 @@ class Fetcher:
 
 
 def ipfs_tasks(db: Database, settings: IpfsSettings, status: IpfsStatus, crust: CrustStatus,
-               delegates: MutableSequence[str]) -> list[Any]:
-    """The fetcher task (run forever in the service's nursery), or [] without a node (then the start-up log
-    says what is not guaranteed)."""
+               delegates: MutableSequence[str]) -> tuple[list[Any], list[Any]]:
+    """The node's tasks (each runs forever in the service's nursery): (the fetcher: leader work, so that one
+    instance of a fleet fetches; the delegates' refresh: every instance). Both empty without a node, and the
+    start-up log says what is then not guaranteed."""
     if not settings.enabled:
         log.warning(
             "no IPFS node ([ipfs] rpc_url unset): CIDs are ordered on Crust as given, at [crust] default_file_size, "
             "without w3gate seeing the content; nothing makes sure it exists or that Crust's nodes can fetch it, "
             "and PinStatus delegates are the configured ones"
         )
-        return []
+        return [], []
     fetcher = Fetcher(db, settings, status, crust, delegates)
-    return [fetcher.run]
+
+    async def delegates_task() -> None:
+        await keep_delegates(settings, delegates)
+
+    return [fetcher.run], [delegates_task]
+
+
+async def keep_delegates(settings: IpfsSettings, delegates: MutableSequence[str]) -> None:
+    """Every instance (the fetcher runs on the leader only): the PinStatus delegates from the node's ``id``, asked
+    again every :data:`DELEGATES_EVERY` seconds (sooner while the node does not answer)."""
+    kubo = Kubo(settings.rpc_url)
+    addresses = NodeAddresses(settings, delegates)
+    delay = 1.0
+    try:
+        while True:
+            try:
+                delegates[:] = addresses.learn(await kubo.id())
+                delay = DELEGATES_EVERY
+            except (NodeUnavailable, NodeError) as exc:
+                log.debug("ipfs node: delegates not refreshed (%s)", exc)
+                delay = min(NODE_RETRY_MAX, delay * 2)
+            await trio.sleep(delay)
+    finally:
+        with trio.CancelScope(shield=True):
+            await kubo.aclose()
 
