@@ -58,6 +58,8 @@ class FakeKubo(BaseHTTPRequestHandler):
         cmd = url.path.removeprefix("/api/v0/")
         q = parse_qs(url.query)
         FakeKubo.seen.append((cmd, q, self.headers.get("Authorization")))
+        if self.headers.get("Authorization") == "Bearer wrong":  # as Kubo's API.Authorizations refuses
+            return self._send(403, b"403 - Forbidden\n", "text/plain")
         arg = q.get("arg", [""])[0]
         if cmd == "pin/add":
             def progress() -> Iterator[dict[str, Any]]:
@@ -150,6 +152,16 @@ async def test_credentials_become_the_authorization_header(fake: str, userinfo: 
     finally:
         await kubo.aclose()
     assert auth_header(f"http://{userinfo}{fake}/")[0] == f"http://{fake}"
+
+
+async def test_refused_credentials_make_the_node_unavailable(fake: str) -> None:
+    kubo = Kubo(f"http://:wrong@{fake}")
+    try:
+        with pytest.raises(NodeUnavailable, match="refused w3gate's credentials") as err:
+            await kubo.id()
+        assert "wrong" not in str(err.value)
+    finally:
+        await kubo.aclose()
 
 
 async def test_node_down_is_unavailable_and_never_shows_the_credentials() -> None:

@@ -97,6 +97,9 @@ class Kubo:
             message = str(json.loads(resp.content).get("Message", ""))
         except (ValueError, AttributeError):
             message = resp.text[:200]
+        if resp.status_code in (401, 403):  # API.Authorizations: not the CID's fault; pins wait, /healthz says why
+            return NodeUnavailable(f"{cmd}: the node refused w3gate's credentials (HTTP {resp.status_code}); "
+                                   "check the userinfo of [ipfs] rpc_url")
         if resp.status_code >= 500 and not message:
             return NodeUnavailable(f"{cmd}: HTTP {resp.status_code}")
         return NodeError(f"{cmd}: {message or f'HTTP {resp.status_code}'}", resp.status_code)
