@@ -29,6 +29,7 @@ from w3gate.plugins import PluginError, load_chains
 from w3gate.redact import redact_url
 from w3gate.services.aliases import AliasAdopter
 from w3gate.services.crust import CrustStatus, crust_tasks
+from w3gate.services.fetcher import IpfsStatus, ipfs_tasks
 from w3gate.services.health import Health
 from w3gate.services.leader import Leadership
 from w3gate.services.pins import PinService
@@ -87,6 +88,7 @@ async def run(settings: Settings) -> None:
     instance = InstanceLock.of(settings.db_url)
     instance.acquire()  # SQLite: AlreadyRunning (exit status 2) when another w3gate serves the file
     crust_status = CrustStatus(cru_per_day=settings.limits.cru_per_day)
+    ipfs_status = IpfsStatus()
     metrics = Metrics()
     stop = trio.Event()
     try:
@@ -97,14 +99,15 @@ async def run(settings: Settings) -> None:
             on_refusal=lambda limit: metrics.limits_hit.labels(limit).inc(),
         )
         await admission.refresh()  # blocks and users' own limits hold from the first request
-        pins = PinService(db, settings.delegates, admission)
+        pins = PinService(db, settings.delegates, admission, replicas=settings.crust.replicas,
+                          node=settings.ipfs.enabled)
         proxies = parse_networks(settings.trusted_proxies) if settings.trusted_proxy_header else ()
         per_address = AddressCounts(settings.max_connections_per_address)  # direct peers and proxied clients
         app = create_app(
             Services(
                 pins=pins,
                 authenticator=authenticator,
-                health=Health(db, registry.chain_names, crust_status),
+                health=Health(db, registry.chain_names, crust_status, ipfs=ipfs_status),
                 cors_origins=settings.cors_origins,
                 max_body_bytes=settings.max_body_bytes,
                 health_token=settings.health_token or None,
@@ -121,9 +124,12 @@ async def run(settings: Settings) -> None:
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
         leadership = Leadership(db, crust_status, settings.leader_timeout)
-        # builds the chain client (imports done here); on PostgreSQL its tasks run only while this instance leads
-        tasks = leadership.run_when_leader(crust_tasks(db, settings.crust, crust_status, guard=leadership.check,
-                                                         metrics=metrics))
+        # builds the chain client (imports done here); on PostgreSQL its tasks, and the IPFS node's fetcher (one
+        # instance fetches each content), run only while this instance leads
+        fetcher, everywhere = ipfs_tasks(db, settings.ipfs, ipfs_status, crust_status, pins.delegates)
+        tasks = leadership.run_when_leader(
+            crust_tasks(db, settings.crust, crust_status, guard=leadership.check, metrics=metrics,
+                        fetched_only=settings.ipfs.enabled) + fetcher) + everywhere
         _freeze_heap()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)

@@ -23,6 +23,10 @@ hold                W3GATE_IPFS_HOLD             until_pinned  ``until_pinned``:
                                                                unpin; ``always``: keep it while a pin wants it;
                                                                ``never``: unpin once the order is placed
 max_upload_bytes    W3GATE_IPFS_MAX_UPLOAD_BYTES 1073741824    the largest body ``POST /api/v0/add`` takes (413 past it)
+private_origins     W3GATE_IPFS_PRIVATE_ORIGINS  (none)        CIDRs a pin's ``origins`` may be in although not
+                                                               public (e.g. ``10.0.0.0/8``); otherwise the node
+                                                               connects only to public origins (never loopback,
+                                                               private, link-local or its own addresses)
 ==================  ===========================  ============  ==================================================
 """
 
@@ -44,6 +48,7 @@ class IpfsSettings:
     fetch_concurrency: int = 10
     hold: str = "until_pinned"
     max_upload_bytes: int = 1024**3
+    private_origins: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -72,6 +77,7 @@ PARSERS: dict[str, Any] = {
     "fetch_concurrency": _int,
     "hold": lambda v: str(v).strip().lower(),
     "max_upload_bytes": _int,
+    "private_origins": _list,
 }
 
 
@@ -121,6 +127,13 @@ def _validate(s: IpfsSettings) -> None:
         raise ValueError(f"[ipfs] hold must be one of {', '.join(HOLDS)}")
     if s.max_upload_bytes < 1:
         raise ValueError("[ipfs] max_upload_bytes must be >= 1")
+    import ipaddress
+
+    for net in s.private_origins:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"[ipfs] private_origins: {net!r} is not a CIDR such as 10.0.0.0/8") from None
 
 
 def describe_ipfs(s: IpfsSettings) -> dict[str, Any]:
@@ -130,4 +143,5 @@ def describe_ipfs(s: IpfsSettings) -> dict[str, Any]:
     out = {f.name: getattr(s, f.name) for f in fields(s)}
     out["rpc_url"] = redact_url(s.rpc_url) if s.rpc_url else ""
     out["announce"] = list(s.announce)
+    out["private_origins"] = list(s.private_origins)
     return out

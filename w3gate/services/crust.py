@@ -242,8 +242,9 @@ async def notify_webhook(url: str | None, payload: dict[str, Any]) -> None:
 def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus,
                 client_factory: ClientFactory | None = None,
                 guard: Callable[[], Awaitable[None]] | None = None,
-                metrics: Metrics | None = None) -> list[Callable[[], Awaitable[None]]]:
+                metrics: Metrics | None = None, fetched_only: bool = False) -> list[Callable[[], Awaitable[None]]]:
     """The submitter and poller tasks (run each forever in the service's nursery), or [] if ordering is off.
+    ``fetched_only``: new orders wait until the operator's IPFS node holds and measured their content.
     ``guard``: awaited before each batch is recorded; it cancels the submitter when this instance is no longer
     the ordering leader (w3gate.services.leader). Their chain calls and order verdicts are counted in
     ``metrics``."""
@@ -265,7 +266,7 @@ def crust_tasks(db: Database, settings: CrustSettings, status: CrustStatus,
     poll_conn = Connection(settings, status, "poller", turns, client_factory, metrics)
 
     async def submitter() -> None:
-        await run_submitter(db, settings, status, submit_conn, guard)
+        await run_submitter(db, settings, status, submit_conn, guard, fetched_only)
 
     async def poller() -> None:
         await run_poller(db, settings, status, poll_conn)

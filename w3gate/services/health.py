@@ -7,6 +7,7 @@ from typing import Any
 
 from w3gate import __version__
 from w3gate.services.crust import CrustStatus
+from w3gate.services.fetcher import IpfsStatus
 from w3gate.store.db import Database
 from w3gate.store.migrations import LATEST
 
@@ -19,8 +20,9 @@ class Health:
     operator (``detailed``), since they tell an attacker what is worth aiming at."""
 
     def __init__(self, db: Database, chains: Sequence[str], crust: CrustStatus,
-                 timeout: float = HEALTH_TIMEOUT) -> None:
+                 timeout: float = HEALTH_TIMEOUT, ipfs: IpfsStatus | None = None) -> None:
         self.db = db
+        self.ipfs = ipfs or IpfsStatus()
         self.chains = list(chains)
         self.crust = crust
         self.timeout = timeout
@@ -35,4 +37,4 @@ class Health:
         if not detailed:
             return code, {"status": status}
         return code, {"version": __version__, "schema": LATEST, "database": database, "status": status,
-                      "chains": self.chains, "ordering": self.crust.as_dict()}
+                      "chains": self.chains, "ordering": self.crust.as_dict(), "ipfs": self.ipfs.as_dict()}

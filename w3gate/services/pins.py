@@ -130,9 +130,13 @@ def parse_pin(body: Any) -> NewPin:
 class PinService:
     """What the HTTP layer calls; every method is scoped to one owner (a user key)."""
 
-    def __init__(self, db: Database, delegates: Sequence[str], admission: Admission | None = None) -> None:
+    def __init__(self, db: Database, delegates: Sequence[str], admission: Admission | None = None,
+                 replicas: int = 3, node: bool = False) -> None:
         self.db = db
+        # replaced in place by the IPFS node's addresses once it answers (w3gate.services.fetcher)
         self.delegates = list(delegates)
+        self.replicas = replicas  # the replica threshold of ``pinned``, for status_details
+        self.node = node  # an IPFS node fetches content first: status_details says where a pin is
         self.clock = UniqueMillis()
         self.admission = admission  # None: every valid pin is accepted (scripts, tests of the store)
 
@@ -150,8 +154,20 @@ class PinService:
             "created": rfc3339_ms(record.created_ms),
             "pin": pin,
             "delegates": self.delegates,
-            "info": record.info,
+            "info": self._info(record) if self.node else record.info,
         }
+
+    def _info(self, record: PinRecord) -> dict[str, str]:
+        """The stored info, with ``status_details`` saying where the pin is when nothing more specific is known
+        (the fetcher's "fetching" / "waiting for providers", or an order's error, are)."""
+        info = dict(record.info)
+        if "status_details" not in info:
+            replicas = f"replicas {info.get('replicas', '0')} of {self.replicas}"
+            details = {"queued": "queued: to be fetched by the IPFS node" if "dag_size" not in info else
+                       "fetched: to be ordered", "pinning": f"ordered; {replicas}", "pinned": replicas}
+            if record.status in details:
+                info["status_details"] = details[record.status]
+        return info
 
     async def _stored(self, identity: Identity | None, client: str | None, pin: NewPin, replaces: str | None,
                       write: Any, *args: Any) -> tuple[PinRecord | None, int]:

@@ -46,9 +46,10 @@ COUNTS_EVERY_MS = 30_000  # the /healthz order counts scan the orders table: not
 
 class Submitter:
     def __init__(self, db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection,
-                 guard: Callable[[], Awaitable[None]] | None = None) -> None:
+                 guard: Callable[[], Awaitable[None]] | None = None, fetched_only: bool = False) -> None:
         self.db, self.settings, self.status, self.conn = db, settings, status, conn
         self.guard = guard  # cancels this task unless the instance still leads ordering
+        self.fetched_only = fetched_only  # an IPFS node fetches and measures content before it is ordered
         self.next_nonce = 0
         self.counted_ms = 0
         self.delays = {a: int(settings.retry_delay(a) * 1000) for a in range(1, settings.max_attempts + 1)}
@@ -109,7 +110,7 @@ class Submitter:
                        "with PlaceOrderNotAvailable and still pay its fee; pins stay queued")
             return False
         token = orders.CLAIM_PREFIX + uuid.uuid4().hex
-        claimed = await self.db.run(orders.claim, token, self.batch_cap, now_ms())
+        claimed = await self.db.run(orders.claim, token, self.batch_cap, now_ms(), self.fetched_only)
         if not claimed:
             return False
         try:
@@ -330,5 +331,5 @@ def per_cid(calls: list[Any], results: list[tuple[str, str | None]]) -> dict[str
 
 
 async def run_submitter(db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection,
-                        guard: Callable[[], Awaitable[None]] | None = None) -> None:
-    await Submitter(db, settings, status, conn, guard).run()
+                        guard: Callable[[], Awaitable[None]] | None = None, fetched_only: bool = False) -> None:
+    await Submitter(db, settings, status, conn, guard, fetched_only).run()

@@ -303,6 +303,44 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             "CREATE TABLE spend_days (day BIGINT PRIMARY KEY, spent BIGINT NOT NULL DEFAULT 0)",
         ],
     ),
+    (
+        "the operator's IPFS node: content fetched, sized and held before it is ordered",
+        [
+            ADDITIVE,
+            # the DAG's cumulative size as the node measured it once fetched (NULL: not measured): the size an
+            # order reports, shown in a pin's info as dag_size
+            "ALTER TABLE orders ADD COLUMN dag_size BIGINT",
+            # one row per content w3gate asked its node to pin (w3gate.services.fetcher): state 'fetching' (a
+            # pin/add was or is under way: resumed after a restart) or 'held' (pinned and sized: the order may be
+            # placed); ours 0 when the node had it pinned already (never unpinned by w3gate); started_ms: when the
+            # current fetch began (fetch_timeout counts from it). A row is deleted when the content is released.
+            """CREATE TABLE ipfs_content (
+                cid_key VARCHAR(255) PRIMARY KEY,
+                cid VARCHAR(255) NOT NULL,
+                state VARCHAR(10) NOT NULL,
+                ours INTEGER NOT NULL DEFAULT 1,
+                started_ms BIGINT NOT NULL,
+                updated_ms BIGINT NOT NULL
+            )""",
+            # a pin's size moves to the measured size once known: the owner's bytes follow it
+            {
+                "sqlite": """
+                CREATE TRIGGER pins_users_size AFTER UPDATE OF size ON pins WHEN OLD.size <> NEW.size BEGIN
+                    UPDATE users SET bytes = bytes + NEW.size - OLD.size WHERE user_key = NEW.owner;
+                END;
+                """,
+                "postgres": """
+                CREATE FUNCTION w3gate_users_size() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    UPDATE users SET bytes = bytes + NEW.size - OLD.size WHERE user_key = NEW.owner;
+                    RETURN NULL;
+                END $$;
+                CREATE TRIGGER pins_users_size AFTER UPDATE OF size ON pins
+                    FOR EACH ROW WHEN (OLD.size IS DISTINCT FROM NEW.size) EXECUTE FUNCTION w3gate_users_size();
+                """,
+            },
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -18,7 +18,7 @@ PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "p
 # 4 prepaid covers the renewal (renewal = prepaid): due again only once the file has expired
 RENEW_STOPPED = 3
 # an order's columns a pin shows in its ``info`` (as strings), besides its error as ``status_details``
-INFO_FIELDS = ("file_size", "expires_at", "replicas", "cost", "renewal")
+INFO_FIELDS = ("file_size", "expires_at", "replicas", "cost", "renewal", "dag_size")
 RENEW_PREPAID = 4
 
 
@@ -83,6 +83,7 @@ class Order(Model):
     renew_due = fields.IntField(default=0)
     cost = fields.CharField(max_length=40, null=True)  # units the last batch spent on it, computed before sending
     renewal = fields.CharField(max_length=8, null=True)  # the renewal strategy in force when it was last sent
+    dag_size = fields.BigIntField(null=True)  # the content's size as the operator's IPFS node measured it; schema 11
     created_ms = fields.BigIntField()
     updated_ms = fields.BigIntField()
 
@@ -107,6 +108,20 @@ class CrustTx(Model):
 
     class Meta:
         table = "crust_txs"
+
+
+class IpfsContent(Model):
+    """Content w3gate asked the operator's IPFS node to pin (w3gate.services.fetcher); schema 11."""
+
+    cid_key = fields.CharField(max_length=255, primary_key=True)
+    cid = fields.CharField(max_length=255)
+    state = fields.CharField(max_length=10)  # fetching | held
+    ours = fields.IntField(default=1)  # 0: the node had it pinned before w3gate asked: never unpinned by w3gate
+    started_ms = fields.BigIntField()
+    updated_ms = fields.BigIntField()
+
+    class Meta:
+        table = "ipfs_content"
 
 
 class PinCount(Model):

@@ -63,13 +63,20 @@ async def _set_status(conn: Any, cids: Sequence[str], status: str, now_ms: int, 
 _WANTED = "EXISTS (SELECT 1 FROM pins p WHERE p.cid_key = o.cid_key)"
 
 
-async def claim(token: str, limit: int, now_ms: int) -> list[Claimed]:
-    """Claim up to ``limit`` wanted orders due now, oldest first: new orders, then renewals."""
+# a new order whose content the operator's IPFS node holds and has measured (w3gate.store.ipfs_content)
+_FETCHED = ("(o.status <> 'queued' OR (o.dag_size IS NOT NULL AND EXISTS (SELECT 1 FROM ipfs_content c"
+            " WHERE c.cid_key = o.cid_key AND c.state = 'held')))")
+
+
+async def claim(token: str, limit: int, now_ms: int, fetched_only: bool = False) -> list[Claimed]:
+    """Claim up to ``limit`` wanted orders due now, oldest first: new orders, then renewals. ``fetched_only``
+    (an IPFS node is configured): a new order only once the node holds its content and measured it."""
     async with in_transaction() as conn:
         sql = Sql(dialect(conn))
         due = await conn.execute_query_dict(
             "SELECT o.cid, o.status FROM orders o WHERE o.next_try_ms <= " + sql.arg(now_ms)
             + " AND (o.status = 'queued' OR (o.renew_due = 1 AND o.status IN ('pinning', 'pinned')))"
+            + (f" AND {_FETCHED}" if fetched_only else "")
             + f" AND {_WANTED} ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit),
             sql.args,
         )
@@ -84,7 +91,9 @@ async def claim(token: str, limit: int, now_ms: int) -> list[Claimed]:
                 renew_due=2, tx_hash=token, updated_ms=now_ms
             )
         rows = await Order.filter(tx_hash=token).using_db(conn).order_by("created_ms", "cid")
-        return [Claimed(r.cid, r.file_size, r.status != "submitting") for r in rows]
+        # the chain's record's size once there is one (renewals), else the size the node measured
+        return [Claimed(r.cid, r.file_size if r.file_size is not None else r.dag_size, r.status != "submitting")
+                for r in rows]
 
 
 async def record_tx(token: str, tx: dict[str, Any], cids: Sequence[str], now_ms: int,
