@@ -112,7 +112,7 @@ async def test_upgrade_to_schema_12_keeps_orders_claimable_and_usage_in_step(tmp
     new = Database(url)
     assert await new.open() == (10, migrations.LATEST) and migrations.LATEST == 12
     try:
-        assert migrations.is_additive(11) and migrations.is_additive(12)  # the release before keeps serving beside this one
+        assert migrations.is_additive(11) and migrations.is_additive(12)  # the release before keeps serving
         assert (await new.run(lambda: Order.get(cid_key="bafk-f"))).dag_size is None
         assert [c.cid for c in await new.run(orders.claim, "claim:x", 10, NOW)] == ["bafk-f"]  # no node: as before
         await new.run(orders.release_claim, "claim:x", NOW)
