@@ -20,9 +20,11 @@ from hypercorn.config import Config as HypercornConfig
 from w3gate import __version__, connections
 from w3gate.admission.service import Admission, resolve_access
 from w3gate.api.app import Services, create_app
+from w3gate.api.upload import UploadGateway
 from w3gate.clientaddr import parse_networks
 from w3gate.config import Settings
 from w3gate.crust.settings import order_size
+from w3gate.ipfs.upload import Uploader
 from w3gate.metrics import Metrics
 from w3gate.plugins import PluginError, load_chains
 from w3gate.redact import redact_url
@@ -110,6 +112,8 @@ async def run(settings: Settings) -> None:
                 metrics=metrics,
                 stats=ServiceStats(db, crust_status, authenticator),
                 metrics_token=settings.metrics_token or None,
+                upload=UploadGateway(Uploader(settings.ipfs.rpc_url) if settings.ipfs.enabled else None,
+                                     settings.ipfs.max_upload_bytes),
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout

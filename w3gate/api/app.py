@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from w3gate.admission.service import Admission
 from w3gate.api.connection import install
 from w3gate.api.queries import parse_list_query
+from w3gate.api.upload import UploadGateway, install_upload
 from w3gate.api.webpage import install_webpage
 from w3gate.clientaddr import Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
@@ -76,6 +77,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     stats: Callable[[], Awaitable[list[Any]]] | None = None  # families read at scrape time (services.stats)
     metrics_token: str | None = None  # None: /metrics is open to anyone who can reach it
+    upload: UploadGateway = field(default_factory=lambda: UploadGateway(None))  # POST /api/v0/add (api/upload.py)
 
 
 def auth_result(details: str) -> str:
@@ -149,16 +151,21 @@ def create_app(services: Services) -> QuartTrio:
         services.metrics.auth_result("ok")
         return found
 
+    async def _authorize() -> Identity:
+        """Authenticate the request and count it against its user's request rate (a Failure if refused)."""
+        identity, _claims = await _identify()
+        if services.admission is not None:
+            services.admission.check_request(identity)
+        g.owner = identity.user_key
+        g.identity = identity
+        return identity
+
     @app.before_request
     async def _authenticate() -> Response | None:
         if request.method == "OPTIONS":  # CORS preflight needs no token, as in Crust's gateway
             return Response("", status=204)
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
-            identity, _claims = await _identify()
-            if services.admission is not None:
-                services.admission.check_request(identity)
-            g.owner = identity.user_key
-            g.identity = identity
+            await _authorize()
         return None
 
     app.after_request(_cors)
@@ -195,6 +202,7 @@ def create_app(services: Services) -> QuartTrio:
         return Response("", status=202)
 
     install_webpage(app)  # the page at / (w3gate/api/webpage.py)
+    install_upload(app, services.upload, services.pins, _authorize, failure)  # POST /api/v0/add
 
     @app.get("/auth/params")
     async def auth_params() -> Response:

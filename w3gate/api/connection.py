@@ -14,6 +14,12 @@ connection stays usable; otherwise it says ``Connection: close`` and the connect
 (RFC 9112 section 9.6). Each request ends with one line on the ``w3gate.access`` logger (its fields also as
 the record's ``method``, ``path``, ``status``, ``duration_ms`` and ``user``: JSON logs show them as keys) and
 is counted in the app's :class:`w3gate.metrics.Metrics` by route template, method and status.
+
+A route named in the app's ``STREAMED_BODIES`` config (``{(method, path): size limit}``: ``POST /api/v0/add``)
+reads its body as a :class:`BodyStream` instead: at most ``STREAM_WINDOW`` chunks are read ahead of it, so a
+client sends only as fast as the route forwards (Hypercorn stops reading the socket while the app does not
+take its messages), and the route enforces the limit and the time itself. An answer it gives before the
+body is complete closes the connection at once: such a body can be up to that limit, too much to discard.
 """
 
 from __future__ import annotations
@@ -33,6 +39,43 @@ from w3gate.metrics import UNMATCHED, Metrics
 
 access_log = logging.getLogger("w3gate.access")
 USER_KEY = "w3gate.user"  # request scope key: the authenticated user, for the access log
+STREAMED_BODIES = "W3GATE_STREAMED_BODIES"  # app config key: {(method, path): body limit} of streamed routes
+BODY_STREAM = "w3gate.body_stream"  # request scope key: the BodyStream of a streamed route's request
+STREAM_WINDOW = 16  # chunks (Hypercorn hands at most 64 KiB each) read ahead of a streamed route
+
+
+class BodyStream:
+    """A request body as it arrives, chunk by chunk (``async for chunk in stream``; ``receive()`` returns
+    ``b""`` at the end), at most :data:`STREAM_WINDOW` chunks ahead of its reader."""
+
+    def __init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[bytes](STREAM_WINDOW)
+
+    async def put(self, chunk: bytes) -> None:
+        await self._send.send(chunk)
+
+    def end(self) -> None:
+        self._send.close()
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            return b""
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.receive()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+def body_stream(request: Request) -> BodyStream:
+    """The streamed body of a request to a route named in ``STREAMED_BODIES``."""
+    return cast(BodyStream, cast(dict[str, Any], request.scope)[BODY_STREAM])
 
 
 class Connection(TrioASGIHTTPConnection):
@@ -46,6 +89,10 @@ class Connection(TrioASGIHTTPConnection):
         self._body_complete = False
         self._received = 0
         self._settled = trio.Event()  # the body is complete, over the size limit, or the client is gone
+        streamed = self.app.config.get(STREAMED_BODIES) or {}
+        self._stream: BodyStream | None = None
+        if (request.method, request.path) in streamed:
+            self._stream = cast(dict[str, Any], request.scope)[BODY_STREAM] = BodyStream()
         status: int | str = "closed"  # no answer: the client went away first
         async with trio.open_nursery() as nursery:
             handler = trio.CancelScope()
@@ -67,7 +114,9 @@ class Connection(TrioASGIHTTPConnection):
         limit = self.app.config["MAX_CONTENT_LENGTH"]
         while True:
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and self._stream is not None:
+                await self._forward(message)
+            elif message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 self._received += len(chunk)
                 request.body.append(chunk)  # the body keeps no more than MAX_CONTENT_LENGTH
@@ -82,9 +131,23 @@ class Connection(TrioASGIHTTPConnection):
                 self._settled.set()
                 return
 
+    async def _forward(self, message: Any) -> None:
+        """Hand a streamed route's chunk over, waiting while its reader is :data:`STREAM_WINDOW` chunks behind."""
+        assert self._stream is not None
+        chunk = message.get("body", b"")
+        if chunk:
+            await self._stream.put(chunk)
+        if not message.get("more_body", False):
+            self._stream.end()
+            self._body_complete = True
+            self._settled.set()
+
     async def _settle_body(self, request: Request, response: Any, started: float) -> None:
         """Read and discard what is left of an acceptable body, else mark the answer as the connection's last."""
         if self._body_complete:
+            return
+        if self._stream is not None:  # a streamed body may be as large as an upload: never read to discard it
+            response.headers["Connection"] = "close"
             return
         limit = self.app.config["MAX_CONTENT_LENGTH"]
         declared = request.content_length
