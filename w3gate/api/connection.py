@@ -52,10 +52,19 @@ class BodyStream:
         self._send, self._receive = trio.open_memory_channel[bytes](STREAM_WINDOW)
 
     async def put(self, chunk: bytes) -> None:
-        await self._send.send(chunk)
+        """Hand ``chunk`` to the reader, waiting while it is behind; dropped once the reader is gone."""
+        try:
+            await self._send.send(chunk)
+        except trio.BrokenResourceError:
+            pass
 
     def end(self) -> None:
         self._send.close()
+
+    def abandon(self) -> None:
+        """The route has answered: what else arrives is discarded, so Hypercorn's messages keep flowing (its
+        last one, the disconnect, is put from inside the answer's last send and would wait for ever)."""
+        self._receive.close()
 
     async def receive(self) -> bytes:
         try:
@@ -99,6 +108,8 @@ class Connection(TrioASGIHTTPConnection):
             nursery.start_soon(self._read_body, request, receive, handler)
             with handler:
                 response = await self.app.handle_request(request)
+            if self._stream is not None:
+                self._stream.abandon()
             if not handler.cancelled_caught:
                 await self._settle_body(request, response, started)
                 status = response.status_code
