@@ -111,6 +111,13 @@ def test_the_root_becomes_the_users_pin_and_the_node_holds_it(gateway: Server, n
     assert not [p for p in my_pins(gateway, other_token) if same_cid(p["pin"]["cid"], root)]
 
 
+def test_a_w3auth_token_as_basic_is_taken(gateway: Server, token: str) -> None:
+    """Crust's gateway takes W3Auth tokens as Basic (Kubo's ``--api-auth basic:...`` sends that): so does this."""
+    basic = "Basic " + token.split(" ", 1)[1]
+    root = objects(upload(gateway, basic, [("basic.bin", os.urandom(100))]))[-1]["Hash"]
+    assert [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], root)]
+
+
 def test_wrap_with_directory_pins_the_directory(gateway: Server, node: Devnode, token: str) -> None:
     files = [("a.txt", os.urandom(100)), ("b.txt", os.urandom(100))]
     got = objects(upload(gateway, token, files, **{"wrap-with-directory": "true"}))
