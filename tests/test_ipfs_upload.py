@@ -238,3 +238,43 @@ def test_node_credentials_are_sent_but_never_shown(start_server: Any, node: Devn
         assert secret not in log and "dzNnYXRl" not in log  # nor the Basic credentials
     assert secret not in resp.text
     assert "upload failed" in down.log_text()
+
+
+def test_the_body_is_streamed_not_held(start_server: Any, node: Devnode, token: str) -> None:
+    """A 64 MiB upload goes through w3gate without w3gate's memory growing by anything like its size (the
+    process's RSS sampled throughout; bench/bench_ipfs.py measures up to 1 GiB)."""
+    import threading
+
+    import psutil
+
+    size = 64 * 1024 * 1024
+    server = start_server(env={"W3GATE_IPFS_RPC_URL": node.api_url, "W3GATE_IPFS_MAX_UPLOAD_BYTES": str(2 * size)})
+    process = psutil.Process(server.proc.pid)
+    objects(upload(server, token, [("warm-up", os.urandom(1000))]))
+    idle = process.memory_info().rss
+    peak, done = idle, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(0.01)
+
+    def body() -> Iterator[bytes]:
+        yield (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big\"\r\n"
+               b"Content-Type: application/octet-stream\r\n\r\n")
+        for _ in range(size // (1024 * 1024)):
+            yield os.urandom(1024 * 1024)
+        yield b"\r\n--b--\r\n"
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        resp = httpx.post(server.base_url + "/api/v0/add", content=body(), timeout=600,
+                          headers={"Authorization": token, "Content-Type": "multipart/form-data; boundary=b"})
+    finally:
+        done.set()
+        sampler.join()
+    root = objects(resp)[-1]["Hash"]
+    assert peak - idle < size // 4, f"w3gate grew by {(peak - idle) >> 20} MiB for a {size >> 20} MiB upload"
+    node.rpc("pin/rm", params={"arg": root})
