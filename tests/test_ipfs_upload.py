@@ -133,14 +133,19 @@ def test_pin_false_reaches_the_node(gateway: Server, node: Devnode, token: str) 
     assert [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], root)]  # w3gate's pin all the same
 
 
-def test_several_unwrapped_files_are_refused_and_unpinned(gateway: Server, node: Devnode, token: str) -> None:
-    files = [("one", os.urandom(1000)), ("two", os.urandom(1000))]
+def test_several_unwrapped_files_are_refused_and_unpinned(gateway: Server, node: Devnode, token: str,
+                                                          other_token: str) -> None:
+    """...except what another pin on w3gate holds: another user's upload of the same bytes stays pinned."""
+    kept = os.urandom(1000)
+    held = objects(upload(gateway, other_token, [("kept", kept)]))[-1]["Hash"]
+    files = [("one", os.urandom(1000)), ("two", os.urandom(1000)), ("kept", kept)]
     resp = upload(gateway, token, files)
     failure(resp, 400, "BAD_REQUEST")
-    for name, data in files:
+    for name, data in files[:2]:
         cid = node.add(data, name, **{"only-hash": "true"})["Hash"]
         assert not node.pinned(cid)
         assert not [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], cid)]
+    assert node.pinned(held)
 
 
 def test_unauthenticated_is_401_before_the_body(gateway: Server, token: str) -> None:
@@ -216,6 +221,34 @@ def test_a_user_over_the_pins_quota_is_refused_before_the_body(start_server: Any
     status, headers, _ = raw_request(server, head)  # refused without the body
     assert status == 403 and headers.get("connection") == "close"
     assert len(my_pins(server, token)) == 1
+
+
+def test_body_timeout_is_per_chunk_and_other_routes_keep_max_body_bytes(start_server: Any, node: Devnode,
+                                                                        token: str) -> None:
+    """An upload may take longer than body_timeout in all while its bytes keep coming; one that stops is 408.
+    Every other route still refuses a body over max_body_bytes."""
+    server = start_server(env={"W3GATE_IPFS_RPC_URL": node.api_url, "W3GATE_BODY_TIMEOUT": "3"})
+    head = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n")
+
+    def slow() -> Iterator[bytes]:
+        yield head
+        for _ in range(8):  # 4 s in all, never 3 s without a byte
+            time.sleep(0.5)
+            yield os.urandom(1000)
+        yield b"\r\n--b--\r\n"
+
+    resp = httpx.post(server.base_url + "/api/v0/add", content=slow(), timeout=60,
+                      headers={"Authorization": token, "Content-Type": "multipart/form-data; boundary=b"})
+    objects(resp)
+    status, headers, body = raw_request(server, (
+        f"POST /api/v0/add HTTP/1.1\nHost: x\nAuthorization: {token}\n"
+        "Content-Type: multipart/form-data; boundary=b\nContent-Length: 100000\n"), head + b"x" * 1000)
+    assert status == 408 and headers.get("connection") == "close"
+    assert httpx.Response(408, content=body).json()["error"]["reason"] == "REQUEST_TIMEOUT"
+    resp = httpx.post(server.psa_url + "/pins", content=b" " * (300 * 1024), timeout=30,
+                      headers={"Authorization": token, "Content-Type": "application/json"})
+    assert resp.status_code == 413, resp.text
 
 
 def test_without_an_ipfs_node_uploads_are_501(server: Server, token: str) -> None:
