@@ -206,6 +206,10 @@ def test_parameters_and_body_type_are_checked(gateway: Server, token: str) -> No
     failure(resp, 415, "UNSUPPORTED_MEDIA_TYPE")
     # what Kubo's own client adds to every call is ignored
     objects(upload(gateway, token, [("f", b"x")], progress="true", **{"stream-channels": "true"}))
+    # the route answers with a trailing slash too, streamed as well (a body over max_body_bytes)
+    resp = httpx.post(gateway.base_url + "/api/v0/add/", headers={"Authorization": token}, timeout=60,
+                      files={"file": ("slash", os.urandom(300_000))})
+    objects(resp)
     assert httpx.get(gateway.base_url + "/api/v0/add", headers={"Authorization": token}).status_code == 405
 
 

@@ -15,7 +15,7 @@ connection stays usable; otherwise it says ``Connection: close`` and the connect
 the record's ``method``, ``path``, ``status``, ``duration_ms`` and ``user``: JSON logs show them as keys) and
 is counted in the app's :class:`w3gate.metrics.Metrics` by route template, method and status.
 
-A route named in the app's ``STREAMED_BODIES`` config (``{(method, path): size limit}``: ``POST /api/v0/add``)
+A route named in the app's ``STREAMED_BODIES`` config (a set of ``(method, path)``: ``POST /api/v0/add``)
 reads its body as a :class:`BodyStream` instead: at most ``STREAM_WINDOW`` chunks are read ahead of it, so a
 client sends only as fast as the route forwards (Hypercorn stops reading the socket while the app does not
 take its messages), and the route enforces the limit and the time itself. An answer it gives before the
@@ -39,7 +39,7 @@ from w3gate.metrics import UNMATCHED, Metrics
 
 access_log = logging.getLogger("w3gate.access")
 USER_KEY = "w3gate.user"  # request scope key: the authenticated user, for the access log
-STREAMED_BODIES = "W3GATE_STREAMED_BODIES"  # app config key: {(method, path): body limit} of streamed routes
+STREAMED_BODIES = "W3GATE_STREAMED_BODIES"  # app config key: the (method, path) of routes that stream their body
 BODY_STREAM = "w3gate.body_stream"  # request scope key: the BodyStream of a streamed route's request
 STREAM_WINDOW = 16  # chunks (Hypercorn hands at most 64 KiB each) read ahead of a streamed route
 
@@ -98,9 +98,9 @@ class Connection(TrioASGIHTTPConnection):
         self._body_complete = False
         self._received = 0
         self._settled = trio.Event()  # the body is complete, over the size limit, or the client is gone
-        streamed = self.app.config.get(STREAMED_BODIES) or {}
+        streamed = self.app.config.get(STREAMED_BODIES) or ()
         self._stream: BodyStream | None = None
-        if (request.method, request.path) in streamed:
+        if (request.method, request.path.rstrip("/")) in streamed:  # the routes match with a trailing slash too
             self._stream = cast(dict[str, Any], request.scope)[BODY_STREAM] = BodyStream()
         status: int | str = "closed"  # no answer: the client went away first
         async with trio.open_nursery() as nursery:

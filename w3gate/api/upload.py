@@ -93,7 +93,7 @@ def install_upload(app: QuartTrio, gateway: UploadGateway, pins: PinService,
     """Add ``POST /api/v0/add`` to ``app``; ``authorize`` is how ``/psa`` requests are authenticated and
     counted, ``failure`` how the app answers an ApiError."""
     if gateway.uploader is not None:
-        app.config[STREAMED_BODIES] = {("POST", PATH): gateway.max_upload_bytes}
+        app.config[STREAMED_BODIES] = frozenset({("POST", PATH)})
 
     @app.post(PATH)
     async def add() -> Response:
