@@ -1,4 +1,5 @@
-"""The HTTP face: the Pinning Service API under ``/psa``, ``/healthz``, the web page, CORS and spec-shaped errors.
+"""The HTTP face: the Pinning Service API under ``/psa``, ``/healthz``, the web page, CORS and spec-shaped errors,
+and the upload gateway ``POST /api/v0/add`` (:mod:`w3gate.api.upload`) behind the same tokens and limits.
 
 Every response that is not a success is the spec's Failure body, whatever raised it: validation, the
 framework (unknown route, wrong method, oversized body) or an internal fault, so no framework error page

@@ -134,4 +134,5 @@ def install_upload(app: QuartTrio, gateway: UploadGateway, pins: PinService,
                 await uploader.unpin([c for c in added_cids if c not in held])
             raise
         return Response(b"\n".join(added.lines) + b"\n", status=200, content_type="application/json",
-                        headers={"X-Chunked-Output": "1", "X-Pin-Requestid": status["requestid"]})
+                        headers={"X-Chunked-Output": "1", "X-Pin-Requestid": status["requestid"],
+                                 "Access-Control-Expose-Headers": "X-Pin-Requestid"})  # a page may read it
