@@ -80,5 +80,7 @@ def setup_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+    # httpx logs every request's URL at info: the IPFS node's URL may carry a secret in its query
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     if log_format == "json":
         logging.captureWarnings(True)  # Python warnings as records too ("py.warnings"), not bare stderr lines

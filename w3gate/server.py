@@ -20,10 +20,12 @@ from hypercorn.config import Config as HypercornConfig
 from w3gate import __version__, connections
 from w3gate.admission.service import Admission, resolve_access
 from w3gate.api.app import Services, create_app
+from w3gate.api.upload import UploadGateway
 from w3gate.clientaddr import AddressCounts, parse_networks
 from w3gate.config import Settings
 from w3gate.crust.settings import counted_size
 from w3gate.invocation import own_command
+from w3gate.ipfs.upload import Uploader
 from w3gate.metrics import Metrics
 from w3gate.plugins import PluginError, load_chains
 from w3gate.redact import redact_url
@@ -120,6 +122,8 @@ async def run(settings: Settings) -> None:
                 metrics_token=settings.metrics_token or None,
                 body_first_byte_timeout=settings.body_first_byte_timeout,
                 per_client=per_address,
+                upload=UploadGateway(Uploader(settings.ipfs.rpc_url) if settings.ipfs.enabled else None,
+                                     settings.ipfs.max_upload_bytes),
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout

@@ -140,14 +140,37 @@ class Admission:
         request = PinRequest(identity, pin.cid, pin.name, pin.meta, size, replaces)
         quotas: list[Quota] = []
         for admitter in self.admitters:
-            answer = await self._ask(admitter, request)
-            if isinstance(answer, Refusal):
-                status = answer.status if 400 <= answer.status < 500 else 403
-                limit = answer.reason.lower() if admitter.builtin else f"plugin:{admitter.name}"
-                raise self.refuse(limit, status, answer.reason, answer.details, answer.retry_after)
-            if isinstance(answer, Quota):
+            answer = await self._answer(admitter, request)
+            if answer is not None:
                 quotas.append(answer)
         return _tightest(quotas), size
+
+    async def precheck(self, identity: Identity) -> None:
+        """Refuse, before an upload's body is read, an identity no new pin could be admitted for now: blocked,
+        left out by ``[access]``, or at its pins, pins-a-day or bytes quota (a new CID counted at the size
+        :meth:`admit` will count). The plugins and the quotas' final check come with the pin itself."""
+        quota = await self._answer(self.admitters[0], PinRequest(identity, "", None, {}, 0, None))
+        if quota is None:
+            return
+        user = await self.db.run(users.get_user, identity.user_key, int(time.time() * 1000))
+        if user is None:
+            return
+        size = self.order_size(None)
+        if quota.pins and user.pins >= quota.pins:
+            raise self.over_quota(QuotaExceeded("pins_per_user", user.pins, quota.pins), size)
+        if quota.pins_per_day and user.pins_today >= quota.pins_per_day:
+            raise self.over_quota(QuotaExceeded("pins_per_day_per_user", user.pins_today, quota.pins_per_day), size)
+        if quota.bytes and user.bytes + size > quota.bytes:
+            raise self.over_quota(QuotaExceeded("bytes_per_user", user.bytes, quota.bytes), size)
+
+    async def _answer(self, admitter: Admitter, request: PinRequest) -> Quota | None:
+        """``admitter``'s quota for ``request`` (None: no opinion), or its refusal raised."""
+        answer = await self._ask(admitter, request)
+        if isinstance(answer, Refusal):
+            status = answer.status if 400 <= answer.status < 500 else 403
+            limit = answer.reason.lower() if admitter.builtin else f"plugin:{admitter.name}"
+            raise self.refuse(limit, status, answer.reason, answer.details, answer.retry_after)
+        return answer
 
     def over_quota(self, exc: QuotaExceeded, size: int) -> ApiError:
         midnight = _retry_after_midnight(int(time.time() * 1000))

@@ -1,4 +1,5 @@
-"""The HTTP face: the Pinning Service API under ``/psa``, ``/healthz``, the web page, CORS and spec-shaped errors.
+"""The HTTP face: the Pinning Service API under ``/psa``, ``/healthz``, the web page, CORS and spec-shaped errors,
+and the upload gateway ``POST /api/v0/add`` (:mod:`w3gate.api.upload`) behind the same tokens and limits.
 
 Every response that is not a success is the spec's Failure body, whatever raised it: validation, the
 framework (unknown route, wrong method, oversized body) or an internal fault, so no framework error page
@@ -28,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from w3gate.admission.service import Admission
 from w3gate.api.connection import Edge, install
 from w3gate.api.queries import parse_list_query
+from w3gate.api.upload import UploadGateway, install_upload
 from w3gate.api.webpage import install_webpage
 from w3gate.clientaddr import AddressCounts, Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
@@ -85,6 +87,7 @@ class Services:
     metrics_token: str | None = None  # None: /metrics is open to anyone who can reach it
     body_first_byte_timeout: float = 5.0  # seconds from a request head to its body's first byte (then 408)
     per_client: AddressCounts | None = None  # requests in flight per client named by a trusted proxy
+    upload: UploadGateway = field(default_factory=lambda: UploadGateway(None))  # POST /api/v0/add (api/upload.py)
 
 
 def auth_result(details: str) -> str:
@@ -167,14 +170,19 @@ def create_app(services: Services) -> QuartTrio:
             admission.check_request(found[0], client)
         return found
 
+    async def _authorize() -> Identity:
+        """Authenticate the request, counted against its rates (:func:`_identify`); a Failure if refused."""
+        identity, _claims = await _identify()
+        g.owner = identity.user_key
+        g.identity = identity
+        return identity
+
     @app.before_request
     async def _authenticate() -> Response | None:
         if request.method == "OPTIONS" and not _operator_path():  # CORS preflight needs no token, as in Crust's
             return Response("", status=204)  # gateway; the operator's endpoints have none (405)
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
-            identity, _claims = await _identify()
-            g.owner = identity.user_key
-            g.identity = identity
+            await _authorize()
         return None
 
     app.after_request(_cors)
@@ -212,6 +220,7 @@ def create_app(services: Services) -> QuartTrio:
         return Response("", status=202)
 
     install_webpage(app)  # the page at / (w3gate/api/webpage.py)
+    install_upload(app, services.upload, services.pins, _authorize, failure)  # POST /api/v0/add
 
     @app.get("/auth/params")
     async def auth_params() -> Response:

@@ -23,6 +23,12 @@ connections are counted by :mod:`w3gate.connections`.
 Each request ends with one line on the ``w3gate.access`` logger (its fields also as
 the record's ``method``, ``path``, ``status``, ``duration_ms`` and ``user``: JSON logs show them as keys) and
 is counted in the app's :class:`w3gate.metrics.Metrics` by route template, method and status.
+
+A route named in the app's ``STREAMED_BODIES`` config (a set of ``(method, path)``: ``POST /api/v0/add``)
+reads its body as a :class:`BodyStream` instead: at most ``STREAM_WINDOW`` chunks are read ahead of it, so a
+client sends only as fast as the route forwards (Hypercorn stops reading the socket while the app does not
+take its messages), and the route enforces the limit and the time itself. An answer it gives before the
+body is complete closes the connection at once: such a body can be up to that limit, too much to discard.
 """
 
 from __future__ import annotations
@@ -46,6 +52,52 @@ from w3gate.metrics import UNMATCHED, Metrics
 
 access_log = logging.getLogger("w3gate.access")
 USER_KEY = "w3gate.user"  # request scope key: the authenticated user, for the access log
+STREAMED_BODIES = "W3GATE_STREAMED_BODIES"  # app config key: the (method, path) of routes that stream their body
+BODY_STREAM = "w3gate.body_stream"  # request scope key: the BodyStream of a streamed route's request
+STREAM_WINDOW = 16  # chunks (Hypercorn hands at most 64 KiB each) read ahead of a streamed route
+
+
+class BodyStream:
+    """A request body as it arrives, chunk by chunk (``async for chunk in stream``; ``receive()`` returns
+    ``b""`` at the end), at most :data:`STREAM_WINDOW` chunks ahead of its reader."""
+
+    def __init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[bytes](STREAM_WINDOW)
+
+    async def put(self, chunk: bytes) -> None:
+        """Hand ``chunk`` to the reader, waiting while it is behind; dropped once the reader is gone."""
+        try:
+            await self._send.send(chunk)
+        except trio.BrokenResourceError:
+            pass
+
+    def end(self) -> None:
+        self._send.close()
+
+    def abandon(self) -> None:
+        """The route has answered: what else arrives is discarded, so Hypercorn's messages keep flowing (its
+        last one, the disconnect, is put from inside the answer's last send and would wait for ever)."""
+        self._receive.close()
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            return b""
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.receive()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+def body_stream(request: Request) -> BodyStream:
+    """The streamed body of a request to a route named in ``STREAMED_BODIES``."""
+    return cast(BodyStream, cast(dict[str, Any], request.scope)[BODY_STREAM])
 
 
 @dataclass(frozen=True)
@@ -93,12 +145,18 @@ class Connection(TrioASGIHTTPConnection):
     async def _serve(self, request: Request, receive: ASGIReceiveCallable, send: ASGISendCallable,
                      started: float) -> None:
         self._body_complete = False
+        streamed = self.app.config.get(STREAMED_BODIES) or ()
+        self._stream: BodyStream | None = None
+        if (request.method, request.path.rstrip("/")) in streamed:  # the routes match with a trailing slash too
+            self._stream = cast(dict[str, Any], request.scope)[BODY_STREAM] = BodyStream()
         status: int | str = "closed"  # no answer: the client went away first
         async with trio.open_nursery() as nursery:
             handler = trio.CancelScope()
             nursery.start_soon(self._read_body, request, receive, handler)
             with handler:
                 response = await self.app.handle_request(request)
+            if self._stream is not None:
+                self._stream.abandon()
             if not handler.cancelled_caught:
                 if not self._body_complete and _declares_body(request):
                     await trio.lowlevel.checkpoint()  # a body that came with its head: let the reader take it
@@ -135,7 +193,9 @@ class Connection(TrioASGIHTTPConnection):
             request.body.set_complete()
             message = await receive()
         while True:
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and self._stream is not None:
+                await self._forward(message)
+            elif message["type"] == "http.request":
                 request.body.append(message.get("body", b""))  # the body keeps no more than MAX_CONTENT_LENGTH
                 if not message.get("more_body", False):
                     request.body.set_complete()
@@ -144,6 +204,16 @@ class Connection(TrioASGIHTTPConnection):
                 handler.cancel()  # the client is gone: stop working on its answer (a no-op once it is sent)
                 return
             message = await receive()
+
+    async def _forward(self, message: Any) -> None:
+        """Hand a streamed route's chunk over, waiting while its reader is :data:`STREAM_WINDOW` chunks behind."""
+        assert self._stream is not None
+        chunk = message.get("body", b"")
+        if chunk:
+            await self._stream.put(chunk)
+        if not message.get("more_body", False):
+            self._stream.end()
+            self._body_complete = True
 
 
 def _declares_body(request: Request) -> bool:
