@@ -236,7 +236,7 @@ def test_the_text_log_cannot_be_forged(operator: Server) -> None:
     path = f"/nothing%0a{forged.replace(' ', '%20')}%0d%1b[2J%1b]0;title%07"
     assert _get(operator, BYSTANDER, path)[0] == 404
     deadline = time.monotonic() + HANG
-    while "nothing" not in operator.log_text() and time.monotonic() < deadline:
+    while "/nothing" not in operator.log_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     raw = operator.log_path.read_bytes()
     assert b"\x1b" not in raw and b"\r" not in raw and b"\x07" not in raw
