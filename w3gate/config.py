@@ -17,6 +17,9 @@ from w3gate.admission.settings import Access, Limits, load_access, load_limits
 from w3gate.crust.settings import CrustSettings, load_crust_settings
 from w3gate.ipfs.settings import IpfsSettings, describe_ipfs, load_ipfs_settings
 from w3gate.redact import HIDDEN, redact_url
+from w3gate.setting_values import parse_bool as _parse_bool
+from w3gate.setting_values import parse_int as _parse_int
+from w3gate.setting_values import parse_list as _parse_list
 
 DEFAULT_DELEGATES = (
     # A public libp2p bootstrap peer: valid for clients to dial; operators set their own IPFS node here.
@@ -173,29 +176,6 @@ class Settings:
 
 
 # name -> (environment variable, parser). Keys absent here are file-only (tables).
-def _parse_bool(text: str) -> bool:
-    low = str(text).strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {text!r}")
-
-
-def _parse_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(p.strip() for p in value.split(",") if p.strip())
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(v.strip() for v in value)
-    raise ValueError("expected a list of strings or a comma-separated string")
-
-
-def _parse_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected an integer")
-    return int(value)
-
-
 SCALARS: dict[str, Any] = {
     "host": str,
     "port": _parse_int,

@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from w3gate.setting_values import parse_int, parse_list
+
 HOLDS = ("until_pinned", "always", "never")
 
 
@@ -55,29 +57,15 @@ class IpfsSettings:
         return bool(self.rpc_url)
 
 
-def _list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(p.strip() for p in value.split(",") if p.strip())
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(v.strip() for v in value)
-    raise ValueError("expected a list of strings or a comma-separated string")
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected an integer")
-    return int(value)
-
-
 PARSERS: dict[str, Any] = {
     "rpc_url": lambda v: str(v).strip(),
-    "announce": _list,
+    "announce": parse_list,
     "fetch_timeout": float,
     "stall_timeout": float,
-    "fetch_concurrency": _int,
+    "fetch_concurrency": parse_int,
     "hold": lambda v: str(v).strip().lower(),
-    "max_upload_bytes": _int,
-    "private_origins": _list,
+    "max_upload_bytes": parse_int,
+    "private_origins": parse_list,
 }
 
 

@@ -11,18 +11,17 @@ client asked for. Credentials in ``rpc_url`` become the ``Authorization`` header
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import orjson
 
 from w3gate.errors import ApiError, bad_request
+from w3gate.ipfs.kubo import auth_header
 from w3gate.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -48,22 +47,6 @@ class Added:
     root: str  # the last object's Hash: the wrapping directory, the top directory, or the one file
     name: str | None  # its Name, when it has one
     tops: list[str]  # the Hash of every top-level object (a Name without "/")
-
-
-def auth_header(rpc_url: str) -> tuple[str, str | None]:
-    """``rpc_url`` without its userinfo, and the Authorization header the userinfo stands for (or None):
-    ``Basic`` for ``user:pass``, ``Bearer <token>`` for a lone user or password."""
-    parts = urlsplit(rpc_url)
-    if "@" not in parts.netloc:
-        return rpc_url.rstrip("/"), None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    user, password = unquote(user), unquote(password)
-    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, "")).rstrip("/")
-    if user and colon:
-        return bare, "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    token = password or user
-    return bare, f"Bearer {token}" if token else None
 
 
 def upload_params(args: Mapping[str, str], names: list[str]) -> dict[str, str]:
