@@ -78,3 +78,10 @@ USER_FACING = [README, EXAMPLE, ROOT / "packaging" / "README.md", *sorted((ROOT 
 @pytest.mark.parametrize("path", USER_FACING, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_internal_work_item_numbers(path: Path) -> None:
     assert not re.findall(r"\b[Ii]ssues? \d+", path.read_text()), path
+
+
+def test_default_limits_agree() -> None:
+    """pins_per_user is reachable on the defaults: that many pins of unknown size (each counted at the default file
+    size until the node or the chain measures it) fit in bytes_per_user."""
+    limits, crust = Limits(), CrustSettings()
+    assert limits.pins_per_user * crust.default_file_size <= limits.bytes_per_user

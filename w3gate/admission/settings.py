@@ -26,7 +26,7 @@ class Limits:
     key                              environment                          default     meaning
     ===============================  ===================================  ==========  ==============================
     pins_per_user                    W3GATE_LIMITS_PINS_PER_USER          1000        live pins of one user
-    bytes_per_user                   W3GATE_LIMITS_BYTES_PER_USER         1 TiB       sum of the sizes ordered for them
+    bytes_per_user                   W3GATE_LIMITS_BYTES_PER_USER         2 TiB       sum of the sizes ordered for them
     pins_per_day_per_user            W3GATE_LIMITS_PINS_PER_DAY_...       500         pins added per UTC day
     requests_per_minute              W3GATE_LIMITS_REQUESTS_PER_MINUTE    600         API requests of one identity
     auth_failures_per_minute         W3GATE_LIMITS_AUTH_FAILURES...       60          401s to one client address
@@ -50,7 +50,7 @@ class Limits:
     """
 
     pins_per_user: int = 1000
-    bytes_per_user: int = 1024 * GIB
+    bytes_per_user: int = 2048 * GIB  # pins_per_user pins of unknown size (2 GiB each) fit: that limit binds first
     pins_per_day_per_user: int = 500
     requests_per_minute: int = 600
     auth_failures_per_minute: int = 60
