@@ -364,3 +364,34 @@ def test_a_pasted_token_from_w3gate_token(server: Server, page: Any, params: dic
     names = page.locator("#pins-body tr td:nth-child(2)").all_inner_texts()
     assert names == ["from-cli-2", "from-cli-1", "from-cli-0"]
     shot(page, "pasted-token")
+
+
+def test_my_pins_show_where_each_pin_is(server: Server, page: Any) -> None:
+    """With an IPFS node a pin's ``info`` carries ``status_details`` (where it is: fetching, waiting for providers,
+    replicas n of m) and ``dag_size`` once measured: the page shows both in the row. The service here has no node,
+    so the list's answer is given those fields on its way to the page (the page's rendering is what is tested;
+    tests/test_ipfs_node.py checks the service writes them)."""
+    from helpers import substrate_token
+
+    token = substrate_token("//PageDetails").removeprefix("Bearer ")
+    cid = new_cids(1, "details")[0]
+    with server.client("Bearer " + token) as api:
+        assert api.post("/pins", json={"cid": cid, "name": "measured"}).status_code == 202
+
+    def with_details(route: Any) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        for result in body.get("results", []):
+            result["info"] = {**result.get("info", {}), "status_details": "waiting for providers",
+                              "dag_size": "3000609"}
+        route.fulfill(response=answer, json=body)
+
+    page.route(re.compile(r".*/psa/pins\?.*"), with_details)
+    page.fill("#paste-token", token)
+    page.click("#use-token")
+    page.wait_for_selector("#token-box:visible")
+    page.click("nav button[data-view=pins]")
+    row = page.locator("#pins-body tr", has_text="measured")
+    row.wait_for()
+    assert row.locator("td.status small.details").inner_text() == "waiting for providers"
+    assert row.locator("td.size").inner_text() == "3.0 MB"

@@ -222,18 +222,35 @@ function cell(text: string, className = ''): HTMLTableCellElement {
   return td;
 }
 
+/** A DAG size as the node measured it (``info.dag_size``, bytes as a string), in decimal units. */
+function size(bytes: string | undefined): string {
+  if (bytes === undefined || !/^\d+$/.test(bytes)) return '–';
+  let n = Number(bytes);
+  for (const unit of ['B', 'kB', 'MB', 'GB']) {
+    if (n < 1000) return unit === 'B' ? `${n} B` : `${n.toFixed(1)} ${unit}`;
+    n /= 1000;
+  }
+  return `${n.toFixed(1)} TB`;
+}
+
 function row(p: PinStatus): HTMLTableRowElement {
   const tr = document.createElement('tr');
   tr.dataset.requestid = p.requestid;
   const status = cell(p.status, `status ${p.status}`);
-  if (p.info?.status_details) status.title = p.info.status_details;
+  if (p.info?.status_details) {  // where the pin is: fetching, waiting for providers, replicas n of m, an error
+    const details = document.createElement('small');
+    details.className = 'details';
+    details.textContent = p.info.status_details;
+    status.append(details);
+  }
   const remove = document.createElement('button');
   remove.textContent = 'Remove';
   remove.className = 'remove';
   remove.addEventListener('click', () => void removePin(p.requestid));
   const actions = document.createElement('td');
   actions.append(remove);
-  tr.append(status, cell(p.pin.name ?? ''), cell(p.pin.cid, 'cid'), cell(p.info?.replicas ?? '–'),
+  tr.append(status, cell(p.pin.name ?? ''), cell(p.pin.cid, 'cid'), cell(size(p.info?.dag_size), 'size'),
+    cell(p.info?.replicas ?? '–'),
     cell(p.info?.expires_at ? `block ${p.info.expires_at}` : '–'), cell(new Date(p.created).toLocaleString()), actions);
   return tr;
 }
