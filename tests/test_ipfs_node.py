@@ -80,6 +80,23 @@ def test_content_is_fetched_ordered_at_its_size_then_released(start_server, toke
 
 
 @pytest.mark.devchain
+def test_an_upload_is_ordered_at_its_real_size(start_server, token, devchain, relay, ordering_account, ipfs_nodes):
+    """``POST /api/v0/add`` to a w3gate with a node and an ordering account: the uploaded root is ordered with the
+    node's CumulativeSize as the chain record's file_size (not default_file_size), and the pin reaches pinning."""
+    service = ipfs_nodes["service"]
+    server = start_server(env={**crust_env(relay), **ipfs_env(service)})
+    resp = httpx.post(server.base_url + "/api/v0/add", headers={"Authorization": token}, timeout=120,
+                      files={"file": ("upload.bin", random_bytes(600_000))})
+    assert resp.status_code == 200, resp.text
+    root, rid = resp.json()["Hash"], resp.headers["X-Pin-Requestid"]
+    size = service.cumulative_size(root)
+    body = wait_for(lambda: (s := status_of(server, token, rid))["status"] == "pinning" and s)
+    assert body["info"]["dag_size"] == str(size)
+    record = devchain.records([order_text(root)])[order_text(root)]
+    assert record is not None and record.file_size == size  # reported_file_size: the node's CumulativeSize
+
+
+@pytest.mark.devchain
 def test_unreachable_content_fails_with_no_order(start_server, token, devchain, relay, ordering_account, ipfs_nodes):
     user = ipfs_nodes["user"]
     cid = user.add(random_bytes(50_000), only_hash=True)  # a CID no node holds
