@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from devchain_fixtures import crust_env
+from helpers import free_port
 from ipfs_fixtures import IpfsNode, random_bytes, two_nodes
 
 
@@ -146,6 +147,34 @@ def test_node_down_pins_wait_then_proceed(start_server, token, ipfs_nodes):
     assert body["status"] == "queued" and body["info"]["dag_size"] == str(user.cumulative_size(cid))
     assert body["info"]["status_details"] == "fetched: to be ordered"
     assert server.health().json()["ipfs"]["connected"] is True
+
+
+def test_content_fetched_while_the_chain_is_unreachable_stays_tracked(start_server, token, ipfs_nodes, tmp_path):
+    """An ordering account whose chain cannot be reached (MaximumFileSize unknown): fetched content is recorded as
+    held, never fetched again, so no later fetch_timeout (here a restart with tiny timeouts, where asking the node
+    again would be given up) fails the pin while the node keeps a pin w3gate no longer knows; deleting the pin
+    releases it."""
+    user, node = ipfs_nodes["user"], ipfs_nodes["service"]
+    cid = user.add(random_bytes(40_000))
+    chain = {"W3GATE_CRUST_SEED": "//Alice", "W3GATE_CRUST_URL": f"ws://127.0.0.1:{free_port()}"}  # nothing there
+    data_dir = tmp_path / "w3gate"
+    data_dir.mkdir()
+    server = start_server(env={**chain, **ipfs_env(node)}, data_dir=data_dir)
+    rid = pin(server, token, cid, [user.address])
+    wait_for(lambda: status_of(server, token, rid)["info"].get("status_details", "").startswith("fetched"))
+    assert cid in node.pinned()
+    server.stop()
+    short = ipfs_env(node, W3GATE_IPFS_FETCH_TIMEOUT="1", W3GATE_IPFS_STALL_TIMEOUT="0.001")
+    server = start_server(env={**chain, **short}, data_dir=data_dir)
+    wait_for(lambda: server.health().json()["ipfs"]["connected"])
+    time.sleep(4)  # several fetch_timeouts
+    body = status_of(server, token, rid)
+    assert body["status"] == "queued" and body["info"]["status_details"] == "fetched: to be ordered", body
+    assert body["info"]["dag_size"] == str(user.cumulative_size(cid))
+    assert server.health().json()["ipfs"]["content"] == {"held": 1}
+    r = httpx.delete(f"{server.psa_url}/pins/{rid}", headers={"Authorization": token}, timeout=30)
+    assert r.status_code == 202, r.text
+    wait_for(lambda: cid not in node.pinned())  # tracked to the end: released
 
 
 def test_no_node_orders_as_before_and_says_so(start_server, token):

@@ -4,8 +4,9 @@ What it makes true (w3gate.store.ipfs_content has the states): a new order is cl
 the node has pinned its content (recursive ``pin/add``, after ``swarm/connect`` to the pin's public origins) and
 measured it (``files/stat`` CumulativeSize, ``dag/stat`` where the node has it): the order reports that size, and
 Crust's storage nodes can fetch the content from this node (provided to the DHT where the node can). Content
-that cannot be fetched within ``fetch_timeout`` fails its pins with the reason, and nothing is ordered; content at
-or over the chain's MaximumFileSize fails before ordering. ``hold`` decides when the node unpins it again.
+that cannot be fetched within ``fetch_timeout`` fails its pins with the reason, and nothing is ordered (and the node
+is left with no pin of it); content at or over the chain's MaximumFileSize fails before ordering (here when the
+chain's limit is known, else in the submitter before sending). ``hold`` decides when the node unpins it again.
 
 Faults: a node down or slow makes pins wait ("waiting for the IPFS node"), never fail, and /healthz says why; the
 fetcher retries with back-off. A fetch cut by a kill is resumed at start. At each (re)connection the node's pins
@@ -211,6 +212,8 @@ class Fetcher:
             grew = await self.kubo.repo_size() > before
             remaining = s.fetch_timeout - (now_ms() - started) / 1000
             if remaining <= 0:
+                if ours:  # the node may finish a pin w3gate stopped waiting for: none may stay without a record
+                    await self.kubo.pin_rm(item.cid)
                 await self.db.run(store.give_up, item.key, (
                     f"could not be fetched: no provider gave its blocks within fetch_timeout ({s.fetch_timeout:g} s)"
                     f"; tried {len(item.origins)} origins"), now_ms())
@@ -227,10 +230,10 @@ class Fetcher:
         size = await self.kubo.cumulative_size(item.cid, CALL_TIMEOUT)
         dag = await self.kubo.dag_size(item.cid, CALL_TIMEOUT)
         size = max(size, dag or 0)
+        # the chain's limit is unknown until the chain is reached: the content is recorded as held all the same
+        # (it is on the node: never asked for again, released by the hold mode) and the submitter, which claims
+        # only once connected, refuses an order at or over the limit before sending it
         cap = self.crust.max_file_size
-        if cap is None and self.crust.ordering_enabled:  # not connected to the chain yet: its limit is unknown
-            await self._wait(item, f"fetched ({size} bytes); waiting for the chain's maximum file size", 2.0)
-            return
         if cap is not None and size >= cap:
             if ours:
                 await self.kubo.pin_rm(item.cid)

@@ -83,7 +83,7 @@ async def waiting(key: str, reason: str, retry_ms: int, now_ms: int) -> None:
 
 async def give_up(key: str, reason: str, now_ms: int) -> None:
     """The content cannot be had (or is too large to order): its order and pins fail; nothing was ordered. The
-    node holds no pin of it (a fetch given up pinned nothing; the caller unpins one too large), so its row goes:
+    node holds no pin of it (the caller unpins what w3gate pinned, whether given up or too large), so its row goes:
     pinned again, it is fetched afresh with a whole ``fetch_timeout``."""
     async with in_transaction() as conn:
         await IpfsContent.filter(cid_key=key).using_db(conn).delete()
