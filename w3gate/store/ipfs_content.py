@@ -38,14 +38,13 @@ async def due(limit: int, now_ms: int, busy: list[str]) -> list[Due]:
     """Queued orders a pin wants whose content is not held yet, due now, oldest first (``busy``: keys in flight)."""
     conn = Order._meta.db
     sql = Sql(dialect(conn))
-    skip = f" AND o.cid_key NOT IN {sql.args_in(busy)}" if busy else ""
-    rows = await conn.execute_query_dict(
-        "SELECT o.cid, o.cid_key FROM orders o WHERE o.status = 'queued' AND o.cid_key IS NOT NULL"
-        " AND o.next_try_ms <= " + sql.arg(now_ms) + f" AND {_WANTED}"
-        " AND NOT EXISTS (SELECT 1 FROM ipfs_content c WHERE c.cid_key = o.cid_key AND c.state = 'held')"
-        + skip + " ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit),
-        sql.args,
-    )
+    # placeholders are handed out in the text's order: SQLite's ``?`` take the arguments by position
+    text = ("SELECT o.cid, o.cid_key FROM orders o WHERE o.status = 'queued' AND o.cid_key IS NOT NULL"
+            " AND o.next_try_ms <= " + sql.arg(now_ms) + f" AND {_WANTED}"
+            " AND NOT EXISTS (SELECT 1 FROM ipfs_content c WHERE c.cid_key = o.cid_key AND c.state = 'held')")
+    if busy:
+        text += " AND o.cid_key NOT IN " + sql.args_in(busy)
+    rows = await conn.execute_query_dict(text + " ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit), sql.args)
     out = []
     for r in rows:
         origins: list[str] = []
