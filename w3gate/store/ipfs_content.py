@@ -39,12 +39,12 @@ async def due(limit: int, now_ms: int, busy: list[str]) -> list[Due]:
     conn = Order._meta.db
     sql = Sql(dialect(conn))
     # placeholders are handed out in the text's order: SQLite's ``?`` take the arguments by position
-    text = ("SELECT o.cid, o.cid_key FROM orders o WHERE o.status = 'queued' AND o.cid_key IS NOT NULL"
+    query = ("SELECT o.cid, o.cid_key FROM orders o WHERE o.status = 'queued' AND o.cid_key IS NOT NULL"
             " AND o.next_try_ms <= " + sql.arg(now_ms) + f" AND {_WANTED}"
             " AND NOT EXISTS (SELECT 1 FROM ipfs_content c WHERE c.cid_key = o.cid_key AND c.state = 'held')")
     if busy:
-        text += " AND o.cid_key NOT IN " + sql.args_in(busy)
-    rows = await conn.execute_query_dict(text + " ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit), sql.args)
+        query += " AND o.cid_key NOT IN " + sql.args_in(busy)
+    rows = await conn.execute_query_dict(query + " ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit), sql.args)
     out = []
     for r in rows:
         origins: list[str] = []
