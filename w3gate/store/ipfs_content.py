@@ -40,8 +40,8 @@ async def due(limit: int, now_ms: int, busy: list[str]) -> list[Due]:
     sql = Sql(dialect(conn))
     # placeholders are handed out in the text's order: SQLite's ``?`` take the arguments by position
     query = ("SELECT o.cid, o.cid_key FROM orders o WHERE o.status = 'queued' AND o.cid_key IS NOT NULL"
-            " AND o.next_try_ms <= " + sql.arg(now_ms) + f" AND {_WANTED}"
-            " AND NOT EXISTS (SELECT 1 FROM ipfs_content c WHERE c.cid_key = o.cid_key AND c.state = 'held')")
+             " AND o.next_try_ms <= " + sql.arg(now_ms) + f" AND {_WANTED}"
+             " AND NOT EXISTS (SELECT 1 FROM ipfs_content c WHERE c.cid_key = o.cid_key AND c.state = 'held')")
     if busy:
         query += " AND o.cid_key NOT IN " + sql.args_in(busy)
     rows = await conn.execute_query_dict(query + " ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit), sql.args)
