@@ -38,7 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import start_process, stop_process  # noqa: E402  (puts tests/ on the path)
 from helpers import UNBINDING_LIMITS, free_port, substrate_token  # noqa: E402
-from ipfs_devnode import devnode  # noqa: E402
+from ipfs_fixtures import devnode  # noqa: E402
 
 MiB = 1024 * 1024
 BOUNDARY = "w3gate-bench-boundary"
@@ -90,7 +90,7 @@ def bench_upload(sizes_mib: list[int]) -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         data_dir = Path(node.repo).parent / "w3gate"
-        env = {**os.environ, **UNBINDING_LIMITS, "W3GATE_LOG_LEVEL": "warning", "W3GATE_IPFS_RPC_URL": node.api_url,
+        env = {**os.environ, **UNBINDING_LIMITS, "W3GATE_LOG_LEVEL": "warning", "W3GATE_IPFS_RPC_URL": node.rpc_url,
                "W3GATE_IPFS_MAX_UPLOAD_BYTES": str(max(sizes_mib) * MiB + MiB)}
         server = start_process(["-m", "w3gate", "serve", "--port", str(port), "--data-dir", str(data_dir)],
                                base + "/healthz", env)
@@ -119,11 +119,11 @@ def bench_upload(sizes_mib: list[int]) -> None:
 
 def bench_fetch(sizes_mb: list[int]) -> None:
     with devnode() as a, devnode() as b:
-        connected = b.rpc("swarm/connect", params={"arg": a.peer_address()})
+        connected = b.rpc("swarm/connect", params={"arg": a.address})
         assert connected.status_code == 200, connected.text
         for size in sizes_mb:
             data = os.urandom(size * 1_000_000)
-            cid = a.add(data, "fetch", **{"cid-version": "1"})["Hash"]
+            cid = a.add_file(data, "fetch", **{"cid-version": "1"})["Hash"]
             del data
             started = time.perf_counter()
             resp = b.rpc("pin/add", params={"arg": cid, "timeout": "600s"}, timeout=650)
@@ -151,16 +151,16 @@ def bench_ordered(count: int, size: int, runtime: str, timeout: float) -> None:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             env = {**os.environ, **UNBINDING_LIMITS, **crust_env(relay), "W3GATE_LOG_LEVEL": "warning",
-                   "W3GATE_IPFS_RPC_URL": service.api_url, "W3GATE_IPFS_PRIVATE_ORIGINS": "127.0.0.0/8"}
+                   "W3GATE_IPFS_RPC_URL": service.rpc_url, "W3GATE_IPFS_PRIVATE_ORIGINS": "127.0.0.0/8"}
             server = start_process(["-m", "w3gate", "serve", "--port", str(port), "--data-dir", str(tmp)],
                                    base + "/healthz", env)
             headers = {"Authorization": substrate_token("//BenchOrdered")}
-            origin = user.peer_address()
+            origin = user.address
             print(f"runtime {runtime}: {count} pins of {size} random bytes each, content on the user's node")
             times: list[tuple[float, float]] = []
             try:
                 for n in range(count):
-                    cid = user.add(os.urandom(size), "ordered", **{"cid-version": "1"})["Hash"]
+                    cid = user.add_file(os.urandom(size), "ordered", **{"cid-version": "1"})["Hash"]
                     started = time.perf_counter()
                     created = httpx.post(base + "/psa/pins", json={"cid": cid, "origins": [origin]},
                                          headers=headers, timeout=30)
