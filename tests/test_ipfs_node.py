@@ -177,6 +177,25 @@ def test_content_fetched_while_the_chain_is_unreachable_stays_tracked(start_serv
     wait_for(lambda: cid not in node.pinned())  # tracked to the end: released
 
 
+def test_an_upload_deleted_before_its_fetch_is_released(start_server, token, ipfs_nodes):
+    """The node pins an upload at once; a pin deleted before the fetcher reaches it (here its only fetch slot is
+    taken by content nobody serves) still has the node unpin it: w3gate recorded the node's pin as its own."""
+    user, node = ipfs_nodes["user"], ipfs_nodes["service"]
+    stuck = user.add(random_bytes(10_000), only_hash=True)  # nobody has it: the fetch waits for providers
+    server = start_server(env=ipfs_env(node, W3GATE_IPFS_FETCH_CONCURRENCY="1", W3GATE_IPFS_STALL_TIMEOUT="60"))
+    pin(server, token, stuck, [user.address])
+    wait_for(lambda: server.health().json()["ipfs"]["fetching"] == 1)
+    resp = httpx.post(server.base_url + "/api/v0/add", headers={"Authorization": token}, timeout=60,
+                      files={"file": ("upload.bin", random_bytes(20_000))}, params={"cid-version": "1"})
+    assert resp.status_code == 200, resp.text
+    root = order_text(resp.json()["Hash"])
+    assert node.has_pin(root)
+    r = httpx.delete(f"{server.psa_url}/pins/{resp.headers['X-Pin-Requestid']}", headers={"Authorization": token},
+                     timeout=30)
+    assert r.status_code == 202, r.text
+    wait_for(lambda: not node.has_pin(root), timeout=30)  # released, though never fetched by w3gate
+
+
 def test_no_node_orders_as_before_and_says_so(start_server, token):
     server = start_server()
     assert "no IPFS node" in wait_for(lambda: "no IPFS node" in server.log_text() and server.log_text())

@@ -65,6 +65,13 @@ async def begin(key: str, cid: str, ours: bool, now_ms: int) -> tuple[int, bool]
         return int(found.started_ms), bool(found.ours)
 
 
+async def uploaded(key: str, cid: str, now_ms: int) -> None:
+    """The upload gateway had the node pin ``cid``: w3gate's pin from now on (a row already there is kept), to be
+    measured by the fetcher, and released by the hold mode even when its pin goes before the fetcher gets to it."""
+    await IpfsContent.bulk_create([IpfsContent(cid_key=key, cid=cid, state="fetching", ours=1, started_ms=now_ms,
+                                               updated_ms=now_ms)], ignore_conflicts=True)
+
+
 async def fetched(key: str, size: int, now_ms: int) -> None:
     """The node holds the content and measured it: the order may be placed, at ``size``; the pins count it."""
     async with in_transaction() as conn:
