@@ -1,4 +1,5 @@
-"""Real IPFS nodes for tests: js-ipfs daemons from ../shared/ipfs-devnode/run on free loopback ports.
+"""Real IPFS nodes for tests and benchmarks: js-ipfs daemons from ../shared/ipfs-devnode/run (Kubo's RPC paths) on
+free loopback ports.
 
 Each node is a separate repository, so a node that was never told to meet another one never does (js-ipfs
 dials peers it met before by itself: a test of unreachable content needs a fresh node). Nodes are shared per
@@ -10,25 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from helpers import SHARED, free_port
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("W3GATE_SHARED_DIR", REPO.parent / "shared"))
 RUN = SHARED / "ipfs-devnode" / "run"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class IpfsNode:
@@ -36,8 +31,8 @@ class IpfsNode:
 
     def __init__(self, repo: Path) -> None:
         self.repo = repo
-        self.api_port = _free_port()
-        self.swarm_port = _free_port()
+        self.api_port = free_port()
+        self.swarm_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = repo.parent / f"{repo.name}.log"
 
@@ -70,8 +65,13 @@ class IpfsNode:
             self.proc.wait(timeout=30)
         self.proc = None
 
+    def rpc(self, cmd: str, timeout: float = 60, **kw: Any) -> httpx.Response:
+        """One RPC call, its answer as it came (``kw``: httpx's ``params``, ``files``...)."""
+        return httpx.post(f"{self.rpc_url}/api/v0/{cmd}", timeout=timeout, **kw)
+
     def call(self, cmd: str, http_timeout: float = 60, files: Any = None, **params: str) -> Any:
-        r = httpx.post(f"{self.rpc_url}/api/v0/{cmd}", params=params, files=files, timeout=http_timeout)
+        """One RPC call that must succeed: its last JSON object."""
+        r = self.rpc(cmd, http_timeout, params=params, files=files)
         if r.status_code != 200:
             raise RuntimeError(f"{cmd}: {r.status_code} {r.text[:300]}")
         lines = [line for line in r.text.splitlines() if line.strip()]
@@ -97,6 +97,15 @@ class IpfsNode:
                         **{"cid-version": "1", "only-hash": "true" if only_hash else "false"})
         return str(CID.decode(out["Hash"]).set(base="base32"))
 
+    def add_file(self, data: bytes, filename: str = "file", **params: str) -> dict[str, Any]:
+        """``add`` with the node's own parameters (``cid-version``, ``only-hash``...): its last JSON object."""
+        return dict(self.call("add", files={"file": (filename, data)}, **params))
+
+    def has_pin(self, cid: str) -> bool:
+        """Whether ``cid`` (any form) is pinned on the node."""
+        resp = self.rpc("pin/ls", params={"arg": cid})
+        return resp.status_code == 200 and bool(resp.json().get("Keys"))
+
     def cumulative_size(self, cid: str) -> int:
         return int(self.call("files/stat", arg=f"/ipfs/{cid}", timeout="10s")["CumulativeSize"])
 
@@ -112,6 +121,20 @@ def start_node(tmp: Path, name: str) -> IpfsNode:
     if not RUN.exists():
         pytest.skip(f"no IPFS devnode at {RUN}: these tests need ../shared/ipfs-devnode (set W3GATE_SHARED_DIR)")
     return IpfsNode(tmp / name).start()
+
+
+@contextmanager
+def devnode() -> Iterator[IpfsNode]:
+    """A node in a temporary directory, killed and deleted on exit (benchmarks, and tests outside pytest's tmp)."""
+    if not RUN.exists():
+        raise RuntimeError(f"{RUN} is missing: the IPFS devnode is not available here (set W3GATE_SHARED_DIR)")
+    base = Path(tempfile.mkdtemp(prefix="w3gate-ipfs-"))
+    node = IpfsNode(base / "repo")
+    try:
+        yield node.start()
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, IpfsNode]]:

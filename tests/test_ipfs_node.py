@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from devchain_fixtures import crust_env
+from helpers import free_port
 from ipfs_fixtures import IpfsNode, random_bytes, two_nodes
 
 
@@ -80,6 +81,23 @@ def test_content_is_fetched_ordered_at_its_size_then_released(start_server, toke
 
 
 @pytest.mark.devchain
+def test_an_upload_is_ordered_at_its_real_size(start_server, token, devchain, relay, ordering_account, ipfs_nodes):
+    """``POST /api/v0/add`` to a w3gate with a node and an ordering account: the uploaded root is ordered with the
+    node's CumulativeSize as the chain record's file_size (not default_file_size), and the pin reaches pinning."""
+    service = ipfs_nodes["service"]
+    server = start_server(env={**crust_env(relay), **ipfs_env(service)})
+    resp = httpx.post(server.base_url + "/api/v0/add", headers={"Authorization": token}, timeout=120,
+                      files={"file": ("upload.bin", random_bytes(600_000))})
+    assert resp.status_code == 200, resp.text
+    root, rid = resp.json()["Hash"], resp.headers["X-Pin-Requestid"]
+    size = service.cumulative_size(root)
+    body = wait_for(lambda: (s := status_of(server, token, rid))["status"] == "pinning" and s)
+    assert body["info"]["dag_size"] == str(size)
+    record = devchain.records([order_text(root)])[order_text(root)]
+    assert record is not None and record.file_size == size  # reported_file_size: the node's CumulativeSize
+
+
+@pytest.mark.devchain
 def test_unreachable_content_fails_with_no_order(start_server, token, devchain, relay, ordering_account, ipfs_nodes):
     user = ipfs_nodes["user"]
     cid = user.add(random_bytes(50_000), only_hash=True)  # a CID no node holds
@@ -129,6 +147,53 @@ def test_node_down_pins_wait_then_proceed(start_server, token, ipfs_nodes):
     assert body["status"] == "queued" and body["info"]["dag_size"] == str(user.cumulative_size(cid))
     assert body["info"]["status_details"] == "fetched: to be ordered"
     assert server.health().json()["ipfs"]["connected"] is True
+
+
+def test_content_fetched_while_the_chain_is_unreachable_stays_tracked(start_server, token, ipfs_nodes, tmp_path):
+    """An ordering account whose chain cannot be reached (MaximumFileSize unknown): fetched content is recorded as
+    held, never fetched again, so no later fetch_timeout (here a restart with tiny timeouts, where asking the node
+    again would be given up) fails the pin while the node keeps a pin w3gate no longer knows; deleting the pin
+    releases it."""
+    user, node = ipfs_nodes["user"], ipfs_nodes["service"]
+    cid = user.add(random_bytes(40_000))
+    chain = {"W3GATE_CRUST_SEED": "//Alice", "W3GATE_CRUST_URL": f"ws://127.0.0.1:{free_port()}"}  # nothing there
+    data_dir = tmp_path / "w3gate"
+    data_dir.mkdir()
+    server = start_server(env={**chain, **ipfs_env(node)}, data_dir=data_dir)
+    rid = pin(server, token, cid, [user.address])
+    wait_for(lambda: status_of(server, token, rid)["info"].get("status_details", "").startswith("fetched"))
+    assert cid in node.pinned()
+    server.stop()
+    short = ipfs_env(node, W3GATE_IPFS_FETCH_TIMEOUT="1", W3GATE_IPFS_STALL_TIMEOUT="0.001")
+    server = start_server(env={**chain, **short}, data_dir=data_dir)
+    wait_for(lambda: server.health().json()["ipfs"]["connected"])
+    time.sleep(4)  # several fetch_timeouts
+    body = status_of(server, token, rid)
+    assert body["status"] == "queued" and body["info"]["status_details"] == "fetched: to be ordered", body
+    assert body["info"]["dag_size"] == str(user.cumulative_size(cid))
+    assert server.health().json()["ipfs"]["content"] == {"held": 1}
+    r = httpx.delete(f"{server.psa_url}/pins/{rid}", headers={"Authorization": token}, timeout=30)
+    assert r.status_code == 202, r.text
+    wait_for(lambda: cid not in node.pinned())  # tracked to the end: released
+
+
+def test_an_upload_deleted_before_its_fetch_is_released(start_server, token, ipfs_nodes):
+    """The node pins an upload at once; a pin deleted before the fetcher reaches it (here its only fetch slot is
+    taken by content nobody serves) still has the node unpin it: w3gate recorded the node's pin as its own."""
+    user, node = ipfs_nodes["user"], ipfs_nodes["service"]
+    stuck = user.add(random_bytes(10_000), only_hash=True)  # nobody has it: the fetch waits for providers
+    server = start_server(env=ipfs_env(node, W3GATE_IPFS_FETCH_CONCURRENCY="1", W3GATE_IPFS_STALL_TIMEOUT="60"))
+    pin(server, token, stuck, [user.address])
+    wait_for(lambda: server.health().json()["ipfs"]["fetching"] == 1)
+    resp = httpx.post(server.base_url + "/api/v0/add", headers={"Authorization": token}, timeout=60,
+                      files={"file": ("upload.bin", random_bytes(20_000))}, params={"cid-version": "1"})
+    assert resp.status_code == 200, resp.text
+    root = order_text(resp.json()["Hash"])
+    assert node.has_pin(root)
+    r = httpx.delete(f"{server.psa_url}/pins/{resp.headers['X-Pin-Requestid']}", headers={"Authorization": token},
+                     timeout=30)
+    assert r.status_code == 202, r.text
+    wait_for(lambda: not node.has_pin(root), timeout=30)  # released, though never fetched by w3gate
 
 
 def test_no_node_orders_as_before_and_says_so(start_server, token):

@@ -46,6 +46,18 @@ async def test_claimed_only_once_fetched_and_sized(db: Database) -> None:
     assert [(c.cid, c.file_size) for c in claimed] == [("bafk-a", 12_345)]  # ordered at the measured size
 
 
+async def test_due_skips_fetches_under_way_and_waits_for_their_retry_time(db: Database) -> None:
+    """``busy`` (the fetches in flight) and ``next_try_ms`` both hold with each other: a content is never fetched
+    twice at once, nor tried again before its back-off, whatever else is in flight."""
+    for cid in ("bafk-busy", "bafk-later", "bafk-now"):
+        await _pin(db, "dave", cid)
+    await db.run(ipfs_content.waiting, "bafk-later", "waiting for providers", NOW + 60_000, NOW)
+    due = await db.run(ipfs_content.due, 10, NOW + 10, ["bafk-busy"])
+    assert [d.key for d in due] == ["bafk-now"]
+    due = await db.run(ipfs_content.due, 10, NOW + 10, ["bafk-busy", "bafk-now"])
+    assert due == []
+
+
 async def test_measured_size_replaces_the_admitted_one_in_usage(db: Database) -> None:
     await _pin(db, "bob", "bafk-b", size=2 * 1024**3)
     await db.run(ipfs_content.begin, "bafk-b", "bafk-b", True, NOW)

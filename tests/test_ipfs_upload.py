@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from helpers import Server, substrate_token
-from ipfs_devnode import Devnode, devnode
+from ipfs_fixtures import IpfsNode, devnode
 from multiformats import CID
 from substrateinterface import Keypair
 
@@ -23,14 +23,14 @@ LIMIT = 4 * 1024 * 1024  # max_upload_bytes of the test servers
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[Devnode]:
+def node() -> Iterator[IpfsNode]:
     with devnode() as n:
         yield n
 
 
 @pytest.fixture
-def gateway(start_server: Any, node: Devnode) -> Server:
-    return start_server(env={"W3GATE_IPFS_RPC_URL": node.api_url, "W3GATE_IPFS_MAX_UPLOAD_BYTES": str(LIMIT)})
+def gateway(start_server: Any, node: IpfsNode) -> Server:
+    return start_server(env={"W3GATE_IPFS_RPC_URL": node.rpc_url, "W3GATE_IPFS_MAX_UPLOAD_BYTES": str(LIMIT)})
 
 
 def upload(server: Server, token: str | None, files: list[tuple[str, bytes]], **params: str) -> httpx.Response:
@@ -86,20 +86,20 @@ OPTIONS = [{}, {"cid-version": "1"}, {"raw-leaves": "true"}, {"chunker": "size-1
            {"cid-version": "1", "raw-leaves": "false"}]
 
 
-def test_the_cid_is_the_nodes_for_the_same_bytes_and_options(gateway: Server, node: Devnode, token: str) -> None:
+def test_the_cid_is_the_nodes_for_the_same_bytes_and_options(gateway: Server, node: IpfsNode, token: str) -> None:
     """Each option reaches the node: the CID equals the node's own for those options, and they all differ."""
     data = os.urandom(300_000)  # larger than max_body_bytes (256 KiB): this route takes more
     seen = []
     for options in OPTIONS:
         got = objects(upload(gateway, token, [("blob", data)], **options))
         assert len(got) == 1 and got[0]["Name"] == "blob"
-        expected = node.add(data, "blob", **options, **{"only-hash": "true"})
+        expected = node.add_file(data, "blob", **options, **{"only-hash": "true"})
         assert same_cid(got[0]["Hash"], expected["Hash"]), options
         seen.append(str(CID.decode(got[0]["Hash"])))
     assert len(set(seen)) == len(OPTIONS)
 
 
-def test_the_root_becomes_the_users_pin_and_the_node_holds_it(gateway: Server, node: Devnode, token: str,
+def test_the_root_becomes_the_users_pin_and_the_node_holds_it(gateway: Server, node: IpfsNode, token: str,
                                                               other_token: str) -> None:
     data = os.urandom(5000)
     resp = upload(gateway, token, [("hello.bin", data)], **{"cid-version": "1"})
@@ -107,7 +107,7 @@ def test_the_root_becomes_the_users_pin_and_the_node_holds_it(gateway: Server, n
     [pin] = [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], root)]
     assert pin["requestid"] == resp.headers["X-Pin-Requestid"]
     assert pin["pin"]["name"] == "hello.bin" and pin["status"] == "queued"  # waits for the order path
-    assert node.pinned(root)  # Kubo's default pin=true reached the node
+    assert node.has_pin(root)  # Kubo's default pin=true reached the node
     assert not [p for p in my_pins(gateway, other_token) if same_cid(p["pin"]["cid"], root)]
 
 
@@ -118,7 +118,7 @@ def test_a_w3auth_token_as_basic_is_taken(gateway: Server, token: str) -> None:
     assert [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], root)]
 
 
-def test_wrap_with_directory_pins_the_directory(gateway: Server, node: Devnode, token: str) -> None:
+def test_wrap_with_directory_pins_the_directory(gateway: Server, node: IpfsNode, token: str) -> None:
     files = [("a.txt", os.urandom(100)), ("b.txt", os.urandom(100))]
     got = objects(upload(gateway, token, files, **{"wrap-with-directory": "true"}))
     root = got[-1]["Hash"]
@@ -127,13 +127,13 @@ def test_wrap_with_directory_pins_the_directory(gateway: Server, node: Devnode, 
     assert [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], root)]
 
 
-def test_pin_false_reaches_the_node(gateway: Server, node: Devnode, token: str) -> None:
+def test_pin_false_reaches_the_node(gateway: Server, node: IpfsNode, token: str) -> None:
     root = objects(upload(gateway, token, [("x", os.urandom(2000))], pin="false"))[-1]["Hash"]
-    assert not node.pinned(root)
+    assert not node.has_pin(root)
     assert [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], root)]  # w3gate's pin all the same
 
 
-def test_several_unwrapped_files_are_refused_and_unpinned(gateway: Server, node: Devnode, token: str,
+def test_several_unwrapped_files_are_refused_and_unpinned(gateway: Server, node: IpfsNode, token: str,
                                                           other_token: str) -> None:
     """...except what another pin on w3gate holds: another user's upload of the same bytes stays pinned."""
     kept = os.urandom(1000)
@@ -142,10 +142,10 @@ def test_several_unwrapped_files_are_refused_and_unpinned(gateway: Server, node:
     resp = upload(gateway, token, files)
     failure(resp, 400, "BAD_REQUEST")
     for name, data in files[:2]:
-        cid = node.add(data, name, **{"only-hash": "true"})["Hash"]
-        assert not node.pinned(cid)
+        cid = node.add_file(data, name, **{"only-hash": "true"})["Hash"]
+        assert not node.has_pin(cid)
         assert not [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], cid)]
-    assert node.pinned(held)
+    assert node.has_pin(held)
 
 
 def test_unauthenticated_is_401_before_the_body(gateway: Server, token: str) -> None:
@@ -213,13 +213,13 @@ def test_parameters_and_body_type_are_checked(gateway: Server, token: str) -> No
     assert httpx.get(gateway.base_url + "/api/v0/add", headers={"Authorization": token}).status_code == 405
 
 
-def test_a_user_over_the_pins_quota_is_refused_before_the_body(start_server: Any, node: Devnode) -> None:
-    server = start_server(env={"W3GATE_IPFS_RPC_URL": node.api_url, "W3GATE_LIMITS_PINS_PER_USER": "1"})
+def test_a_user_over_the_pins_quota_is_refused_before_the_body(start_server: Any, node: IpfsNode) -> None:
+    server = start_server(env={"W3GATE_IPFS_RPC_URL": node.rpc_url, "W3GATE_LIMITS_PINS_PER_USER": "1"})
     token = substrate_token("//Quota")
     objects(upload(server, token, [("one", os.urandom(1000))]))
     data = os.urandom(1000)
     failure(upload(server, token, [("two", data)]), 403, "PINS_PER_USER")
-    assert not node.pinned(node.add(data, "two", **{"only-hash": "true"})["Hash"])  # never reached the node
+    assert not node.has_pin(node.add_file(data, "two", **{"only-hash": "true"})["Hash"])  # never reached the node
     head = (f"POST /api/v0/add HTTP/1.1\nHost: x\nAuthorization: {token}\n"
             "Content-Type: multipart/form-data; boundary=b\nContent-Length: 1000000\n")
     status, headers, _ = raw_request(server, head)  # refused without the body
@@ -227,11 +227,11 @@ def test_a_user_over_the_pins_quota_is_refused_before_the_body(start_server: Any
     assert len(my_pins(server, token)) == 1
 
 
-def test_body_timeout_is_per_chunk_and_other_routes_keep_max_body_bytes(start_server: Any, node: Devnode,
+def test_body_timeout_is_per_chunk_and_other_routes_keep_max_body_bytes(start_server: Any, node: IpfsNode,
                                                                         token: str) -> None:
     """An upload may take longer than body_timeout in all while its bytes keep coming; one that stops is 408.
     Every other route still refuses a body over max_body_bytes."""
-    server = start_server(env={"W3GATE_IPFS_RPC_URL": node.api_url, "W3GATE_BODY_TIMEOUT": "3"})
+    server = start_server(env={"W3GATE_IPFS_RPC_URL": node.rpc_url, "W3GATE_BODY_TIMEOUT": "3"})
     head = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow\"\r\n"
             b"Content-Type: application/octet-stream\r\n\r\n")
 
@@ -259,14 +259,14 @@ def test_without_an_ipfs_node_uploads_are_501(server: Server, token: str) -> Non
     failure(upload(server, token, [("f", b"x")]), 501, "NOT_IMPLEMENTED")
 
 
-def test_node_credentials_are_sent_but_never_shown(start_server: Any, node: Devnode, token: str) -> None:
+def test_node_credentials_are_sent_but_never_shown(start_server: Any, node: IpfsNode, token: str) -> None:
     """The node's Authorization comes from rpc_url's userinfo; neither it nor the URL's password is logged or
     answered, whether the node takes the upload or cannot be reached."""
     secret = "s3cret-node-password"
-    host = node.api_url.removeprefix("http://")
+    host = node.rpc_url.removeprefix("http://")
     ok = start_server(env={"W3GATE_IPFS_RPC_URL": f"http://w3gate:{secret}@{host}"})
     objects(upload(ok, token, [("f", os.urandom(100))]))
-    dead_port = node.api_url.rsplit(":", 1)[1]
+    dead_port = node.rpc_url.rsplit(":", 1)[1]
     down = start_server(env={"W3GATE_IPFS_RPC_URL": f"http://w3gate:{secret}@127.0.0.2:{dead_port}"})
     resp = upload(down, token, [("f", os.urandom(100))])
     failure(resp, 502, "NODE_UNAVAILABLE")
@@ -277,7 +277,7 @@ def test_node_credentials_are_sent_but_never_shown(start_server: Any, node: Devn
     assert "upload failed" in down.log_text()
 
 
-def test_the_body_is_streamed_not_held(start_server: Any, node: Devnode, token: str) -> None:
+def test_the_body_is_streamed_not_held(start_server: Any, node: IpfsNode, token: str) -> None:
     """A 64 MiB upload goes through w3gate without w3gate's memory growing by anything like its size (the
     process's RSS sampled throughout; bench/bench_ipfs.py measures up to 1 GiB)."""
     import threading
@@ -285,7 +285,7 @@ def test_the_body_is_streamed_not_held(start_server: Any, node: Devnode, token: 
     import psutil
 
     size = 64 * 1024 * 1024
-    server = start_server(env={"W3GATE_IPFS_RPC_URL": node.api_url, "W3GATE_IPFS_MAX_UPLOAD_BYTES": str(2 * size)})
+    server = start_server(env={"W3GATE_IPFS_RPC_URL": node.rpc_url, "W3GATE_IPFS_MAX_UPLOAD_BYTES": str(2 * size)})
     process = psutil.Process(server.proc.pid)
     objects(upload(server, token, [("warm-up", os.urandom(1000))]))
     idle = process.memory_info().rss

@@ -30,6 +30,10 @@ from prometheus_client.metrics_core import Metric
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus reads (what is rendered here)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CHAIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+FETCH_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0)
+# how a fetch try of the operator's IPFS node ends without the content (w3gate.services.fetcher): the first two
+# fail the pins; the others are tried again (stalled, node_unavailable, error) or no longer wanted (cancelled)
+FETCH_FAILURES = ("timeout", "too_large", "stalled", "node_unavailable", "error", "cancelled")
 # a client may send any method token: anything else is counted as "other", so labels stay few
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"  # the route label of a request no route matched (404, 405, a CORS preflight)
@@ -64,6 +68,21 @@ class Metrics:
             "(a prepaid renewal paid in), retry (an attempt failed), failed (given up), requeued, paused "
             "(re-queued, no attempt charged)", ["outcome"], registry=r)
         self.limits_hit = Counter("w3gate_limits_hit", "Requests refused by a limit, by limit", ["limit"], registry=r)
+        self.fetches_started = Counter("w3gate_ipfs_fetches_started", "Fetch tries of the IPFS node (a content "
+                                       "waiting for providers is tried again)", registry=r)
+        self.fetches_succeeded = Counter("w3gate_ipfs_fetches_succeeded", "Fetch tries that ended with the content "
+                                         "pinned on the node and measured", registry=r)
+        self.fetches_failed = Counter(
+            "w3gate_ipfs_fetches_failed", "Fetch tries that ended without the content, by reason: timeout (not "
+            "fetched within fetch_timeout) and too_large (at or over MaximumFileSize) fail the pins; stalled, "
+            "node_unavailable and error are tried again; cancelled: no longer wanted", ["reason"], registry=r)
+        for reason in FETCH_FAILURES:  # every reason shows from the start, at 0
+            self.fetches_failed.labels(reason)
+        self.fetched_bytes = Counter("w3gate_ipfs_fetched_bytes", "Size (CumulativeSize) of the content fetched "
+                                     "onto the IPFS node", registry=r)
+        self.fetch_duration = Histogram(
+            "w3gate_ipfs_fetch_duration_seconds", "Time from a fetch's start to the content being pinned and measured "
+            "(a restart or the node's return starts the clock again)", buckets=FETCH_BUCKETS, registry=r)
         self._http: dict[tuple[str, str, int | str], tuple[Any, Any]] = {}
         self._auth: dict[str, Any] = {}
 
@@ -98,6 +117,15 @@ class Metrics:
                            ("paused", counts.get("pause", 0))):
             if n:
                 self.orders.labels(outcome).inc(n)
+
+    def fetch_ended(self, outcome: str, size: int = 0, seconds: float = 0.0) -> None:
+        """One fetch try's end: ``fetched`` (with the content's size and the fetch's time) or a failure reason."""
+        if outcome == "fetched":
+            self.fetches_succeeded.inc()
+            self.fetched_bytes.inc(size)
+            self.fetch_duration.observe(seconds)
+        else:
+            self.fetches_failed.labels(outcome).inc()
 
     def render(self, extra: Iterable[Metric] = ()) -> bytes:
         """The text exposition of the registry and of ``extra`` (families read at scrape time)."""

@@ -130,7 +130,8 @@ async def run(settings: Settings) -> None:
         leadership = Leadership(db, crust_status, settings.leader_timeout)
         # builds the chain client (imports done here); on PostgreSQL its tasks, and the IPFS node's fetcher (one
         # instance fetches each content), run only while this instance leads
-        fetcher, everywhere = ipfs_tasks(db, settings.ipfs, ipfs_status, crust_status, pins.delegates)
+        fetcher, everywhere = ipfs_tasks(db, settings.ipfs, ipfs_status, crust_status, pins.delegates,
+                                          metrics)
         tasks = leadership.run_when_leader(
             crust_tasks(db, settings.crust, crust_status, guard=leadership.check, metrics=metrics,
                         fetched_only=settings.ipfs.enabled) + fetcher) + everywhere

@@ -10,8 +10,10 @@ plugins' included), and the node's JSON lines are the answer, with the pin's req
 
 An upload refused once added (a quota reached meanwhile, a plugin, several top-level files without
 ``wrap-with-directory``) leaves no pin: the node's pin of it is taken away again unless a pin on w3gate
-holds the same content. Errors are the Pinning Service API's Failure body plus Kubo's error fields
-(``Message``, ``Code``, ``Type``), so that Kubo's own client shows the reason too.
+holds the same content. An upload taken is the node's pin on w3gate's behalf: the hold mode releases it like
+any content w3gate fetched (even when its pin is deleted before the fetcher measured it). Errors are the
+Pinning Service API's Failure body plus Kubo's error fields (``Message``, ``Code``, ``Type``), so that Kubo's
+own client shows the reason too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from w3gate.cids import CidError, parse
 from w3gate.errors import ApiError, bad_request
 from w3gate.hookspecs import Identity
 from w3gate.ipfs.upload import BodyTooLarge, Uploader, check_content_type, upload_params
+from w3gate.services.crust import now_ms
 from w3gate.services.pins import MAX_NAME, PinService
+from w3gate.store import ipfs_content
 from w3gate.store.db import Database
 from w3gate.store.models import Pin
 
@@ -127,6 +131,8 @@ def install_upload(app: QuartTrio, gateway: UploadGateway, pins: PinService,
                                   "(or as one directory) to pin them as one")
             pin = {"cid": added.root, "name": added.name and added.name[:MAX_NAME]}
             status = await pins.add(identity.user_key, pin, identity, g.get("client"))  # per-address limits too
+            if pinned_on_node:  # the node's pin is w3gate's: released by the hold mode, whenever the pin goes
+                await pins.db.run(ipfs_content.uploaded, parse(added.root).key, added.root, now_ms())
         except ApiError:
             if pinned_on_node:
                 added_cids = list(dict.fromkeys([*added.tops, added.root]))

@@ -4,8 +4,9 @@ What it makes true (w3gate.store.ipfs_content has the states): a new order is cl
 the node has pinned its content (recursive ``pin/add``, after ``swarm/connect`` to the pin's public origins) and
 measured it (``files/stat`` CumulativeSize, ``dag/stat`` where the node has it): the order reports that size, and
 Crust's storage nodes can fetch the content from this node (provided to the DHT where the node can). Content
-that cannot be fetched within ``fetch_timeout`` fails its pins with the reason, and nothing is ordered; content at
-or over the chain's MaximumFileSize fails before ordering. ``hold`` decides when the node unpins it again.
+that cannot be fetched within ``fetch_timeout`` fails its pins with the reason, and nothing is ordered (and the node
+is left with no pin of it); content at or over the chain's MaximumFileSize fails before ordering (here when the
+chain's limit is known, else in the submitter before sending). ``hold`` decides when the node unpins it again.
 
 Faults: a node down or slow makes pins wait ("waiting for the IPFS node"), never fail, and /healthz says why; the
 fetcher retries with back-off. A fetch cut by a kill is resumed at start. At each (re)connection the node's pins
@@ -27,6 +28,7 @@ from w3gate.cids import CidError, parse
 from w3gate.ipfs.addresses import NodeAddresses
 from w3gate.ipfs.kubo import CALL_TIMEOUT, Kubo, NodeError, NodeUnavailable
 from w3gate.ipfs.settings import IpfsSettings
+from w3gate.metrics import Metrics
 from w3gate.services.crust import CrustStatus, now_ms
 from w3gate.store import ipfs_content as store
 from w3gate.store.db import Database
@@ -67,8 +69,9 @@ class IpfsStatus:
 
 class Fetcher:
     def __init__(self, db: Database, settings: IpfsSettings, status: IpfsStatus, crust: CrustStatus,
-                 delegates: MutableSequence[str], kubo: Kubo | None = None) -> None:
+                 delegates: MutableSequence[str], kubo: Kubo | None = None, metrics: Metrics | None = None) -> None:
         self.db, self.settings, self.status, self.crust = db, settings, status, crust
+        self.metrics = metrics or Metrics()
         self.kubo = kubo or Kubo(settings.rpc_url)
         self.delegates = delegates  # the PinService's list: replaced in place by the node's addresses
         self.addresses = NodeAddresses(settings, delegates)
@@ -170,16 +173,22 @@ class Fetcher:
 
     # one fetch --------------------------------------------------------------------------------------
     async def fetch(self, item: store.Due) -> None:
+        self.metrics.fetches_started.inc()
+        outcome = "cancelled"  # stays so when release() stops the fetch (or the service stops)
         try:
             with self.busy[item.key]:
-                await self._fetch(item)
+                outcome = await self._fetch(item)
         except NodeUnavailable as exc:
+            outcome = "node_unavailable"
             await self._wait(item, f"waiting for the IPFS node: {exc}", self.node_delay)
             self.lost(str(exc))
         except Exception as exc:  # noqa: BLE001 - one content's trouble stops neither the others nor the service
+            outcome = "error"
             log.exception("ipfs fetch of %s: unexpected %s", item.cid, type(exc).__name__)
             await self._wait(item, f"fetch interrupted ({type(exc).__name__}); retrying", self._backoff(item.key))
         finally:
+            if outcome != "fetched":  # a success is counted with its size where it is known
+                self.metrics.fetch_ended(outcome)
             self.busy.pop(item.key, None)
             self.status.fetching = len(self.busy)
             self.wake.set()
@@ -192,7 +201,8 @@ class Fetcher:
         with trio.CancelScope(shield=True):
             await self.db.run(store.waiting, item.key, reason, now_ms() + int(delay * 1000), now_ms())
 
-    async def _fetch(self, item: store.Due) -> None:
+    async def _fetch(self, item: store.Due) -> str:
+        """One try: its outcome, ``fetched`` or a reason of :data:`w3gate.metrics.FETCH_FAILURES`."""
         s = self.settings
         # pinned on the node before w3gate asked (seen at the last reconciliation; ``pin/ls`` of one CID would
         # fetch it): then it is not w3gate's to unpin
@@ -211,26 +221,28 @@ class Fetcher:
             grew = await self.kubo.repo_size() > before
             remaining = s.fetch_timeout - (now_ms() - started) / 1000
             if remaining <= 0:
+                if ours:  # the node may finish a pin w3gate stopped waiting for: none may stay without a record
+                    await self.kubo.pin_rm(item.cid)
                 await self.db.run(store.give_up, item.key, (
                     f"could not be fetched: no provider gave its blocks within fetch_timeout ({s.fetch_timeout:g} s)"
                     f"; tried {len(item.origins)} origins"), now_ms())
                 self.tries.pop(item.key, None)
                 log.warning("ipfs fetch of %s failed: not fetched within %g s", item.cid, s.fetch_timeout)
-                return
+                return "timeout"
             if not result.saw_progress and grew and not result.done:
                 continue  # a node that reports no progress (js-ipfs) is fetching: ask again at once
             delay = min(self._backoff(item.key), max(0.0, remaining - 0.5))
             await self._wait(item, f"waiting for providers: nothing fetched for {s.stall_timeout:g} s (gives up "
                                    f"{s.fetch_timeout:g} s after the fetch began)", delay)
-            return
+            return "stalled"
         self.tries.pop(item.key, None)
         size = await self.kubo.cumulative_size(item.cid, CALL_TIMEOUT)
         dag = await self.kubo.dag_size(item.cid, CALL_TIMEOUT)
         size = max(size, dag or 0)
+        # the chain's limit is unknown until the chain is reached: the content is recorded as held all the same
+        # (it is on the node: never asked for again, released by the hold mode) and the submitter, which claims
+        # only once connected, refuses an order at or over the limit before sending it
         cap = self.crust.max_file_size
-        if cap is None and self.crust.ordering_enabled:  # not connected to the chain yet: its limit is unknown
-            await self._wait(item, f"fetched ({size} bytes); waiting for the chain's maximum file size", 2.0)
-            return
         if cap is not None and size >= cap:
             if ours:
                 await self.kubo.pin_rm(item.cid)
@@ -238,8 +250,9 @@ class Fetcher:
                 f"the content is {size} bytes, at or over the chain's maximum file size ({cap} bytes): not ordered"),
                 now_ms())
             log.warning("ipfs fetch of %s: %d bytes is at or over MaximumFileSize %d: failed", item.cid, size, cap)
-            return
+            return "too_large"
         await self.db.run(store.fetched, item.key, size, now_ms())
+        self.metrics.fetch_ended("fetched", size, max(0.0, (now_ms() - started) / 1000))
         log.info("ipfs node fetched %s: %d bytes", item.cid, size)
         try:
             provided = await self.kubo.provide(item.cid)
@@ -249,10 +262,11 @@ class Fetcher:
         else:
             if not provided:
                 log.debug("ipfs node: no routing/provide; %s is not announced to the DHT by w3gate", item.cid)
+        return "fetched"
 
 
 def ipfs_tasks(db: Database, settings: IpfsSettings, status: IpfsStatus, crust: CrustStatus,
-               delegates: MutableSequence[str]) -> tuple[list[Any], list[Any]]:
+               delegates: MutableSequence[str], metrics: Metrics | None = None) -> tuple[list[Any], list[Any]]:
     """The node's tasks (each runs forever in the service's nursery): (the fetcher: leader work, so that one
     instance of a fleet fetches; the delegates' refresh: every instance). Both empty without a node, and the
     start-up log says what is then not guaranteed."""
@@ -263,7 +277,7 @@ def ipfs_tasks(db: Database, settings: IpfsSettings, status: IpfsStatus, crust: 
             "and PinStatus delegates are the configured ones"
         )
         return [], []
-    fetcher = Fetcher(db, settings, status, crust, delegates)
+    fetcher = Fetcher(db, settings, status, crust, delegates, metrics=metrics)
 
     async def delegates_task() -> None:
         await keep_delegates(settings, delegates)

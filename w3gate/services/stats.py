@@ -1,5 +1,5 @@
-"""What ``GET /metrics`` reads when scraped rather than counts as it happens: the database's pins by status
-and queued orders, the ordering account's balance, the token cache's counters."""
+"""What ``GET /metrics`` reads when scraped rather than counts as it happens: the database's pins by status,
+queued orders and content on the IPFS node, the ordering account's balance, the token cache's counters."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ SCRAPE_TIMEOUT = 5.0  # seconds the counts may take (Prometheus' default scrape 
 COUNTS_SQL = (
     "SELECT 'pins', status, COALESCE(SUM(n), 0) FROM pin_counts GROUP BY status UNION ALL "
     "SELECT 'queued', '', COUNT(*) FROM orders o WHERE o.status = 'queued' "
-    "AND EXISTS (SELECT 1 FROM pins p WHERE p.cid_key = o.cid_key)"
+    "AND EXISTS (SELECT 1 FROM pins p WHERE p.cid_key = o.cid_key) UNION ALL "
+    "SELECT 'ipfs', state, COUNT(*) FROM ipfs_content GROUP BY state"
 )
+IPFS_STATES = ("fetching", "held")
 
 
 class ServiceStats:
@@ -46,8 +48,14 @@ class ServiceStats:
         for status in PIN_STATUSES:
             pins.add_metric([status], by_status.get(status, 0))
         queued = sum(int(n) for kind, _, n in rows if kind == "queued")
+        by_state = {str(state): int(n) for kind, state, n in rows if kind == "ipfs"}
+        content = GaugeMetricFamily("w3gate_ipfs_content", "Contents w3gate has pinned on the IPFS node, by state: "
+                                    "fetching, or held (fetched and measured, kept until the hold mode releases it)",
+                                    labels=["state"])
+        for state in IPFS_STATES:
+            content.add_metric([state], by_state.get(state, 0))
         return [pins, GaugeMetricFamily("w3gate_orders_queued", "Crust orders waiting to be placed (queue depth)",
-                                        value=queued)]
+                                        value=queued), content]
 
     def _cache(self) -> list[Metric]:
         auth = self.authenticator

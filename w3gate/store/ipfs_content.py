@@ -38,14 +38,13 @@ async def due(limit: int, now_ms: int, busy: list[str]) -> list[Due]:
     """Queued orders a pin wants whose content is not held yet, due now, oldest first (``busy``: keys in flight)."""
     conn = Order._meta.db
     sql = Sql(dialect(conn))
-    skip = f" AND o.cid_key NOT IN {sql.args_in(busy)}" if busy else ""
-    rows = await conn.execute_query_dict(
-        "SELECT o.cid, o.cid_key FROM orders o WHERE o.status = 'queued' AND o.cid_key IS NOT NULL"
-        " AND o.next_try_ms <= " + sql.arg(now_ms) + f" AND {_WANTED}"
-        " AND NOT EXISTS (SELECT 1 FROM ipfs_content c WHERE c.cid_key = o.cid_key AND c.state = 'held')"
-        + skip + " ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit),
-        sql.args,
-    )
+    # placeholders are handed out in the text's order: SQLite's ``?`` take the arguments by position
+    query = ("SELECT o.cid, o.cid_key FROM orders o WHERE o.status = 'queued' AND o.cid_key IS NOT NULL"
+             " AND o.next_try_ms <= " + sql.arg(now_ms) + f" AND {_WANTED}"
+             " AND NOT EXISTS (SELECT 1 FROM ipfs_content c WHERE c.cid_key = o.cid_key AND c.state = 'held')")
+    if busy:
+        query += " AND o.cid_key NOT IN " + sql.args_in(busy)
+    rows = await conn.execute_query_dict(query + " ORDER BY o.created_ms, o.cid LIMIT " + sql.arg(limit), sql.args)
     out = []
     for r in rows:
         origins: list[str] = []
@@ -66,6 +65,13 @@ async def begin(key: str, cid: str, ours: bool, now_ms: int) -> tuple[int, bool]
         return int(found.started_ms), bool(found.ours)
 
 
+async def uploaded(key: str, cid: str, now_ms: int) -> None:
+    """The upload gateway had the node pin ``cid``: w3gate's pin from now on (a row already there is kept), to be
+    measured by the fetcher, and released by the hold mode even when its pin goes before the fetcher gets to it."""
+    await IpfsContent.bulk_create([IpfsContent(cid_key=key, cid=cid, state="fetching", ours=1, started_ms=now_ms,
+                                               updated_ms=now_ms)], ignore_conflicts=True)
+
+
 async def fetched(key: str, size: int, now_ms: int) -> None:
     """The node holds the content and measured it: the order may be placed, at ``size``; the pins count it."""
     async with in_transaction() as conn:
@@ -83,7 +89,7 @@ async def waiting(key: str, reason: str, retry_ms: int, now_ms: int) -> None:
 
 async def give_up(key: str, reason: str, now_ms: int) -> None:
     """The content cannot be had (or is too large to order): its order and pins fail; nothing was ordered. The
-    node holds no pin of it (a fetch given up pinned nothing; the caller unpins one too large), so its row goes:
+    node holds no pin of it (the caller unpins what w3gate pinned, whether given up or too large), so its row goes:
     pinned again, it is fetched afresh with a whole ``fetch_timeout``."""
     async with in_transaction() as conn:
         await IpfsContent.filter(cid_key=key).using_db(conn).delete()
