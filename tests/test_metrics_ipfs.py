@@ -52,3 +52,25 @@ def test_fetches_are_counted(start_server: Any, token: str, ipfs_nodes: Any) -> 
     check = subprocess.run([promtool, "check", "metrics"], input=resp.text, capture_output=True, text=True,
                            timeout=60)
     assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("W3GATE_TEST_POSTGRES_URL"), reason="several instances need PostgreSQL")
+def test_several_instances_fetch_each_content_once(start_server: Any, token: str, ipfs_nodes: Any) -> None:
+    """Two instances on one PostgreSQL database and one node, pins posted to both: every content is fetched once,
+    by the instance that leads (the fetcher is the ordering leader's work), never by both."""
+    from helpers import new_postgres_database
+
+    user, node = ipfs_nodes["user"], ipfs_nodes["service"]
+    url = new_postgres_database(os.environ["W3GATE_TEST_POSTGRES_URL"])
+    servers = [start_server(env=ipfs_env(node), database_url=url) for _ in range(2)]
+    cids = [user.add(random_bytes(50_000)) for _ in range(4)]
+    pins = [(servers[i % 2], pin(servers[i % 2], token, cid, [user.address])) for i, cid in enumerate(cids)]
+    for server, rid in pins:
+        wait_for(lambda: status_of(server, token, rid)["info"].get("dag_size"))  # noqa: B023 - used at once
+
+    def started(server: Any) -> float:
+        return value(samples(httpx.get(server.base_url + "/metrics", timeout=30).text),
+                     "w3gate_ipfs_fetches_started_total")
+
+    counts = sorted(started(server) for server in servers)
+    assert counts == [0, len(cids)]  # the standby fetched nothing; the leader each content once
