@@ -78,10 +78,12 @@ def other_token() -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On the PostgreSQL pass, leave out the service-level Crust tests: their store is SQLite whatever the
-    pass (``crust_db``), so they would repeat the SQLite pass's run on the same runtime exactly."""
+    pass (``crust_db``), so they would repeat the SQLite pass's run on the same runtime exactly; and the modules
+    marked ``no_database``, whose outcome does not depend on the database."""
     if not POSTGRES:
         return
-    repeats = [item for item in items if "crust_db" in getattr(item, "fixturenames", ())]
+    repeats = [item for item in items if "crust_db" in getattr(item, "fixturenames", ())
+               or item.get_closest_marker("no_database") is not None]
     if repeats:
         config.hook.pytest_deselected(items=repeats)
         items[:] = [item for item in items if item not in repeats]

@@ -32,6 +32,8 @@ from w3gate.hookspecs import Credentials, Identity, InvalidSignature
 from w3gate.plugins import ChainRegistry, load_chains
 from w3gate.w3auth.authenticator import Authenticator, AuthError
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 VECTORS = json.loads((Path(__file__).parent / "data" / "w3auth_vectors.json").read_text())["vectors"]
 BUILTIN_FAMILIES = ("substrate", "ethereum", "solana")
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141  # secp256k1 order

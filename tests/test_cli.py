@@ -14,6 +14,8 @@ import httpx
 import pytest
 from helpers import free_port, start_server_process
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 BINARY = os.environ.get("W3GATE_TEST_COMMAND", "").split()  # the frozen binary, on the binary pass
 COMMAND = BINARY or [sys.executable, "-m", "w3gate"]
 

@@ -10,6 +10,8 @@ import pytest
 from w3gate.config import SCALARS, ConfigError, load_settings
 from w3gate.crust import settings as crust_settings
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "w3gate.example.toml"
 
 

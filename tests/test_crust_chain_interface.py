@@ -6,12 +6,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import pytest
 from devchain_fixtures import ALICE, REPO
 
 from w3gate.crust.chain import ChainClient
 from w3gate.crust.client import CrustClient
 from w3gate.crust.settings import load_crust_settings
 from w3gate.services.crust import Connection, CrustStatus, crust_tasks
+
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
 
 SETTINGS = load_crust_settings({}, {"W3GATE_CRUST_SEED": ALICE, "W3GATE_CRUST_URL": "ws://127.0.0.1:9"}, REPO)
 

@@ -19,7 +19,7 @@ import xxhash
 from devchain_fixtures import Devchain, Relay, _free_port
 from substrateinterface import Keypair
 
-pytestmark = pytest.mark.devchain
+pytestmark = [pytest.mark.devchain, pytest.mark.no_database]
 # W3GATE_TEST_COMMAND runs it against another build, e.g. the frozen binary
 COMMAND = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]
 MIB = 1024 * 1024

@@ -9,6 +9,8 @@ import pytest
 from w3gate.crust.client import era_bounds
 from w3gate.crust.settings import CRU, era_period_for, load_crust_settings, order_size
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -14,6 +14,8 @@ from helpers import REPO
 
 from w3gate.crust.settings import CREDENTIAL_NAME
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 UNIT = REPO / "packaging" / "systemd" / "w3gate@.service"
 
 

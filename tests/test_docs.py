@@ -16,6 +16,8 @@ from w3gate.config import SCALARS, TOKEN_KEYS, load_settings
 from w3gate.crust.settings import CrustSettings
 from w3gate.ipfs.settings import IpfsSettings
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "w3gate.example.toml"
 README = ROOT / "README.md"

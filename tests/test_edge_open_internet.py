@@ -20,6 +20,8 @@ from conftest import database_url_for_test
 from helpers import HEALTH_TOKEN, Server, start_server_process, substrate_token
 from test_http_edge import HANG, _closed_by_server, _head, _response
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 TOKEN = substrate_token("//Alice")
 ATTACKER, BYSTANDER, PROXY = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 METRICS_TOKEN = "operator-metrics-token-for-edge-tests"

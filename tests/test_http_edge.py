@@ -21,6 +21,8 @@ import pytest
 from conftest import database_url_for_test
 from helpers import Server, start_server_process, substrate_token
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 HANG = 8.0  # seconds of silence that count as a hang (the server's own timeouts here are 1 s)
 TOKEN = substrate_token("//Alice")
 CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"

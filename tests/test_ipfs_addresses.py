@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from w3gate.ipfs.addresses import NodeAddresses
 from w3gate.ipfs.settings import load_ipfs_settings
+
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
 
 PEER = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 CONFIGURED = [f"/dnsaddr/bootstrap.libp2p.io/p2p/{PEER}"]

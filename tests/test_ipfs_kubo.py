@@ -17,6 +17,8 @@ import pytest
 
 from w3gate.ipfs.kubo import Kubo, NodeError, NodeUnavailable, auth_header
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 CID = "bafybeibzdcz7xoe7bs5vjcqwyemmsn5t6353lmjk2igexkgbxfi7voira4"
 
 

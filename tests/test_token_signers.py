@@ -12,6 +12,8 @@ from w3gate.plugins import load_signers
 from w3gate.w3auth.authenticator import Authenticator
 from w3gate.w3auth.bound import BoundPolicy, encode_token, make_message
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"  # BIP39 test vector
 SIGNERS = load_signers()
 
