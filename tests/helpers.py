@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -47,6 +48,18 @@ def eth_token(private_key_hex: str, chain_type: str = "eth") -> str:
     acct = Account.from_key(private_key_hex)
     sig = Account.sign_message(encode_defunct(text=acct.address), private_key_hex).signature.hex()
     return bearer(f"{chain_type}-{acct.address}:0x{sig.removeprefix('0x')}")
+
+
+def wait_for(fn: Any, timeout: float = 60, every: float = 0.2) -> Any:
+    """``fn()``'s first truthy value, polled every ``every`` s; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting ({fn})")
+        time.sleep(every)
 
 
 def free_port() -> int:

@@ -8,19 +8,9 @@ from typing import Any
 import httpx
 import pytest
 from devchain_fixtures import ALICE, crust_env
+from helpers import wait_for
 
 pytestmark = pytest.mark.devchain
-
-
-def wait_for(fn: Any, timeout: float = 60, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting ({fn})")
-        time.sleep(every)
 
 
 def pin(server: Any, token: str, cid: str) -> str:

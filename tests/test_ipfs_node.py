@@ -11,24 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from devchain_fixtures import crust_env
-from helpers import free_port
+from helpers import free_port, wait_for
 from ipfs_fixtures import IpfsNode, random_bytes, two_nodes
 
 
 @pytest.fixture(scope="module")
 def ipfs_nodes(tmp_path_factory: pytest.TempPathFactory) -> Any:
     yield from two_nodes(tmp_path_factory)
-
-
-def wait_for(fn: Any, timeout: float = 60, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting ({fn})")
-        time.sleep(every)
 
 
 def ipfs_env(node: IpfsNode, **extra: str) -> dict[str, str]:
