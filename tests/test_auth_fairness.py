@@ -21,11 +21,11 @@ from test_plugins_discovery import make_plugin
 
 from w3gate.w3auth.fairgate import FairGate
 
+pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
+
 HOLDING_PLUGIN = '''
 import os, time
 from w3gate.hookspecs import Identity, InvalidSignature, SimpleChain, hookimpl
-
-pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
