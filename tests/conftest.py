@@ -4,7 +4,7 @@ W3GATE_TEST_POSTGRES_URL names a server (``.ci/run`` starts one): each server th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,16 @@ async def open_store(tmp_path: Path) -> Database:
     db = Database(database_url_for_test() or f"sqlite://{tmp_path / 'db.sqlite3'}")
     await db.open()
     return db
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """The store, open on the database under test (:func:`open_store`), closed after the test."""
+    database = await open_store(tmp_path)
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 @pytest.fixture

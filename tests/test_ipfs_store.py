@@ -4,10 +4,7 @@ owner's bytes, each hold mode releases at its point, and a failed fetch fails th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from conftest import open_store
 
 from w3gate.hookspecs import Quota
 from w3gate.store import ipfs_content, orders
@@ -19,13 +16,6 @@ from w3gate.store.pins import NewPin
 NOW = 2_000_000_000_000
 
 
-@pytest.fixture
-async def db(tmp_path) -> AsyncIterator[Database]:
-    database = await open_store(tmp_path)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def _pin(db: Database, owner: str, cid: str, size: int = 0) -> str:

@@ -8,10 +8,8 @@ attempt).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 
 import pytest
-from conftest import open_store
 
 from w3gate.store import orders
 from w3gate.store import pins as store
@@ -24,13 +22,6 @@ TX = {"hash": "0x" + "ab" * 32, "nonce": 7, "extrinsic": "0x00", "start_block": 
 MAX_ATTEMPTS, DELAYS = 3, {1: 60_000}
 
 
-@pytest.fixture
-async def db(tmp_path) -> AsyncIterator[Database]:
-    database = await open_store(tmp_path)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def sent_batch(db: Database, cids: list[str], *, renewal: bool) -> None:
