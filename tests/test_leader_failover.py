@@ -12,7 +12,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 from devchain_fixtures import ALICE, Relay, crust_env
-from helpers import Server, new_postgres_database, start_server_process, substrate_token
+from helpers import Server, new_postgres_database, start_server_process, substrate_token, wait_for
 
 pytestmark = [pytest.mark.devchain,
               pytest.mark.skipif(not os.environ.get("W3GATE_TEST_POSTGRES_URL"), reason="needs PostgreSQL")]
@@ -84,18 +84,8 @@ class Fleet:
         return [p["status"] for p in r.json()["results"]]
 
     def wait_pinning(self, cids: list[str], pins: int, timeout: float = 60) -> None:
-        wait_for(lambda: (s := self.statuses(cids)) and set(s) == {"pinning"} and len(s) == pins or None, timeout)
-
-
-def wait_for(fn: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {fn}")
-        time.sleep(0.1)
+        wait_for(lambda: (s := self.statuses(cids)) and set(s) == {"pinning"} and len(s) == pins or None, timeout,
+                 every=0.1)
 
 
 def new_cids(tag: str) -> list[str]:

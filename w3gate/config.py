@@ -17,6 +17,7 @@ from w3gate.admission.settings import Access, Limits, load_access, load_limits
 from w3gate.crust.settings import CrustSettings, load_crust_settings
 from w3gate.ipfs.settings import IpfsSettings, describe_ipfs, load_ipfs_settings
 from w3gate.redact import HIDDEN, redact_url
+from w3gate.setting_values import load_table
 from w3gate.setting_values import parse_bool as _parse_bool
 from w3gate.setting_values import parse_int as _parse_int
 from w3gate.setting_values import parse_list as _parse_list
@@ -282,15 +283,10 @@ def load_settings(
 
 
 def _token_settings(table: Mapping[str, Any], env: Mapping[str, str]) -> TokenSettings:
-    raw = dict(table)
-    for key in raw:
-        if key not in TOKEN_KEYS:
-            raise ConfigError(f"[tokens]: unknown setting {key!r} (known: {', '.join(TOKEN_KEYS)})")
-    for key in TOKEN_KEYS:
-        if f"W3GATE_TOKENS_{key.upper()}" in env:
-            raw[key] = env[f"W3GATE_TOKENS_{key.upper()}"]
-    return TokenSettings(**_parsed(raw, TOKEN_KEYS, "[tokens] "))
-
+    try:
+        return TokenSettings(**load_table(table, env, "tokens", TOKEN_KEYS))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 def _parsed(raw: Mapping[str, Any], parsers: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Each raw value through its key's parser; a value it refuses is one ConfigError line."""

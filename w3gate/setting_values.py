@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -26,3 +27,26 @@ def parse_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected an integer")
     return int(value)
+
+
+def load_table(table: Mapping[str, Any], env: Mapping[str, str], name: str,
+               parsers: Mapping[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """A ``[name]`` table's keys, each overridden by ``W3GATE_<NAME>_<KEY>``, through its parser.
+
+    Raises ValueError with one line naming the table and key; the value itself is never in the message (it
+    may be a URL with credentials)."""
+    raw = dict(table)
+    for key in raw:
+        if key not in parsers:
+            raise ValueError(f"[{name}]: unknown setting {key!r} (known: {', '.join(parsers)})")
+    for key in parsers:
+        var = f"W3GATE_{name.upper()}_{key.upper()}"
+        if var in env:
+            raw[key] = env[var]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            values[key] = parsers[key](value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid [{name}] {key} ({exc})") from None
+    return values

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from w3gate.setting_values import parse_int, parse_list
+from w3gate.setting_values import load_table, parse_int, parse_list
 
 HOLDS = ("until_pinned", "always", "never")
 
@@ -71,20 +71,7 @@ PARSERS: dict[str, Any] = {
 
 def load_ipfs_settings(table: Mapping[str, Any], env: Mapping[str, str]) -> IpfsSettings:
     """The ``[ipfs]`` table and ``W3GATE_IPFS_*`` variables, validated; raises ValueError with one line."""
-    raw = dict(table)
-    for key in raw:
-        if key not in PARSERS:
-            raise ValueError(f"[ipfs]: unknown setting {key!r} (known: {', '.join(PARSERS)})")
-    for key in PARSERS:
-        var = f"W3GATE_IPFS_{key.upper()}"
-        if var in env:
-            raw[key] = env[var]
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            values[key] = PARSERS[key](value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"invalid [ipfs] {key} ({exc})") from None
+    values = load_table(table, env, "ipfs", PARSERS)
     s = IpfsSettings(**values)
     _validate(s)
     return s
