@@ -12,6 +12,7 @@ from devchain_fixtures import ALICE, REPO, add_pin, order_of, run_tasks, setting
 from w3gate.crust.settings import load_crust_settings
 from w3gate.crust.typedefs import UnsupportedRuntime
 from w3gate.ordering.connection import ChainConnection
+from w3gate.ordering.lifecycle import RecordedBatch
 from w3gate.ordering.pipeline import Ordering
 from w3gate.ordering.poller import Poller
 from w3gate.store import orders, pins
@@ -137,8 +138,7 @@ async def test_recorded_but_unsent_batch_is_sent_once_after_restart(db, devchain
     assert {c.cid for c in claimed} == {c1, c2}
     nonce = (await trio.to_thread.run_sync(client.account)).nonce
     signed = await trio.to_thread.run_sync(client.sign_batch, [(c1, 10), (c2, 10)], nonce, client.finalized_head())
-    tx = {"hash": signed.tx_hash, "nonce": nonce, "extrinsic": signed.extrinsic,
-          "start_block": signed.start_block, "era_end": signed.era_end}
+    tx = RecordedBatch(signed.tx_hash, nonce, signed.extrinsic, signed.start_block, signed.era_end, spec_version=None)
     await db.run(orders.record_tx, token, tx, [c1, c2], int(time.time() * 1000))
     relay.hold = True
     await trio.to_thread.run_sync(client.submit, signed.extrinsic)

@@ -14,6 +14,7 @@ import pytest
 import trio
 from devchain_fixtures import add_pin, order_of, run_tasks, settings_for, uniq, wait_status
 
+from w3gate.crust.chain import MarketCall
 from w3gate.crust.client import CrustClient
 from w3gate.crust.settings import load_crust_settings
 from w3gate.ordering.lifecycle import RenewState
@@ -131,8 +132,8 @@ async def test_a_recorded_top_up_is_sent_once_after_a_restart(db, devchain, rela
                 await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
     (pending,) = await db.run(orders.open_txs)
-    assert pending["cids"] == [{"cid": cid, "call": "add_prepaid", "amount": pending["cids"][0]["amount"]}]
-    assert pending["extrinsic"] == relay.held[0]
+    assert pending.calls == (MarketCall("add_prepaid", cid, pending.calls[0].amount),)
+    assert pending.extrinsic == relay.held[0]
     async with trio.open_nursery() as nursery:
         await run_tasks(nursery, db, settings)
         await trio.sleep(1.5)
@@ -146,7 +147,7 @@ async def test_a_recorded_top_up_is_sent_once_after_a_restart(db, devchain, rela
     assert await trio.to_thread.run_sync(devchain.orders_of, {cid}, "AddPrepaidSuccess") == {cid: 1}
     assert set(relay.submitted) == {relay.submitted[0], pending["extrinsic"]}  # the order, then only that top-up
     record = (await trio.to_thread.run_sync(devchain.records, [cid]))[cid]
-    assert record.prepaid == int(pending["cids"][0]["amount"])
+    assert record.prepaid == pending.calls[0].amount
 
 
 def test_a_batch_cost_is_shared_out_per_cid_exactly() -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, fields
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from w3gate.crust.chain import FileRecord
+from w3gate.crust.chain import FileRecord, MarketCall
 
 
 class OrderStatus(StrEnum):
@@ -362,6 +362,32 @@ def too_large(size: int, max_file_size: int | None) -> str | None:
         return (f"the content is {size} bytes, at or over the chain's maximum file size ({max_file_size} bytes): "
                 "not ordered")
     return None
+
+
+BatchCall = str | MarketCall  # one call of a batch: an order (its CID) or a prepaid renewal's call
+
+
+def call_cid(call: BatchCall) -> str:
+    """The CID a batch call is for."""
+    return call if isinstance(call, str) else call.cid
+
+
+@dataclass(frozen=True)
+class RecordedBatch:
+    """A signed batch as recorded before it is sent (``crust_txs``): what the submitter settles with the chain."""
+
+    hash: str
+    nonce: int
+    extrinsic: str  # 0x hex
+    start_block: int
+    era_end: int  # the last block it can be included in
+    spec_version: int | None  # the runtime it was signed for (None: recorded before this was kept)
+    calls: tuple[BatchCall, ...] = ()  # in batch order
+
+    @property
+    def cids(self) -> list[str]:
+        """The CIDs of its calls, each once, in order (a prepaid renewal may be two calls)."""
+        return list(dict.fromkeys(call_cid(c) for c in self.calls))
 
 
 @dataclass(frozen=True)

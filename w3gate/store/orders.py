@@ -26,15 +26,18 @@ from typing import TYPE_CHECKING, Any
 from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
+from w3gate.crust.chain import MarketCall
 from w3gate.ordering import lifecycle
 from w3gate.ordering.lifecycle import (
     CLAIMABLE_SQL,
+    BatchCall,
     Change,
     Claimed,
     Judged,
     OrderStatus,
     Outcome,
     PollUpdate,
+    RecordedBatch,
     RenewState,
     TxStatus,
     Verdict,
@@ -119,15 +122,15 @@ async def claim(token: str, limit: int, now_ms: int, fetched_only: bool = False)
                         r.status != OrderStatus.SUBMITTING) for r in rows]
 
 
-async def record_tx(token: str, tx: dict[str, Any], cids: Sequence[str], now_ms: int,
+async def record_tx(token: str, tx: RecordedBatch, cids: Sequence[str], now_ms: int,
                     costs: dict[str, int] | None = None, renewal: str | None = None,
-                    calls: Sequence[Any] | None = None) -> None:
+                    calls: Sequence[BatchCall] | None = None) -> None:
     """Store the signed extrinsic and point its orders at it, or raise ClaimLost (then do not send).
-    ``calls``: the batch's calls in order when they are not one order per CID (a CID for an order, or
-    ``{"cid", "call", "amount"}`` for a prepaid call); ``costs``: what the batch spends per CID."""
+    ``calls``: the batch's calls in order when they are not one order per CID; ``costs``: what the batch spends
+    per CID."""
     async with in_transaction() as conn:
         moved = await Order.filter(tx_hash=token, cid__in=list(cids)).using_db(conn).update(
-            tx_hash=tx["hash"], tx_nonce=tx["nonce"], updated_ms=now_ms
+            tx_hash=tx.hash, tx_nonce=tx.nonce, updated_ms=now_ms
         )
         if moved != len(cids):
             raise ClaimLost(f"{len(cids) - moved} of {len(cids)} claimed orders were taken over")
@@ -138,9 +141,21 @@ async def record_tx(token: str, tx: dict[str, Any], cids: Sequence[str], now_ms:
             await Order.filter(cid__in=same).using_db(conn).update(cost=str(cost), renewal=renewal)
         if costs:
             await _spend(conn, sum(costs.values()), now_ms)
-        await CrustTx.create(using_db=conn, status=TxStatus.SENT.value,
-                             cids=json.dumps(list(calls if calls is not None else cids)), created_ms=now_ms,
-                             updated_ms=now_ms, **tx)
+        await CrustTx.create(using_db=conn, status=TxStatus.SENT.value, hash=tx.hash, nonce=tx.nonce,
+                             extrinsic=tx.extrinsic, start_block=tx.start_block, era_end=tx.era_end,
+                             spec_version=tx.spec_version,
+                             cids=json.dumps([_stored_call(c) for c in (calls if calls is not None else cids)]),
+                             created_ms=now_ms, updated_ms=now_ms)
+
+
+def _stored_call(call: BatchCall) -> Any:
+    """A batch call as ``crust_txs.cids`` keeps it: a CID for an order, ``{"cid", "call", "amount"}`` otherwise."""
+    return call if isinstance(call, str) else {"cid": call.cid, "call": call.call, "amount": str(call.amount)}
+
+
+def _read_call(stored: Any) -> BatchCall:
+    return stored if isinstance(stored, str) else MarketCall(str(stored["call"]), str(stored["cid"]),
+                                                             int(stored.get("amount", 0)))
 
 
 async def _spend(conn: Any, amount: int, now_ms: int) -> None:
@@ -179,16 +194,6 @@ async def refuse_claimed(token: str, cids: Sequence[str], reason: str, now_ms: i
                      now_ms, where={"tx_hash": token, "renew_due": int(RenewState.CLAIMED)}, tx_hash=None)
 
 
-def call_cid(call: Any) -> str:
-    """The CID a recorded batch call is for (an order is stored as its CID, a prepaid call as a dict)."""
-    return call if isinstance(call, str) else str(call["cid"])
-
-
-def batch_cids(calls: Sequence[Any]) -> list[str]:
-    """The CIDs of a recorded batch's calls, each once, in order (a prepaid renewal may be two calls)."""
-    return list(dict.fromkeys(call_cid(c) for c in calls))
-
-
 async def _unclaim(conn: Any, cids: Sequence[str], now_ms: int, **where: Any) -> int:
     """Give claims back (nothing of them was sent): new orders queued, renewals due again."""
     n = await _apply(conn, cids, lifecycle.unclaim(OrderStatus.SUBMITTING, RenewState.NOT_DUE), now_ms, where,
@@ -215,11 +220,11 @@ async def release_stale_claims(older_than_ms: int, now_ms: int) -> int:
         return len(stale)
 
 
-async def open_txs() -> list[dict[str, Any]]:
-    rows = await CrustTx.filter(status=TxStatus.SENT.value).order_by("nonce", "created_ms").values()
-    for r in rows:
-        r["cids"] = json.loads(r["cids"])
-    return rows
+async def open_txs() -> list[RecordedBatch]:
+    """Batches recorded and not settled yet, in nonce order."""
+    rows = await CrustTx.filter(status=TxStatus.SENT.value).order_by("nonce", "created_ms")
+    return [RecordedBatch(r.hash, int(r.nonce), r.extrinsic, int(r.start_block), int(r.era_end), r.spec_version,
+                          tuple(_read_call(c) for c in json.loads(r.cids))) for r in rows]
 
 
 async def resolve_tx(
