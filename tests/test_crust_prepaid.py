@@ -145,7 +145,7 @@ async def test_a_recorded_top_up_is_sent_once_after_a_restart(db, devchain, rela
                 await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
     assert await trio.to_thread.run_sync(devchain.orders_of, {cid}, "AddPrepaidSuccess") == {cid: 1}
-    assert set(relay.submitted) == {relay.submitted[0], pending["extrinsic"]}  # the order, then only that top-up
+    assert set(relay.submitted) == {relay.submitted[0], pending.extrinsic}  # the order, then only that top-up
     record = (await trio.to_thread.run_sync(devchain.records, [cid]))[cid]
     assert record.prepaid == pending.calls[0].amount
 
