@@ -175,8 +175,8 @@ async def test_upgrade_while_running_resigns_the_held_batch_at_once_without_char
             ordering = await run_tasks(nursery, db, settings)
             await add_pin(db, "u1", first)
             await wait_status(db, [first], "pinning")
-            chain = ordering.status().chain
-            assert (chain.spec_version, chain.order_call) == (1, "Market.place_storage_order")
+            shown = ordering.status().chain
+            assert (shown.spec_version, shown.order_call) == (1, "Market.place_storage_order")
 
             relay.hold = True
             for cid in held:
