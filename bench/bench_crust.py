@@ -125,8 +125,8 @@ def write_replicas(chain: Devchain, client: CrustClient, cids: list[str], mean: 
 
 
 async def poll_bench(chain, settings, cids, mean) -> None:
-    from w3gate.services.crust import Connection, CrustStatus
-    from w3gate.services.poller import poll_once
+    from w3gate.ordering.connection import ChainConnection
+    from w3gate.ordering.poller import Poller
     from w3gate.store.db import Database
     from w3gate.store.models import Order, Pin
 
@@ -141,8 +141,8 @@ async def poll_bench(chain, settings, cids, mean) -> None:
                                for i, c in enumerate(cids)], batch_size=1000)  # only wanted orders are polled
 
     await db.run(fill)
-    status = CrustStatus()
-    conn = Connection(settings, status, "bench")
+    conn = ChainConnection(settings, "bench")
+    poller = Poller(db, settings, conn)
     await conn.ensure()
     calls = {"n": 0}
     original = conn.client.substrate.rpc_request
@@ -159,12 +159,13 @@ async def poll_bench(chain, settings, cids, mean) -> None:
             write_replicas(chain, conn.client, cids[::100], mean, seed=8)
         calls["n"] = 0
         t, cpu = time.perf_counter(), time.process_time()
-        stats = await poll_once(db, settings, status, conn)
+        stats = await poller.poll_once()
         took, cpu = time.perf_counter() - t, time.process_time() - cpu
         print(f"poll ({round_}): {cpu:.2f} s CPU, {stats['orders']} pinning CIDs, {stats['records']} records read, "
               f"{calls['n']} RPC round trips, {stats['bytes'] / 1e6:.1f} MB of records "
               f"(largest answer {stats['largest_answer'] / 1e6:.2f} MB; "
-              f"poll_bytes {settings.poll_bytes / 1e6:.1f} MB, record mean {status.record_bytes:.0f} B), {took:.2f} s, "
+              f"poll_bytes {settings.poll_bytes / 1e6:.1f} MB, record mean {poller.status.record_bytes:.0f} B), "
+              f"{took:.2f} s, "
               f"{stats['updated']} orders updated")
     await conn.call(conn.client.close)
     await db.close()

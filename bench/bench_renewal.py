@@ -10,7 +10,7 @@ costs when each renewal is placed ``window`` blocks before expiry. A renewal set
 ``FileDuration - window`` blocks.
 
 ``prepaid``: the same files, given one replica each and an expiry 3 blocks ahead, get the submitter's own plan
-(:func:`w3gate.services.submitter.plan_prepaid`): an ``add_prepaid`` batch before expiry, then a
+(:func:`w3gate.ordering.submitter.plan_prepaid`): an ``add_prepaid`` batch before expiry, then a
 ``calculate_reward`` batch once expired, which renews each file from its pool. Measured: what both batches took
 from the account, what is left in the pools (the headroom, spent on the next renewal, not lost), and the new
 expiry (the renewal period); a file-year is then ``year / period`` renewals at (taken - left).
@@ -29,7 +29,7 @@ from devchain_fixtures import Devchain, _free_port  # noqa: E402
 
 from w3gate.crust.client import CrustClient  # noqa: E402
 from w3gate.crust.settings import CRU  # noqa: E402
-from w3gate.services.submitter import plan_prepaid  # noqa: E402
+from w3gate.ordering.submitter import plan_prepaid  # noqa: E402
 
 YEAR_BLOCKS = 365 * 24 * 3600 // 6  # 6-second blocks
 

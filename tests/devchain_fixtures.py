@@ -441,15 +441,15 @@ async def wait_status(db: Any, cids: list[str], status: str, timeout: float = 60
 
 
 async def run_tasks(nursery: Any, db: Any, settings: Any) -> Any:
-    """Start the submitter and poller in ``nursery``; returns their CrustStatus."""
-    from w3gate.services.crust import CrustStatus, crust_tasks
+    """Start the submitter and poller in ``nursery``; returns their Ordering (``.status()``: what /healthz shows)."""
+    from w3gate.ordering.pipeline import Ordering
 
-    status = CrustStatus()
-    tasks = crust_tasks(db, settings, status)
+    ordering = Ordering(db, settings)
+    tasks = ordering.tasks()
     assert len(tasks) == 2
     for task in tasks:
         nursery.start_soon(task)
-    return status
+    return ordering
 
 
 def uniq(prefix: str) -> str:

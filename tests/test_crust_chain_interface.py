@@ -12,7 +12,8 @@ from devchain_fixtures import ALICE, REPO
 from w3gate.crust.chain import ChainClient
 from w3gate.crust.client import CrustClient
 from w3gate.crust.settings import load_crust_settings
-from w3gate.services.crust import Connection, CrustStatus, crust_tasks
+from w3gate.ordering.connection import ChainConnection
+from w3gate.ordering.pipeline import Ordering
 
 pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
 
@@ -48,10 +49,10 @@ async def test_connection_and_tasks_build_their_clients_from_the_factory():
         built.append(StandIn(settings))
         return built[-1]
 
-    conn = Connection(SETTINGS, CrustStatus(), "test", client_factory=factory)
+    conn = ChainConnection(SETTINGS, "test", client_factory=factory)
     assert conn.client is built[0] and built[0].settings is SETTINGS
-    status = CrustStatus()
-    tasks = crust_tasks(None, SETTINGS, status, factory)  # type: ignore[arg-type]  # no store is used to build them
+    ordering = Ordering(None, SETTINGS, client_factory=factory)  # type: ignore[arg-type]  # no store is used to build
+    tasks = ordering.tasks()
     assert len(tasks) == 2 and len(built) == 3  # the submitter's and the poller's
-    assert status.account == "stand-in"
-    assert isinstance(Connection(SETTINGS, CrustStatus(), "default").client, CrustClient)
+    assert ordering.status().account == "stand-in"
+    assert isinstance(ChainConnection(SETTINGS, "default").client, CrustClient)

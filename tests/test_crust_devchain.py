@@ -11,8 +11,10 @@ from devchain_fixtures import ALICE, REPO, add_pin, order_of, run_tasks, setting
 
 from w3gate.crust.settings import load_crust_settings
 from w3gate.crust.typedefs import UnsupportedRuntime
-from w3gate.services.crust import Connection, CrustStatus, crust_tasks
-from w3gate.services.poller import poll_once
+from w3gate.ordering.connection import ChainConnection
+from w3gate.ordering.lifecycle import RecordedBatch
+from w3gate.ordering.pipeline import Ordering
+from w3gate.ordering.poller import Poller
 from w3gate.store import orders, pins
 
 pytestmark = pytest.mark.devchain
@@ -28,7 +30,7 @@ async def test_orders_once_per_cid_then_pinned_with_info(db, devchain, relay, or
     for owner, cid in (("u1", a), ("u2", a), ("u1", b)):
         await add_pin(db, owner, cid)
     async with trio.open_nursery() as nursery:
-        status = await run_tasks(nursery, db, settings_for(relay))
+        ordering = await run_tasks(nursery, db, settings_for(relay))
         await wait_status(db, [a, b], "pinning")
         records = await trio.to_thread.run_sync(devchain.records, [a, b])
         assert records[a] is not None and records[b] is not None
@@ -39,8 +41,8 @@ async def test_orders_once_per_cid_then_pinned_with_info(db, devchain, relay, or
         await trio.to_thread.run_sync(devchain.set_replicas, b, 1, 5_000_000)
         await wait_status(db, [a], "pinned")
         assert (await order_of(db, b)).status == "pinning"  # 1 replica < threshold 2
-        assert status.as_dict()["chain_connected"] is True
-        assert status.as_dict()["account"] == ordering_account
+        assert ordering.status().as_dict()["chain_connected"] is True
+        assert ordering.status().as_dict()["account"] == ordering_account
         nursery.cancel_scope.cancel()
     order = await order_of(db, a)
     assert (order.replicas, order.file_size, order.expires_at) == (2, 2 * 1024**3, 5_000_000)
@@ -73,8 +75,8 @@ async def test_poller_decodes_a_record_again_only_when_its_bytes_change(db, devc
         await run_tasks(nursery, db, settings)
         await wait_status(db, [a, b], "pinning")
         nursery.cancel_scope.cancel()
-    status = CrustStatus()
-    conn = Connection(settings, status, "poller")
+    conn = ChainConnection(settings, "poller")
+    poller = Poller(db, settings, conn)
     client = await conn.ensure()
     decoded: list[str] = []
     decode = client.decode_record
@@ -85,18 +87,18 @@ async def test_poller_decodes_a_record_again_only_when_its_bytes_change(db, devc
 
     client.decode_record = counting  # type: ignore[method-assign]
     try:
-        await poll_once(db, settings, status, conn)
+        await poller.poll_once()
         assert len(decoded) == 2  # first pass: every record decoded
         decoded.clear()
-        await poll_once(db, settings, status, conn)
+        await poller.poll_once()
         assert decoded == []  # no record changed: nothing decoded again
         await trio.to_thread.run_sync(devchain.set_replicas, a, 1, 5_000_000)
-        await poll_once(db, settings, status, conn)
+        await poller.poll_once()
         assert len(decoded) == 1  # only the changed record, decoded in full
         assert (await order_of(db, a)).replicas == 1
         await db.run(pins.delete_pin, "u1", b_pin)  # b no longer watched: forgotten
-        await poll_once(db, settings, status, conn)
-        assert status.known_records is not None and len(status.known_records) == 1
+        await poller.poll_once()
+        assert len(poller.known) == 1 and poller.status.known_records == 1
     finally:
         await conn.call(client.close)
 
@@ -106,17 +108,17 @@ async def test_low_balance_keeps_pins_queued(db, devchain, relay, ordering_accou
     await add_pin(db, "u1", cid)
     await trio.to_thread.run_sync(devchain.fund, ordering_account, 10**8)
     async with trio.open_nursery() as nursery:
-        status = await run_tasks(nursery, db, settings_for(relay))
+        ordering = await run_tasks(nursery, db, settings_for(relay))
         with trio.fail_after(30):
-            while not status.below_minimum:
+            while not ordering.status().submitter.below_minimum:
                 await trio.sleep(0.1)
         await trio.sleep(1.5)
         assert (await order_of(db, cid)).status == "queued"
-        assert status.as_dict()["below_minimum"] is True
+        assert ordering.status().as_dict()["below_minimum"] is True
         assert relay.submitted == []
         await trio.to_thread.run_sync(devchain.fund, ordering_account, 10**18)
         await wait_status(db, [cid], "pinning")
-        assert status.below_minimum is False
+        assert ordering.status().submitter.below_minimum is False
         nursery.cancel_scope.cancel()
 
 
@@ -136,8 +138,7 @@ async def test_recorded_but_unsent_batch_is_sent_once_after_restart(db, devchain
     assert {c.cid for c in claimed} == {c1, c2}
     nonce = (await trio.to_thread.run_sync(client.account)).nonce
     signed = await trio.to_thread.run_sync(client.sign_batch, [(c1, 10), (c2, 10)], nonce, client.finalized_head())
-    tx = {"hash": signed.tx_hash, "nonce": nonce, "extrinsic": signed.extrinsic,
-          "start_block": signed.start_block, "era_end": signed.era_end}
+    tx = RecordedBatch(signed.tx_hash, nonce, signed.extrinsic, signed.start_block, signed.era_end, spec_version=None)
     await db.run(orders.record_tx, token, tx, [c1, c2], int(time.time() * 1000))
     relay.hold = True
     await trio.to_thread.run_sync(client.submit, signed.extrinsic)
@@ -162,11 +163,11 @@ async def test_chain_down_then_back_resumes_ordering(db, devchain, relay, orderi
     first, second = uniq("up"), uniq("down")
     await add_pin(db, "u1", first)
     async with trio.open_nursery() as nursery:
-        status = await run_tasks(nursery, db, settings)
+        ordering = await run_tasks(nursery, db, settings)
         await wait_status(db, [first], "pinning")
         await trio.to_thread.run_sync(devchain.stop)
         with trio.fail_after(30):
-            while status.chain_connected:
+            while ordering.status().chain_connected:
                 await trio.sleep(0.1)
         await add_pin(db, "u1", second)  # the store keeps accepting while the chain is away
         await trio.sleep(1)
@@ -179,10 +180,10 @@ async def test_chain_down_then_back_resumes_ordering(db, devchain, relay, orderi
 
 
 async def test_ordering_off_without_secret(db, caplog):
-    status = CrustStatus()
     settings = load_crust_settings({}, {"W3GATE_CRUST_URL": "ws://127.0.0.1:9"}, REPO)
-    assert crust_tasks(db, settings, status) == []
-    assert status.as_dict()["ordering"] == "off"
+    ordering = Ordering(db, settings)
+    assert ordering.tasks() == []
+    assert ordering.status().as_dict()["ordering"] == "off"
     assert sum("ordering is OFF" in r.getMessage() for r in caplog.records) == 1
 
 

@@ -38,17 +38,17 @@ async def test_market_switched_off_pauses_without_sending_or_charging(db, devcha
     for cid in cids:
         await add_pin(db, "u1", cid)
     async with trio.open_nursery() as nursery:
-        status = await run_tasks(nursery, db, settings_for(relay, **FAST_RETRY))
-        await wait_for(lambda: status.paused is not None)
+        ordering = await run_tasks(nursery, db, settings_for(relay, **FAST_RETRY))
+        await wait_for(lambda: ordering.status().submitter.paused is not None)
         await trio.sleep(2)  # several order intervals and pause periods
         assert relay.submitted == []
         for cid in cids:
             order = await order_of(db, cid)
             assert (order.status, order.attempts) == ("queued", 0)
-        assert "switched off" in status.as_dict()["paused"]
+        assert "switched off" in ordering.status().as_dict()["paused"]
         await trio.to_thread.run_sync(devchain.market_on)
         await wait_status(db, cids, "pinning")
-        assert status.paused is None
+        assert ordering.status().submitter.paused is None
         nursery.cancel_scope.cancel()
     assert len(relay.submitted) == 1
     assert await trio.to_thread.run_sync(devchain.orders_of, set(cids)) == {c: 1 for c in cids}
@@ -60,9 +60,10 @@ async def test_batch_the_account_cannot_pay_is_not_sent(db, devchain, relay, ord
     cid = uniq("short")
     await add_pin(db, "u1", cid)
     async with trio.open_nursery() as nursery:
-        status = await run_tasks(nursery, db, settings_for(relay, W3GATE_CRUST_MIN_BALANCE="0", **FAST_RETRY))
-        await wait_for(lambda: status.paused is not None)
-        assert "costs" in status.paused and status.last_batch_cost is None
+        ordering = await run_tasks(nursery, db, settings_for(relay, W3GATE_CRUST_MIN_BALANCE="0", **FAST_RETRY))
+        await wait_for(lambda: ordering.status().submitter.paused is not None)
+        status = ordering.status().submitter
+        assert "costs" in (status.paused or "") and status.last_batch_cost is None
         await trio.sleep(1.5)
         assert relay.submitted == []
         order = await order_of(db, cid)
@@ -72,7 +73,8 @@ async def test_batch_the_account_cannot_pay_is_not_sent(db, devchain, relay, ord
         assert order.tx_hash is None or order.tx_hash.startswith("claim:")
         await trio.to_thread.run_sync(devchain.fund, ordering_account, 10**18)
         await wait_status(db, [cid], "pinning")
-        assert status.last_batch_cost is not None and status.last_batch_cost > 0
+        cost = ordering.status().submitter.last_batch_cost
+        assert cost is not None and cost > 0
         nursery.cancel_scope.cancel()
 
 
@@ -98,7 +100,7 @@ async def test_node_refusal_requeues_the_batch_without_charging_it(db, devchain,
     for cid in cids:
         await add_pin(db, "u1", cid)
     async with trio.open_nursery() as nursery:
-        status = await run_tasks(nursery, db, settings_for(relay, W3GATE_CRUST_MAX_ATTEMPTS="1", **FAST_RETRY))
+        ordering = await run_tasks(nursery, db, settings_for(relay, W3GATE_CRUST_MAX_ATTEMPTS="1", **FAST_RETRY))
         await wait_status(db, cids, "pinning")  # with max_attempts 1, one charged attempt would have failed them
         nursery.cancel_scope.cancel()
     # the refused one, then the re-signed one (too big for a block: two of half the size)
@@ -107,7 +109,7 @@ async def test_node_refusal_requeues_the_batch_without_charging_it(db, devchain,
     assert await trio.to_thread.run_sync(devchain.orders_of, set(cids)) == {c: 1 for c in cids}
     for cid in cids:
         assert (await order_of(db, cid)).attempts == 0
-    assert f"({read_as}, code {code})" in (status.last_error or "")
+    assert f"({read_as}, code {code})" in (ordering.status().last_error or "")
 
 
 async def test_already_imported_waits_for_the_same_extrinsic(db, devchain, relay, ordering_account):
@@ -168,11 +170,11 @@ async def test_json_rpc_errors_and_dropped_sockets_never_stop_the_tasks(db, devc
     cid = uniq("faults")
     await add_pin(db, "u1", cid)
     async with trio.open_nursery() as nursery:
-        status = await run_tasks(nursery, db, settings_for(relay))
+        ordering = await run_tasks(nursery, db, settings_for(relay))
         await wait_status(db, [cid], "pinning", timeout=90)
         await trio.to_thread.run_sync(devchain.set_replicas, cid, 2, 9_000_000)
         await wait_status(db, [cid], "pinned", timeout=90)
-        assert status.last_error is not None
+        assert ordering.status().last_error is not None
         nursery.cancel_scope.cancel()
     assert await trio.to_thread.run_sync(devchain.orders_of, {cid}) == {cid: 1}
 

@@ -14,11 +14,13 @@ import pytest
 import trio
 from devchain_fixtures import add_pin, order_of, run_tasks, settings_for, uniq, wait_status
 
+from w3gate.crust.chain import MarketCall
 from w3gate.crust.client import CrustClient
 from w3gate.crust.settings import load_crust_settings
+from w3gate.ordering.lifecycle import RenewState
 from w3gate.store import pins
 
-RENEW_PREPAID = 4  # orders.renew_due: prepaid covers the renewal (w3gate.store.models)
+RENEW_PREPAID = RenewState.PREPAID  # orders.renew_due: prepaid covers the renewal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,10 +68,10 @@ async def test_prepaid_top_up_once_then_the_chain_renews_from_it(db, devchain, r
     drop = await add_pin(db, "u1", dropped)
     settings = settings_for(relay, W3GATE_CRUST_RENEWAL="prepaid", W3GATE_CRUST_RENEWAL_WINDOW="1000")
     async with trio.open_nursery() as nursery:
-        status = await run_tasks(nursery, db, settings)
+        ordering = await run_tasks(nursery, db, settings)
         await wait_status(db, [kept, dropped], "pinning")
-        placed = status.last_batch_cost
-        assert status.as_dict()["renewal"] == "prepaid"
+        placed = ordering.status().submitter.last_batch_cost
+        assert ordering.status().as_dict()["renewal"] == "prepaid"
         assert await db.run(pins.delete_pin, "u1", drop)
         # the order's cost as computed before sending: the CIDs' shares add up to the batch's cost
         first = [await order_of(db, c) for c in (kept, dropped)]
@@ -130,8 +132,8 @@ async def test_a_recorded_top_up_is_sent_once_after_a_restart(db, devchain, rela
                 await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
     (pending,) = await db.run(orders.open_txs)
-    assert pending["cids"] == [{"cid": cid, "call": "add_prepaid", "amount": pending["cids"][0]["amount"]}]
-    assert pending["extrinsic"] == relay.held[0]
+    assert pending.calls == (MarketCall("add_prepaid", cid, pending.calls[0].amount),)
+    assert pending.extrinsic == relay.held[0]
     async with trio.open_nursery() as nursery:
         await run_tasks(nursery, db, settings)
         await trio.sleep(1.5)
@@ -143,14 +145,14 @@ async def test_a_recorded_top_up_is_sent_once_after_a_restart(db, devchain, rela
                 await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
     assert await trio.to_thread.run_sync(devchain.orders_of, {cid}, "AddPrepaidSuccess") == {cid: 1}
-    assert set(relay.submitted) == {relay.submitted[0], pending["extrinsic"]}  # the order, then only that top-up
+    assert set(relay.submitted) == {relay.submitted[0], pending.extrinsic}  # the order, then only that top-up
     record = (await trio.to_thread.run_sync(devchain.records, [cid]))[cid]
-    assert record.prepaid == int(pending["cids"][0]["amount"])
+    assert record.prepaid == pending.calls[0].amount
 
 
 def test_a_batch_cost_is_shared_out_per_cid_exactly() -> None:
     from w3gate.crust.chain import MarketCall
-    from w3gate.services.submitter import cost_per_cid
+    from w3gate.ordering.submitter import cost_per_cid
 
     items = [("a", 10), ("b", 10), MarketCall("add_prepaid", "c", 500), MarketCall("calculate_reward", "c")]
     costs = cost_per_cid(items, [100, 101], 1000)

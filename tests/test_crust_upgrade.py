@@ -172,10 +172,11 @@ async def test_upgrade_while_running_resigns_the_held_batch_at_once_without_char
     settings = settings_for(relay, W3GATE_CRUST_POLL_INTERVAL="3600")
     try:
         async with trio.open_nursery() as nursery:
-            status = await run_tasks(nursery, db, settings)
+            ordering = await run_tasks(nursery, db, settings)
             await add_pin(db, "u1", first)
             await wait_status(db, [first], "pinning")
-            assert (status.spec_version, status.order_call) == (1, "Market.place_storage_order")
+            shown = ordering.status().chain
+            assert (shown.spec_version, shown.order_call) == (1, "Market.place_storage_order")
 
             relay.hold = True
             for cid in held:
@@ -200,7 +201,7 @@ async def test_upgrade_while_running_resigns_the_held_batch_at_once_without_char
             assert stale not in chain.rpc("chain_getBlock", [dropped_in])["block"]["extrinsics"]
 
             await wait_status(db, held, "pinning")
-            assert status.spec_version == 4
+            assert ordering.status().chain.spec_version == 4
             # signing follows the runtime even without check_runtime: substrate-interface moves to the new runtime
             # by itself on every call, and the order call is read again with it (never signed against old metadata)
             signed = await trio.to_thread.run_sync(early.sign_batch, [(uniq("upg-x"), 1024)], 0, chain.head())

@@ -11,6 +11,7 @@ from conftest import POSTGRES, database_url_for_test
 from helpers import start_server_process, substrate_token
 from tortoise import connections
 
+from w3gate.ordering.lifecycle import RecordedBatch
 from w3gate.store import migrations, orders
 from w3gate.store.db import Database
 
@@ -92,9 +93,9 @@ async def test_extrinsics_recorded_before_spec_versions_stay_open_with_none(tmp_
     await old.close()
     new = Database(url)
     assert await new.open() == (step - 1, migrations.LATEST)
-    tx = {"hash": "0xnew", "nonce": 4, "extrinsic": "0x01", "start_block": 2, "era_end": 66, "spec_version": 4}
+    tx = RecordedBatch("0xnew", nonce=4, extrinsic="0x01", start_block=2, era_end=66, spec_version=4)
     await new.run(orders.record_tx, "token", tx, [], 2000)
-    assert [(t["hash"], t["spec_version"]) for t in await new.run(orders.open_txs)] == [("0xold", None), ("0xnew", 4)]
+    assert [(t.hash, t.spec_version) for t in await new.run(orders.open_txs)] == [("0xold", None), ("0xnew", 4)]
     await new.close()
 
 

@@ -11,6 +11,7 @@ import sqlite3
 
 import pytest
 
+from w3gate.ordering.lifecycle import Outcome, RecordedBatch, Verdict
 from w3gate.store import orders
 from w3gate.store import pins as store
 from w3gate.store.db import Database
@@ -18,7 +19,7 @@ from w3gate.store.models import Order, Pin
 from w3gate.store.pins import NewPin
 
 NOW = 2_000_000_000_000
-TX = {"hash": "0x" + "ab" * 32, "nonce": 7, "extrinsic": "0x00", "start_block": 1, "era_end": 65}
+TX = RecordedBatch("0x" + "ab" * 32, nonce=7, extrinsic="0x00", start_block=1, era_end=65, spec_version=None)
 MAX_ATTEMPTS, DELAYS = 3, {1: 60_000}
 
 
@@ -43,7 +44,8 @@ async def sent_batch(db: Database, cids: list[str], *, renewal: bool) -> None:
 
 
 async def resolve(db: Database, verdicts: dict[str, tuple[str, str | None]], now: int) -> dict[str, int]:
-    return await db.run(orders.resolve_tx, TX["hash"], verdicts, 42, now, MAX_ATTEMPTS, DELAYS)
+    said = {cid: Outcome(Verdict(v), reason) for cid, (v, reason) in verdicts.items()}
+    return await db.run(orders.resolve_tx, TX.hash, said, 42, now, MAX_ATTEMPTS, DELAYS)
 
 
 async def state(db: Database, cids: list[str], *fields: str) -> list[tuple]:

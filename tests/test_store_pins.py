@@ -7,9 +7,10 @@ import trio
 from conftest import POSTGRES, open_store
 from tortoise.transactions import in_transaction
 
+from w3gate.ordering.lifecycle import RenewState
 from w3gate.store import pins as store
 from w3gate.store.db import Database
-from w3gate.store.models import PIN_STATUSES, RENEW_STOPPED, Order, Pin
+from w3gate.store.models import PIN_STATUSES, Order, Pin
 from w3gate.store.pins import NewPin, PinQuery
 from w3gate.store.sqlite_inline import checkpoint
 
@@ -194,7 +195,7 @@ async def test_pinning_a_content_whose_renewal_stopped_renews_it_again(tmp_path)
     db = await open_store(tmp_path)
     try:
         async def scenario() -> tuple[str, tuple[int, int, int, str | None]]:
-            await Order.create(cid=CIDS[0], cid_key=CIDS[0], status="pinned", renew_due=RENEW_STOPPED, attempts=5,
+            await Order.create(cid=CIDS[0], cid_key=CIDS[0], status="pinned", renew_due=RenewState.STOPPED, attempts=5,
                                next_try_ms=99, error="renewal failed", created_ms=1, updated_ms=1)
             rec, _ = await store.create_pin("a", NewPin(cid=CIDS[0]), 10)
             order = await Order.get(cid=CIDS[0])

@@ -59,7 +59,8 @@ async def test_a_common_pin_is_one_statement_and_the_others_take_the_general_pat
     """POST's one statement (postgres_direct) covers a new content and one whose order waits or is placed;
     a content whose order failed, whose renewal stopped, or whose order is not keyed yet writes nothing there
     and goes the general way (the transaction that queues it again)."""
-    from w3gate.store.models import RENEW_STOPPED, Order, Pin
+    from w3gate.ordering.lifecycle import RenewState
+    from w3gate.store.models import Order, Pin
 
     general: list[str] = []
     original = store._with_unique_created
@@ -74,7 +75,7 @@ async def test_a_common_pin_is_one_statement_and_the_others_take_the_general_pat
     try:
         async def scenario() -> list[tuple[str, str, int]]:
             states = {"queued": {}, "submitting": {}, "pinned": {}, "failed": {"error": "boom"},
-                      "stopped": {"renew_due": RENEW_STOPPED}, "unkeyed": {}}
+                      "stopped": {"renew_due": RenewState.STOPPED}, "unkeyed": {}}
             outcome = []
             for i, (state, extra) in enumerate(states.items()):
                 cid = f"bafkqaa{'abcdef'[i]}"  # identity CIDs: the store takes any text

@@ -119,7 +119,7 @@ class Settings:
     ===========================  ==================================  =======  ====================================
 
     Several instances: ``leader_timeout`` (``W3GATE_LEADER_TIMEOUT``, default 30 s), how long a dead or cut-off
-    ordering leader can keep ordering to itself (w3gate.services.leader).
+    ordering leader can keep ordering to itself (w3gate.ordering.leader).
     """
 
     host: str = "127.0.0.1"

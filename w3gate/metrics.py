@@ -31,7 +31,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus read
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CHAIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FETCH_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0)
-# how a fetch try of the operator's IPFS node ends without the content (w3gate.services.fetcher): the first two
+# how a fetch try of the operator's IPFS node ends without the content (w3gate.ordering.fetcher): the first two
 # fail the pins; the others are tried again (stalled, node_unavailable, error) or no longer wanted (cancelled)
 FETCH_FAILURES = ("timeout", "too_large", "stalled", "node_unavailable", "error", "cancelled")
 # a client may send any method token: anything else is counted as "other", so labels stay few

@@ -27,13 +27,13 @@ from w3gate.crust.settings import counted_size
 from w3gate.invocation import own_command
 from w3gate.ipfs.upload import Uploader
 from w3gate.metrics import Metrics
+from w3gate.ordering.fetcher import IpfsStatus, ipfs_tasks
+from w3gate.ordering.leader import Leadership
+from w3gate.ordering.pipeline import Ordering
 from w3gate.plugins import PluginError, load_chains
 from w3gate.redact import redact_url
 from w3gate.services.aliases import AliasAdopter
-from w3gate.services.crust import CrustStatus, crust_tasks
-from w3gate.services.fetcher import IpfsStatus, ipfs_tasks
 from w3gate.services.health import Health
-from w3gate.services.leader import Leadership
 from w3gate.services.pins import PinService
 from w3gate.services.stats import ServiceStats
 from w3gate.services.tokens import TokenService, policy_for
@@ -89,15 +89,18 @@ async def run(settings: Settings) -> None:
         raise PluginError(f"[access]: {exc}") from exc
     instance = InstanceLock.of(settings.db_url)
     instance.acquire()  # SQLite: AlreadyRunning (exit status 2) when another w3gate serves the file
-    crust_status = CrustStatus(cru_per_day=settings.limits.cru_per_day)
-    ipfs_status = IpfsStatus()
     metrics = Metrics()
     stop = trio.Event()
     try:
         await db.open()
+        leadership = Leadership(db, settings.leader_timeout)
+        # builds the chain client (imports done here); on PostgreSQL its tasks, and the IPFS node's fetcher (one
+        # instance fetches each content), run only while this instance leads
+        ordering = Ordering(db, settings.crust, cru_per_day=settings.limits.cru_per_day, guard=leadership.check,
+                            role=lambda: leadership.role, metrics=metrics, fetched_only=settings.ipfs.enabled)
         admission = Admission(
             db, settings.limits, access, admitters=registry.admitters, settings=settings.admission,
-            order_size=lambda known: counted_size(known, settings.crust.default_file_size, crust_status.max_file_size),
+            order_size=lambda known: counted_size(known, settings.crust.default_file_size, ordering.max_file_size()),
             on_refusal=lambda limit: metrics.limits_hit.labels(limit).inc(),
         )
         await admission.refresh()  # blocks and users' own limits hold from the first request
@@ -105,11 +108,13 @@ async def run(settings: Settings) -> None:
                           node=settings.ipfs.enabled)
         proxies = parse_networks(settings.trusted_proxies) if settings.trusted_proxy_header else ()
         per_address = AddressCounts(settings.max_connections_per_address)  # direct peers and proxied clients
+        fetcher, everywhere = ipfs_tasks(db, settings.ipfs, ordering.max_file_size, pins.delegates, metrics)
         app = create_app(
             Services(
                 pins=pins,
                 authenticator=authenticator,
-                health=Health(db, registry.chain_names, crust_status, ipfs=ipfs_status),
+                health=Health(db, registry.chain_names, ordering.status,
+                              ipfs=(lambda: fetcher.status) if fetcher is not None else IpfsStatus),
                 cors_origins=settings.cors_origins,
                 max_body_bytes=settings.max_body_bytes,
                 health_token=settings.health_token or None,
@@ -118,7 +123,7 @@ async def run(settings: Settings) -> None:
                 trusted_proxies=proxies,
                 tokens=token_service,
                 metrics=metrics,
-                stats=ServiceStats(db, crust_status, authenticator),
+                stats=ServiceStats(db, ordering.status, authenticator),
                 metrics_token=settings.metrics_token or None,
                 body_first_byte_timeout=settings.body_first_byte_timeout,
                 per_client=per_address,
@@ -127,14 +132,8 @@ async def run(settings: Settings) -> None:
             )
         )
         app.config["BODY_TIMEOUT"] = settings.body_timeout
-        leadership = Leadership(db, crust_status, settings.leader_timeout)
-        # builds the chain client (imports done here); on PostgreSQL its tasks, and the IPFS node's fetcher (one
-        # instance fetches each content), run only while this instance leads
-        fetcher, everywhere = ipfs_tasks(db, settings.ipfs, ipfs_status, crust_status, pins.delegates,
-                                          metrics)
-        tasks = leadership.run_when_leader(
-            crust_tasks(db, settings.crust, crust_status, guard=leadership.check, metrics=metrics,
-                        fetched_only=settings.ipfs.enabled) + fetcher) + everywhere
+        leader_work = ordering.tasks() + ([fetcher.run] if fetcher is not None else [])
+        tasks = leadership.run_when_leader(leader_work, ordering.account or "") + everywhere
         _freeze_heap()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)

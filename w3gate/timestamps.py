@@ -1,4 +1,5 @@
-"""One text form of an instant, for the API's ``created``, bound tokens' messages and their refusals."""
+"""Instants: the time in milliseconds, and one text form of it for the API's ``created``, bound tokens' messages
+and their refusals."""
 
 from __future__ import annotations
 
@@ -8,3 +9,8 @@ import time
 def rfc3339_ms(ms: int) -> str:
     """``2020-07-27T17:32:28.276Z``: UTC with milliseconds, as the spec's examples and EIP-4361's times."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch (the store's unit of time)."""
+    return int(time.time() * 1000)

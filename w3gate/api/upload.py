@@ -31,11 +31,11 @@ from w3gate.cids import CidError, parse
 from w3gate.errors import ApiError, bad_request
 from w3gate.hookspecs import Identity
 from w3gate.ipfs.upload import BodyTooLarge, Uploader, check_content_type, upload_params
-from w3gate.services.crust import now_ms
 from w3gate.services.pins import MAX_NAME, PinService
 from w3gate.store import ipfs_content
 from w3gate.store.db import Database
 from w3gate.store.models import Pin
+from w3gate.timestamps import now_ms
 
 PATH = "/api/v0/add"
 

@@ -23,7 +23,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any, TypeVar
 
@@ -34,9 +33,9 @@ from substrateinterface.exceptions import SubstrateRequestException
 from websocket import WebSocketException
 
 from w3gate.crust.account import keypair_from_secret
-from w3gate.crust.chain import MarketCall
+from w3gate.crust.chain import AccountState, FileRecord, Inclusion, KnownRecords, MarketCall, SignedBatch
 from w3gate.crust.errors import ChainUnavailable, DispatchFailure, TxRejected, classify_rejection
-from w3gate.crust.records import FileRecord, KnownRecords, decode_record
+from w3gate.crust.records import decode_record
 from w3gate.crust.settings import CrustSettings, era_period_for
 from w3gate.crust.typedefs import UnsupportedRuntime, chain_key, checked_range, covered, type_registry
 from w3gate.redact import redact_text, redact_url
@@ -65,30 +64,6 @@ def _scale_locked(fn: _F) -> _F:
 
 __all__ = ["SCALE_LOCK", "ChainUnavailable", "CrustClient", "FileRecord", "Inclusion", "MarketCall", "SignedBatch",
            "TxRejected"]
-
-
-@dataclass(frozen=True)
-class AccountState:
-    nonce: int
-    free: int
-    usable: int  # free minus what is frozen (locks): what fees and orders can actually spend
-
-
-@dataclass(frozen=True)
-class SignedBatch:
-    extrinsic: str  # 0x hex of the whole extrinsic
-    tx_hash: str  # 0x blake2-256 of it
-    nonce: int
-    start_block: int
-    era_end: int
-    spec_version: int  # the runtime it was signed for: the spec version is part of the signed payload
-
-
-@dataclass(frozen=True)
-class Inclusion:
-    block: int
-    block_hash: str
-    index: int
 
 
 # a closed socket shows up as an empty frame that json cannot parse; a JSON-RPC error on a read means the

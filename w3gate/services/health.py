@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from w3gate import __version__
-from w3gate.services.crust import CrustStatus
-from w3gate.services.fetcher import IpfsStatus
+from w3gate.ordering.fetcher import IpfsStatus
+from w3gate.ordering.status import OrderingStatus
 from w3gate.store.db import Database
 from w3gate.store.migrations import LATEST
 
@@ -19,10 +19,10 @@ class Health:
     the details (database, chains, the ordering account, its balance, the chain endpoint) are for the
     operator (``detailed``), since they tell an attacker what is worth aiming at."""
 
-    def __init__(self, db: Database, chains: Sequence[str], crust: CrustStatus,
-                 timeout: float = HEALTH_TIMEOUT, ipfs: IpfsStatus | None = None) -> None:
+    def __init__(self, db: Database, chains: Sequence[str], crust: Callable[[], OrderingStatus],
+                 timeout: float = HEALTH_TIMEOUT, ipfs: Callable[[], IpfsStatus] = IpfsStatus) -> None:
         self.db = db
-        self.ipfs = ipfs or IpfsStatus()
+        self.ipfs = ipfs  # each returns the component's status as it is now
         self.chains = list(chains)
         self.crust = crust
         self.timeout = timeout
@@ -37,4 +37,4 @@ class Health:
         if not detailed:
             return code, {"status": status}
         return code, {"version": __version__, "schema": LATEST, "database": database, "status": status,
-                      "chains": self.chains, "ordering": self.crust.as_dict(), "ipfs": self.ipfs.as_dict()}
+                      "chains": self.chains, "ordering": self.crust().as_dict(), "ipfs": self.ipfs().as_dict()}

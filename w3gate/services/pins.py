@@ -133,7 +133,7 @@ class PinService:
     def __init__(self, db: Database, delegates: Sequence[str], admission: Admission | None = None,
                  replicas: int = 3, node: bool = False) -> None:
         self.db = db
-        # replaced in place by the IPFS node's addresses once it answers (w3gate.services.fetcher)
+        # replaced in place by the IPFS node's addresses once it answers (w3gate.ordering.fetcher)
         self.delegates = list(delegates)
         self.replicas = replicas  # the replica threshold of ``pinned``, for status_details
         self.node = node  # an IPFS node fetches content first: status_details says where a pin is

@@ -4,11 +4,12 @@ queued orders and content on the IPFS node, the ordering account's balance, the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from w3gate.services.crust import CrustStatus
+from w3gate.ordering.status import OrderingStatus
 from w3gate.store.db import Database
 from w3gate.store.models import PIN_STATUSES
 
@@ -31,7 +32,7 @@ IPFS_STATES = ("fetching", "held")
 class ServiceStats:
     """Builds the scrape-time metric families of one service."""
 
-    def __init__(self, db: Database, crust: CrustStatus, authenticator: Authenticator) -> None:
+    def __init__(self, db: Database, crust: Callable[[], OrderingStatus], authenticator: Authenticator) -> None:
         self.db, self.crust, self.authenticator = db, crust, authenticator
 
     async def __call__(self) -> list[Metric]:
@@ -69,25 +70,26 @@ class ServiceStats:
                                          value=auth.cached_tokens)]
 
     def _crust(self) -> list[Metric]:
-        c = self.crust
+        c = self.crust()
+        s = c.submitter
         out: list[Metric] = [
             GaugeMetricFamily("w3gate_crust_ordering_enabled", "1 if an ordering account is configured",
                               value=int(c.ordering_enabled)),
             GaugeMetricFamily("w3gate_crust_chain_connected", "1 while the chain endpoint is connected",
-                              value=int(c.chain_connected)),
+                              value=int(c.chain.connected)),
             GaugeMetricFamily("w3gate_crust_ordering_paused", "1 while ordering waits (balance below the minimum, "
                               "market off, a batch the account cannot pay, node refusals)",
-                              value=int(c.paused is not None or c.below_minimum)),
-            # several instances on PostgreSQL: exactly one of them should say 1 (w3gate.services.leader)
+                              value=int(s.paused is not None or s.below_minimum)),
+            # several instances on PostgreSQL: exactly one of them should say 1 (w3gate.ordering.leader)
             GaugeMetricFamily("w3gate_crust_ordering_leader", "1 while this instance is the ordering leader",
                               value=int(c.role == "leader")),
         ]
-        if c.free_balance is not None:
+        if s.free_balance is not None:
             balance = GaugeMetricFamily("w3gate_crust_account_balance", "The ordering account's balance in the "
                                         "smallest unit (10^-12 CRU): free, and usable (free less frozen)",
                                         labels=["kind"])
-            balance.add_metric(["free"], c.free_balance)
-            if c.usable_balance is not None:
-                balance.add_metric(["usable"], c.usable_balance)
+            balance.add_metric(["free"], s.free_balance)
+            if s.usable_balance is not None:
+                balance.add_metric(["usable"], s.usable_balance)
             out.append(balance)
         return out

@@ -1,6 +1,6 @@
 """What w3gate holds on the operator's IPFS node (asyncio side: call through ``db.run``).
 
-A content's life there (w3gate.services.fetcher): its order is ``queued`` and no ``ipfs_content`` row is
+A content's life there (w3gate.ordering.fetcher): its order is ``queued`` and no ``ipfs_content`` row is
 ``held`` -> :func:`begin` (row ``fetching``) -> the node pins it -> :func:`fetched` (row ``held``, the order's
 ``dag_size`` and its pins' ``size`` set): only now may the submitter claim it (:func:`w3gate.store.orders.claim`
 with ``fetched_only``). Content that cannot be fetched: :func:`give_up` fails its order (nothing was ordered).
@@ -15,15 +15,17 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from w3gate.ordering import lifecycle
+from w3gate.ordering.lifecycle import FETCHABLE, OrderStatus
 from w3gate.store.models import IpfsContent, Order, Pin
 from w3gate.store.rawsql import Sql, dialect
 
 _WANTED = "EXISTS (SELECT 1 FROM pins p WHERE p.cid_key = o.cid_key)"
 # order statuses in which each hold mode keeps the content on the node (while a pin wants it)
 NEEDED_STATUSES = {
-    "never": ("queued", "submitting"),
-    "until_pinned": ("queued", "submitting", "pinning"),
-    "always": ("queued", "submitting", "pinning", "pinned", "failed"),
+    "never": (OrderStatus.QUEUED.value, OrderStatus.SUBMITTING.value),
+    "until_pinned": (OrderStatus.QUEUED.value, OrderStatus.SUBMITTING.value, OrderStatus.PINNING.value),
+    "always": tuple(s.value for s in OrderStatus),
 }
 
 
@@ -39,7 +41,7 @@ async def due(limit: int, now_ms: int, busy: list[str]) -> list[Due]:
     conn = Order._meta.db
     sql = Sql(dialect(conn))
     # placeholders are handed out in the text's order: SQLite's ``?`` take the arguments by position
-    query = ("SELECT o.cid, o.cid_key FROM orders o WHERE o.status = 'queued' AND o.cid_key IS NOT NULL"
+    query = (f"SELECT o.cid, o.cid_key FROM orders o WHERE o.status = '{FETCHABLE}' AND o.cid_key IS NOT NULL"
              " AND o.next_try_ms <= " + sql.arg(now_ms) + f" AND {_WANTED}"
              " AND NOT EXISTS (SELECT 1 FROM ipfs_content c WHERE c.cid_key = o.cid_key AND c.state = 'held')")
     if busy:
@@ -61,7 +63,8 @@ async def begin(key: str, cid: str, ours: bool, now_ms: int) -> tuple[int, bool]
         if found is None:
             found = await IpfsContent.create(using_db=conn, cid_key=key, cid=cid, state="fetching", ours=int(ours),
                                              started_ms=now_ms, updated_ms=now_ms)
-        await Order.filter(cid_key=key, status="queued").using_db(conn).update(error="fetching", updated_ms=now_ms)
+        await Order.filter(cid_key=key, status=FETCHABLE.value).using_db(conn).update(error="fetching",
+                                                                                      updated_ms=now_ms)
         return int(found.started_ms), bool(found.ours)
 
 
@@ -77,14 +80,14 @@ async def fetched(key: str, size: int, now_ms: int) -> None:
     async with in_transaction() as conn:
         await IpfsContent.filter(cid_key=key).using_db(conn).update(state="held", updated_ms=now_ms)
         await Order.filter(cid_key=key).using_db(conn).update(dag_size=size, updated_ms=now_ms)
-        await Order.filter(cid_key=key, status="queued").using_db(conn).update(error=None, next_try_ms=0)
+        await Order.filter(cid_key=key, status=FETCHABLE.value).using_db(conn).update(error=None, next_try_ms=0)
         await Pin.filter(cid_key=key).exclude(size=size).using_db(conn).update(size=size)
 
 
 async def waiting(key: str, reason: str, retry_ms: int, now_ms: int) -> None:
     """Not fetched yet and not given up: say why in the pins' status_details, try again at ``retry_ms``."""
-    await Order.filter(cid_key=key, status="queued").update(error=reason[:1000], next_try_ms=retry_ms,
-                                                            updated_ms=now_ms)
+    await Order.filter(cid_key=key, status=FETCHABLE.value).update(error=reason[:1000], next_try_ms=retry_ms,
+                                                                   updated_ms=now_ms)
 
 
 async def give_up(key: str, reason: str, now_ms: int) -> None:
@@ -93,10 +96,12 @@ async def give_up(key: str, reason: str, now_ms: int) -> None:
     pinned again, it is fetched afresh with a whole ``fetch_timeout``."""
     async with in_transaction() as conn:
         await IpfsContent.filter(cid_key=key).using_db(conn).delete()
-        moved = await Order.filter(cid_key=key, status="queued").using_db(conn).update(
-            status="failed", error=reason[:1000], updated_ms=now_ms)
+        change = lifecycle.fetch_failed(FETCHABLE, reason)
+        assert change.status is not None
+        moved = await Order.filter(cid_key=key, status=FETCHABLE.value).using_db(conn).update(
+            status=change.status.value, updated_ms=now_ms, **change.columns())
         if moved:
-            await Pin.filter(cid_key=key).using_db(conn).update(status="failed")
+            await Pin.filter(cid_key=key).using_db(conn).update(status=change.status.pin_status.value)
 
 
 async def restart_clocks(now_ms: int) -> None:

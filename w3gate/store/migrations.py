@@ -310,7 +310,7 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             # the DAG's cumulative size as the node measured it once fetched (NULL: not measured): the size an
             # order reports, shown in a pin's info as dag_size
             "ALTER TABLE orders ADD COLUMN dag_size BIGINT",
-            # one row per content w3gate asked its node to pin (w3gate.services.fetcher): state 'fetching' (a
+            # one row per content w3gate asked its node to pin (w3gate.ordering.fetcher): state 'fetching' (a
             # pin/add was or is under way: resumed after a restart) or 'held' (pinned and sized: the order may be
             # placed); ours 0 when the node had it pinned already (never unpinned by w3gate); started_ms: when the
             # current fetch began (fetch_timeout counts from it). A row is deleted when the content is released.

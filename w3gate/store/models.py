@@ -10,16 +10,12 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
-PIN_STATUSES = ("queued", "pinning", "pinned", "failed")
-# an order's status -> the status every pin of its CID shows
-PIN_STATUS_OF_ORDER = {"queued": "queued", "submitting": "queued", "pinning": "pinning",
-                       "pinned": "pinned", "failed": "failed"}
-# orders.renew_due: 0 not due, 1 due, 2 claimed by a batch, 3 stopped (renewal failed max_attempts times),
-# 4 prepaid covers the renewal (renewal = prepaid): due again only once the file has expired
-RENEW_STOPPED = 3
+from w3gate.ordering.lifecycle import PIN_STATUS_OF_ORDER as PIN_STATUS_OF_ORDER  # what every pin of a content shows
+from w3gate.ordering.lifecycle import PinStatus
+
+PIN_STATUSES = tuple(s.value for s in PinStatus)
 # an order's columns a pin shows in its ``info`` (as strings), besides its error as ``status_details``
 INFO_FIELDS = ("file_size", "expires_at", "replicas", "cost", "renewal", "dag_size")
-RENEW_PREPAID = 4
 
 
 class Pin(Model):
@@ -61,9 +57,9 @@ class Order(Model):
     two text forms, merged into the other by the content-key migration (schema 7): kept (the chain holds it),
     never claimed, renewed or polled again.
 
-    ``status``: ``queued`` (waiting), ``submitting`` (an extrinsic carrying it was signed and recorded
-    in ``tx_hash``/``tx_nonce`` before it was sent: reconcile with the chain after a crash),
-    ``pinning`` (on chain), ``pinned`` (enough replicas), ``failed``.
+    ``status`` and ``renew_due`` hold :class:`w3gate.ordering.lifecycle.OrderStatus` and ``RenewState`` values
+    (the lifecycle module says what each means and what moves it); ``tx_hash``/``tx_nonce`` name the extrinsic an
+    order of status ``submitting`` was recorded in before it was sent (reconciled with the chain after a crash).
     """
 
     cid = fields.CharField(max_length=255, primary_key=True)
@@ -111,7 +107,7 @@ class CrustTx(Model):
 
 
 class IpfsContent(Model):
-    """Content w3gate asked the operator's IPFS node to pin (w3gate.services.fetcher); schema 11."""
+    """Content w3gate asked the operator's IPFS node to pin (w3gate.ordering.fetcher); schema 11."""
 
     cid_key = fields.CharField(max_length=255, primary_key=True)
     cid = fields.CharField(max_length=255)

@@ -18,9 +18,11 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from w3gate.hookspecs import Quota
+from w3gate.ordering import lifecycle
+from w3gate.ordering.lifecycle import OrderStatus, RenewState
 from w3gate.store import postgres_direct, users
 from w3gate.store.db import Database
-from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
+from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, PIN_STATUSES, Order, Pin, PinMeta
 from w3gate.store.rawsql import Sql as _Sql
 from w3gate.store.rawsql import conn as _conn
 from w3gate.store.rawsql import dialect as _dialect
@@ -68,12 +70,13 @@ class PinRecord:
 
 
 async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -> dict[str, Any]:
-    """The content's order row, inserted as queued if new; a failed order is queued again."""
+    """The content's order row, inserted as new if there is none, else as :func:`lifecycle.repin` says (a failed
+    order is queued again, a stopped renewal restarts)."""
     key = pin.key
     sql = _Sql(sql_dialect)
     await conn.execute_query(
         f"INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms) VALUES ({sql.arg(pin.order_cid)}, "
-        f"{sql.arg(key)}, 'queued', {sql.arg(now_ms)}, {sql.arg(now_ms)}) ON CONFLICT DO NOTHING",
+        f"{sql.arg(key)}, '{lifecycle.NEW_ORDER}', {sql.arg(now_ms)}, {sql.arg(now_ms)}) ON CONFLICT DO NOTHING",
         sql.args,
     )
     select = f"SELECT status, error, {', '.join(INFO_FIELDS)}, renew_due FROM orders WHERE cid_key = "
@@ -84,17 +87,17 @@ async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -
         sql = _Sql(sql_dialect)
         rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)
     order = rows[0]
-    if order.get("renew_due") == RENEW_STOPPED:
-        # a user pins it again: renewal gets a fresh set of attempts
-        await Order.filter(cid_key=key, renew_due=RENEW_STOPPED).using_db(conn).update(
-            renew_due=0, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
-        )
-    if order["status"] == "failed":
-        await Order.filter(cid_key=key, status="failed").using_db(conn).update(
-            status="queued", attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
-        )
-        await Pin.filter(cid_key=key).using_db(conn).update(status="queued")
-        order.update(status="queued", error=None)
+    status, renew = OrderStatus(order["status"]), RenewState(order.get("renew_due") or 0)
+    change = lifecycle.repin(status, renew)
+    if change is not None:  # conditional on what was read: the submitter or poller may move it meanwhile
+        columns = change.columns()
+        if change.status is not None:
+            columns["status"] = change.status.value
+        moved = await Order.filter(cid_key=key, status=status.value, renew_due=int(renew)).using_db(conn).update(
+            updated_ms=now_ms, **columns)
+        if moved and change.status is not None:
+            await Pin.filter(cid_key=key).using_db(conn).update(status=change.status.pin_status.value)
+            order.update(status=change.status.value, error=None)
     return order
 
 
@@ -126,7 +129,7 @@ async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Qu
     await users.admit_address(conn, owner, address, created_ms)  # the same lock order as postgres_direct's
     order = await _ensure_order(conn, dialect, pin, created_ms)
     row = _new_row(pin, created_ms)
-    row["status"] = PIN_STATUS_OF_ORDER[order["status"]]
+    row["status"] = PIN_STATUS_OF_ORDER[order["status"]].value
     sql = _Sql(dialect)
     values = ", ".join(sql.arg(v) for v in (row["requestid"], owner, *list(row.values())[1:], size))
     inserted = await conn.execute_query_dict(
@@ -226,7 +229,7 @@ async def _release_order(conn: Any, key: str) -> None:
     keeps its row (what the chain holds) but is neither renewed nor polled while no pin wants it."""
     if await Pin.filter(cid_key=key).using_db(conn).exists():
         return
-    await Order.filter(cid_key=key, status__in=["queued", "failed"]).using_db(conn).delete()
+    await Order.filter(cid_key=key, status__in=[s.value for s in lifecycle.UNSENT]).using_db(conn).delete()
 
 
 async def delete_pin(owner: str, requestid: str) -> bool:

@@ -27,7 +27,8 @@ from typing import Any
 
 from tortoise.backends.base.client import TransactionalDBClient
 
-from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, RENEW_STOPPED
+from w3gate.ordering.lifecycle import NEW_ORDER, repin_keeps_order_sql
+from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER
 from w3gate.store.users import DAY_MS, AddressQuota
 
 CREATED_RETRIES = 50
@@ -38,6 +39,9 @@ _PIN_STATUS = "CASE o.status " + " ".join(
     f"WHEN '{order}' THEN '{pin}'" for order, pin in PIN_STATUS_OF_ORDER.items() if order != pin
 ) + " ELSE o.status END"
 
+# the pin is inserted only where a re-pin leaves the order as it is (w3gate.ordering.lifecycle.repin), else the
+# general path applies the change
+_ORDER_KEPT = repin_keeps_order_sql("o")
 # $1 order text, $2 content key, $3 created (ms), $4 request id, $5 owner, $6 cid as given, $7 name,
 # $8 origins (JSON), $9 meta (JSON), $10 meta keys, $11 meta values.
 # Every part sees the statement's snapshot: an order that another transaction commits meanwhile is neither
@@ -45,7 +49,7 @@ _PIN_STATUS = "CASE o.status " + " ".join(
 CREATE_PIN = f"""
 WITH new_order AS (
     INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms)
-    VALUES ($1::varchar, $2::varchar, 'queued', $3::bigint, $3::bigint)
+    VALUES ($1::varchar, $2::varchar, '{NEW_ORDER}', $3::bigint, $3::bigint)
     ON CONFLICT DO NOTHING
     RETURNING {ORDER_COLUMNS}
 ), o AS (
@@ -56,7 +60,7 @@ WITH new_order AS (
     INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta, size)
     SELECT $4::varchar, $5::varchar, $6::varchar, $2::varchar, $7::varchar, {_PIN_STATUS}, $3::bigint,
            $8::text, $9::text, $12::bigint
-    FROM o WHERE o.status <> 'failed' AND o.renew_due <> {RENEW_STOPPED}
+    FROM o WHERE {_ORDER_KEPT}
     RETURNING id, status
 ), meta AS (
     INSERT INTO pin_meta (pin_id, key, value)
@@ -72,10 +76,10 @@ SELECT o.*, pin.status AS pin_status FROM o LEFT JOIN pin ON TRUE
 # bytes are kept by the pins trigger, which runs after this statement. No row (a new user) or over a bound: nothing
 # is written, and the general path makes the row or says which bound (users.QuotaExceeded).
 CREATE_PIN_COUNTED = CREATE_PIN.replace(
-    """WITH new_order AS (
+    f"""WITH new_order AS (
     INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms)
-    VALUES ($1::varchar, $2::varchar, 'queued', $3::bigint, $3::bigint)""",
-    """WITH quota_ok AS (
+    VALUES ($1::varchar, $2::varchar, '{NEW_ORDER}', $3::bigint, $3::bigint)""",
+    f"""WITH quota_ok AS (
     SELECT 1 FROM users WHERE user_key = $5::varchar
       AND ($13::bigint = 0 OR pins < $13::bigint)
       AND ($14::bigint = 0 OR bytes + $12::bigint <= $14::bigint)
@@ -83,9 +87,9 @@ CREATE_PIN_COUNTED = CREATE_PIN.replace(
     FOR UPDATE
 ), new_order AS (
     INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms)
-    SELECT $1::varchar, $2::varchar, 'queued', $3::bigint, $3::bigint FROM quota_ok""",
+    SELECT $1::varchar, $2::varchar, '{NEW_ORDER}', $3::bigint, $3::bigint FROM quota_ok""",
 ).replace(
-    "FROM o WHERE o.status <> 'failed'", "FROM o WHERE EXISTS (SELECT FROM quota_ok) AND o.status <> 'failed'"
+    f"FROM o WHERE {_ORDER_KEPT}", f"FROM o WHERE EXISTS (SELECT FROM quota_ok) AND {_ORDER_KEPT}"
 ).replace(
     """), meta AS (""",
     """), counted AS (
@@ -114,7 +118,7 @@ CREATE_PIN_ADDRESSED = CREATE_PIN_COUNTED.replace(
     FOR UPDATE
 ), new_order AS (""",
 ).replace(
-    "'queued', $3::bigint, $3::bigint FROM quota_ok", "'queued', $3::bigint, $3::bigint FROM quota_ok "
+    f"'{NEW_ORDER}', $3::bigint, $3::bigint FROM quota_ok", f"'{NEW_ORDER}', $3::bigint, $3::bigint FROM quota_ok "
     "WHERE EXISTS (SELECT FROM address_ok)",
 ).replace(
     "FROM o WHERE EXISTS (SELECT FROM quota_ok)",

@@ -12,14 +12,14 @@ Faults: a node down or slow makes pins wait ("waiting for the IPFS node"), never
 fetcher retries with back-off. A fetch cut by a kill is resumed at start. At each (re)connection the node's pins
 are reconciled with the store: content w3gate holds that the node lost is fetched again (if still queued),
 content no longer needed is unpinned, and content the node had pinned before w3gate asked is never unpinned.
-It runs as leader work (w3gate.services.leader): one instance of a fleet fetches.
+It runs as leader work (w3gate.ordering.leader): one instance of a fleet fetches.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableSequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, MutableSequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
@@ -29,7 +29,8 @@ from w3gate.ipfs.addresses import NodeAddresses
 from w3gate.ipfs.kubo import CALL_TIMEOUT, Kubo, NodeError, NodeUnavailable
 from w3gate.ipfs.settings import IpfsSettings
 from w3gate.metrics import Metrics
-from w3gate.services.crust import CrustStatus, now_ms
+from w3gate.ordering import lifecycle
+from w3gate.ordering.status import now_ms
 from w3gate.store import ipfs_content as store
 from w3gate.store.db import Database
 
@@ -41,7 +42,7 @@ NODE_RETRY_MAX = 10.0  # seconds between tries to reach a node that is down, at 
 DELEGATES_EVERY = 300.0  # seconds between reads of the node's addresses for the delegates
 
 
-@dataclass
+@dataclass(frozen=True)
 class IpfsStatus:
     """What /healthz shows about the node (never the RPC URL's credentials)."""
 
@@ -50,15 +51,11 @@ class IpfsStatus:
     connected: bool = False
     peer_id: str | None = None
     hold: str = ""
-    delegates: list[str] = field(default_factory=list)
+    delegates: tuple[str, ...] = ()
     fetching: int = 0
-    held: dict[str, int] = field(default_factory=dict)
+    held: Mapping[str, int] = field(default_factory=dict)  # replaced, never changed in place
     last_error: str | None = None
     last_error_ms: int | None = None
-
-    def error(self, text: str) -> None:
-        self.last_error = text[:500]
-        self.last_error_ms = now_ms()
 
     def as_dict(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "rpc_url": self.rpc_url, "connected": self.connected,
@@ -68,9 +65,12 @@ class IpfsStatus:
 
 
 class Fetcher:
-    def __init__(self, db: Database, settings: IpfsSettings, status: IpfsStatus, crust: CrustStatus,
+    """The fetch stage of ordering; :attr:`status` shows the node. ``max_file_size``: the chain's limit (None
+    until the chain was reached)."""
+
+    def __init__(self, db: Database, settings: IpfsSettings, max_file_size: Callable[[], int | None],
                  delegates: MutableSequence[str], kubo: Kubo | None = None, metrics: Metrics | None = None) -> None:
-        self.db, self.settings, self.status, self.crust = db, settings, status, crust
+        self.db, self.settings, self.max_file_size = db, settings, max_file_size
         self.metrics = metrics or Metrics()
         self.kubo = kubo or Kubo(settings.rpc_url)
         self.delegates = delegates  # the PinService's list: replaced in place by the node's addresses
@@ -80,9 +80,18 @@ class Fetcher:
         self.tries: dict[str, int] = {}
         self.node_delay = 1.0
         self.wake = trio.Event()
-        status.enabled, status.hold = True, settings.hold
-        status.rpc_url = self.kubo.shown
-        status.delegates = list(delegates)
+        self._status = IpfsStatus(enabled=True, hold=settings.hold, rpc_url=self.kubo.shown,
+                                  delegates=tuple(delegates))
+
+    @property
+    def status(self) -> IpfsStatus:
+        return self._status
+
+    def _show(self, **changes: Any) -> None:
+        self._status = replace(self._status, **changes)
+
+    def error(self, text: str) -> None:
+        self._show(last_error=text[:500], last_error_ms=now_ms())
 
     # the loop ---------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -90,7 +99,7 @@ class Fetcher:
             async with trio.open_nursery() as nursery:
                 while True:
                     await self.step(nursery)
-                    with trio.move_on_after(POLL if self.status.connected else self.node_delay):
+                    with trio.move_on_after(POLL if self._status.connected else self.node_delay):
                         await self.wake.wait()
                     self.wake = trio.Event()
         finally:
@@ -100,7 +109,7 @@ class Fetcher:
     async def step(self, nursery: trio.Nursery) -> None:
         """Reach the node (reconciling at each connection), release what is no longer needed, start fetches."""
         try:
-            if not self.status.connected:
+            if not self._status.connected:
                 await self.connect()
             await self.release()
             free = self.settings.fetch_concurrency - len(self.busy)
@@ -108,31 +117,30 @@ class Fetcher:
                 for item in await self.db.run(store.due, free, now_ms(), list(self.busy)):
                     self.busy[item.key] = trio.CancelScope()
                     nursery.start_soon(self.fetch, item)
-            self.status.fetching = len(self.busy)
-            self.status.held = await self.db.run(store.counts)
+            self._show(fetching=len(self.busy), held=await self.db.run(store.counts))
         except NodeUnavailable as exc:
             self.lost(str(exc))
         except Exception as exc:  # noqa: BLE001 - the service keeps serving; pins wait
             log.exception("ipfs fetcher: unexpected %s", type(exc).__name__)
-            self.status.error(f"{type(exc).__name__}: {exc}")
+            self.error(f"{type(exc).__name__}: {exc}")
             self.node_delay = min(NODE_RETRY_MAX, self.node_delay * 2)
-            self.status.connected = False
+            self._show(connected=False)
 
     def lost(self, why: str) -> None:
-        if self.status.connected or self.status.last_error != why:
+        if self._status.connected or self._status.last_error != why:
             log.warning("ipfs node unavailable (%s); pins wait; retrying in %.0f s", why, self.node_delay)
-        self.status.connected = False
-        self.status.error(why)
+        self._show(connected=False)
+        self.error(why)
         self.node_delay = min(NODE_RETRY_MAX, self.node_delay * 2)
 
     async def connect(self) -> None:
         ident = await self.kubo.id()
-        self.status.peer_id = str(ident.get("ID", ""))
-        self.delegates[:] = self.status.delegates = self.addresses.learn(ident)
+        self.delegates[:] = learned = self.addresses.learn(ident)
+        self._show(peer_id=str(ident.get("ID", "")), delegates=tuple(learned))
         await self.reconcile()
-        self.status.connected = True
+        self._show(connected=True)
         self.node_delay = 1.0
-        log.info("ipfs node %s (%s) connected; delegates: %s", self.kubo.shown, self.status.peer_id,
+        log.info("ipfs node %s (%s) connected; delegates: %s", self.kubo.shown, self._status.peer_id,
                  ", ".join(self.delegates) or "none")
 
     async def reconcile(self) -> None:
@@ -190,7 +198,7 @@ class Fetcher:
             if outcome != "fetched":  # a success is counted with its size where it is known
                 self.metrics.fetch_ended(outcome)
             self.busy.pop(item.key, None)
-            self.status.fetching = len(self.busy)
+            self._show(fetching=len(self.busy))
             self.wake.set()
 
     def _backoff(self, key: str) -> float:
@@ -242,13 +250,12 @@ class Fetcher:
         # the chain's limit is unknown until the chain is reached: the content is recorded as held all the same
         # (it is on the node: never asked for again, released by the hold mode) and the submitter, which claims
         # only once connected, refuses an order at or over the limit before sending it
-        cap = self.crust.max_file_size
-        if cap is not None and size >= cap:
+        cap = self.max_file_size()
+        refused = lifecycle.too_large(size, cap)
+        if refused is not None:
             if ours:
                 await self.kubo.pin_rm(item.cid)
-            await self.db.run(store.give_up, item.key, (
-                f"the content is {size} bytes, at or over the chain's maximum file size ({cap} bytes): not ordered"),
-                now_ms())
+            await self.db.run(store.give_up, item.key, refused, now_ms())
             log.warning("ipfs fetch of %s: %d bytes is at or over MaximumFileSize %d: failed", item.cid, size, cap)
             return "too_large"
         await self.db.run(store.fetched, item.key, size, now_ms())
@@ -265,24 +272,24 @@ class Fetcher:
         return "fetched"
 
 
-def ipfs_tasks(db: Database, settings: IpfsSettings, status: IpfsStatus, crust: CrustStatus,
-               delegates: MutableSequence[str], metrics: Metrics | None = None) -> tuple[list[Any], list[Any]]:
-    """The node's tasks (each runs forever in the service's nursery): (the fetcher: leader work, so that one
-    instance of a fleet fetches; the delegates' refresh: every instance). Both empty without a node, and the
-    start-up log says what is then not guaranteed."""
+def ipfs_tasks(db: Database, settings: IpfsSettings, max_file_size: Callable[[], int | None],
+               delegates: MutableSequence[str], metrics: Metrics | None = None) -> tuple[Fetcher | None, list[Any]]:
+    """The node's work: (the fetcher, whose ``run`` is leader work, so that one instance of a fleet fetches; the
+    delegates' refresh, a task for every instance). None and [] without a node, and the start-up log says what is
+    then not guaranteed."""
     if not settings.enabled:
         log.warning(
             "no IPFS node ([ipfs] rpc_url unset): CIDs are ordered on Crust as given, at [crust] default_file_size, "
             "without w3gate seeing the content; nothing makes sure it exists or that Crust's nodes can fetch it, "
             "and PinStatus delegates are the configured ones"
         )
-        return [], []
-    fetcher = Fetcher(db, settings, status, crust, delegates, metrics=metrics)
+        return None, []
+    fetcher = Fetcher(db, settings, max_file_size, delegates, metrics=metrics)
 
     async def delegates_task() -> None:
         await keep_delegates(settings, delegates)
 
-    return [fetcher.run], [delegates_task]
+    return fetcher, [delegates_task]
 
 
 async def keep_delegates(settings: IpfsSettings, delegates: MutableSequence[str]) -> None:

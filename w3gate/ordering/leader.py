@@ -15,7 +15,7 @@ block each other), on a connection of its own. Two submitters of one account wou
   (the leader's checks keep the session busy far more often), TCP keepalives and ``tcp_user_timeout``. The
   leader stops by ``3/8 leader_timeout`` after its last good check, so it is gone before another can start.
 - Taking over, the new leader frees the claims its predecessor left unrecorded (nothing of them was sent) and
-  settles its recorded batches (w3gate.services.submitter): no order lost, none placed twice.
+  settles its recorded batches (w3gate.ordering.submitter): no order lost, none placed twice.
 
 SQLite is one instance by construction (:mod:`w3gate.store.single_instance`): it is always the leader.
 The role changes in one place only, :meth:`Leadership._set_role`.
@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from w3gate.services.crust import CrustStatus, now_ms
+from w3gate.ordering.status import now_ms
 from w3gate.store import orders
 from w3gate.store.bridge import AsyncioThread
 from w3gate.store.db import Database
@@ -52,8 +52,9 @@ def lock_key(account: str) -> int:
 class Leadership:
     """Elects this instance leader (or not) and runs the chain work only while it is."""
 
-    def __init__(self, db: Database, status: CrustStatus, timeout: float) -> None:
-        self.db, self.status, self.timeout = db, status, timeout
+    def __init__(self, db: Database, timeout: float) -> None:
+        self.db, self.timeout = db, timeout
+        self._role: str | None = None  # None while there is no chain work (ordering off)
         self.retry = min(MAX_RETRY, timeout / 4)
         self.check_every = min(MAX_CHECK_EVERY, timeout / 8)
         self.check_time = min(MAX_CHECK_TIME, timeout / 4)
@@ -63,21 +64,27 @@ class Leadership:
 
     def _set_role(self, role: str | None, why: str = "") -> None:
         """The one place the role changes."""
-        if role == self.status.role:
+        if role == self._role:
             return
-        self.status.role = role
+        self._role = role
         if role is not None:
             log.log(logging.INFO if role == LEADER else logging.WARNING, "ordering role: %s%s", role,
                     f" ({why})" if why else "")
 
-    def run_when_leader(self, tasks: list[Task]) -> list[Task]:
-        """The chain work as the service's tasks: as they are on SQLite, else one task that elects."""
+    @property
+    def role(self) -> str | None:
+        """``leader`` or ``standby`` (None while there is no chain work)."""
+        return self._role
+
+    def run_when_leader(self, tasks: list[Task], account: str) -> list[Task]:
+        """The chain work of the ordering ``account`` as the service's tasks: as they are on SQLite, else one task
+        that elects."""
         if not tasks:
             return []
         if self.db.dialect == "sqlite":
             self._set_role(LEADER, "SQLite: a single instance")
             return tasks
-        return [lambda: self._elect(tasks)]
+        return [lambda: self._elect(tasks, account)]
 
     async def check(self) -> None:
         """Go on only as the leader: called before a batch is recorded (and so sent). Not the leader any more
@@ -94,8 +101,8 @@ class Leadership:
         if self._work_scope is not None:
             self._work_scope.cancel()
 
-    async def _elect(self, tasks: list[Task]) -> None:
-        key = lock_key(self.status.account or "")
+    async def _elect(self, tasks: list[Task], account: str) -> None:
+        key = lock_key(account)
         lock = _PgLock(self.db.url, key, self.timeout, AsyncioThread("w3gate-leader"))
         try:
             while True:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -30,8 +31,12 @@ import trio
 from w3gate.crust.chain import ChainClient, MarketCall
 from w3gate.crust.errors import BAD_PROOF, EXHAUSTS, PAYMENT, TxRejected
 from w3gate.crust.settings import CrustSettings, OrderTooLarge, order_size
-from w3gate.services.budget import within_budget
-from w3gate.services.crust import Connection, CrustStatus, notify_webhook, now_ms
+from w3gate.ordering import lifecycle
+from w3gate.ordering.budget import Budget
+from w3gate.ordering.connection import ChainConnection
+from w3gate.ordering.lifecycle import BatchCall, Outcome, RecordedBatch, Verdict
+from w3gate.ordering.status import LastError, SubmitterStatus, now_ms
+from w3gate.ordering.webhook import notify_webhook
 from w3gate.store import orders
 from w3gate.store.db import Database
 
@@ -45,9 +50,13 @@ COUNTS_EVERY_MS = 30_000  # the /healthz order counts scan the orders table: not
 
 
 class Submitter:
-    def __init__(self, db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection,
+    """Places and renews orders, one batch at a time; :attr:`status` shows the account, pauses and counts."""
+
+    def __init__(self, db: Database, settings: CrustSettings, conn: ChainConnection, budget: Budget | None = None,
                  guard: Callable[[], Awaitable[None]] | None = None, fetched_only: bool = False) -> None:
-        self.db, self.settings, self.status, self.conn = db, settings, status, conn
+        self.db, self.settings, self.conn = db, settings, conn
+        self.budget = budget or Budget(db, 0)  # [limits] cru_per_day
+        self._status = SubmitterStatus()
         self.guard = guard  # cancels this task unless the instance still leads ordering
         self.fetched_only = fetched_only  # an IPFS node fetches and measures content before it is ordered
         self.next_nonce = 0
@@ -61,10 +70,21 @@ class Submitter:
     def client(self) -> ChainClient:
         return self.conn.client
 
+    @property
+    def status(self) -> SubmitterStatus:
+        return self._status
+
+    def _show(self, **changes: Any) -> None:
+        self._status = replace(self._status, **changes)
+
+    def error(self, text: str) -> None:
+        self._show(error=LastError.now(text))
+
     async def run(self) -> None:
         async def once() -> float:
             await self.conn.call(self.client.check_runtime)
-            self.status.spec_version = self.client.spec_version
+            if self.client.spec_version != self.conn.status.spec_version:
+                self.conn.runtime_read()
             return 0 if await self.step() else self.settings.order_interval
 
         await self.conn.keep_running(once)
@@ -75,17 +95,14 @@ class Submitter:
         self.pauses += 1
         delay = max(self.settings.order_interval, self.settings.retry_delay(self.pauses))
         self.paused_until = trio.current_time() + delay
-        self.status.paused = reason[:500]
-        self.status.paused_until_ms = now_ms() + int(delay * 1000)
-        self.status.error(reason)
+        self._show(paused=reason[:500], paused_until_ms=now_ms() + int(delay * 1000), error=LastError.now(reason))
         log.warning("crust ordering paused for %.0f s: %s", delay, reason)
 
     def resume(self) -> None:
-        if self.status.paused is not None:
-            log.info("crust ordering resumed (was paused: %s)", self.status.paused)
+        if self._status.paused is not None:
+            log.info("crust ordering resumed (was paused: %s)", self._status.paused)
         self.pauses = 0
-        self.status.paused = None
-        self.status.paused_until_ms = None
+        self._show(paused=None, paused_until_ms=None)
 
     # one step -----------------------------------------------------------------------------------
     async def step(self) -> bool:
@@ -95,14 +112,14 @@ class Submitter:
         now = now_ms()
         await self.db.run(orders.release_stale_claims, now - STALE_CLAIM_MS, now)
         if now - self.counted_ms >= COUNTS_EVERY_MS:
-            self.status.counts = await orders.counts(self.db)
+            self._show(counts=await orders.counts(self.db))
             self.counted_ms = now
         if trio.current_time() < self.paused_until:
             return False
-        if not await within_budget(self.db, self.status):  # [limits] cru_per_day
+        if not await self.budget.allows_batch():  # [limits] cru_per_day
             return False
         account = await self.conn.call(self.client.account)
-        self.status.free_balance, self.status.usable_balance = account.free, account.usable
+        self._show(free_balance=account.free, usable_balance=account.usable)
         if not await self.balance_ok(account.free):
             return False
         if not await self.conn.call(self.client.market_enabled):
@@ -153,14 +170,13 @@ class Submitter:
                     "event": "crust.balance_low", "free_balance": str(account.free),
                     "usable_balance": str(account.usable), "batch_cost": str(cost)})
                 return False
-            tx = {"hash": signed.tx_hash, "nonce": nonce, "extrinsic": signed.extrinsic,
-                  "start_block": signed.start_block, "era_end": signed.era_end, "spec_version": signed.spec_version}
-            calls_json = [i[0] if not isinstance(i, MarketCall) else
-                          {"cid": i.cid, "call": i.call, "amount": str(i.amount)} for i in items]
+            batch: tuple[BatchCall, ...] = tuple(i[0] if not isinstance(i, MarketCall) else i for i in items)
+            tx = RecordedBatch(signed.tx_hash, nonce, signed.extrinsic, signed.start_block, signed.era_end,
+                               signed.spec_version, batch)
             if self.guard is not None:  # the last moment to find out another instance may be ordering now
                 await self.guard()
             await self.db.run(orders.record_tx, token, tx, [c.cid for c in claimed], now_ms(), costs,
-                              self.client.renewal, calls_json)
+                              self.client.renewal, batch)
         except orders.ClaimLost as exc:
             log.warning("crust batch abandoned before sending: %s", exc)
             await self.db.run(orders.release_claim, token, now_ms())
@@ -169,17 +185,16 @@ class Submitter:
             with trio.CancelScope(shield=True):
                 await self.db.run(orders.release_claim, token, now_ms())
             raise
-        self.status.last_batch_cost = cost
+        self._show(last_batch_cost=cost)
         log.info("crust batch of %d calls for %d CIDs signed (nonce %d, cost %d, %s)", len(items), len(claimed),
                  nonce, cost, signed.tx_hash)
-        tx["cids"] = calls_json
         await self.settle(tx, fresh=True)
         return True
 
     async def balance_ok(self, free: int) -> bool:
         low = free < self.settings.min_balance
-        if low != self.status.below_minimum:
-            self.status.below_minimum = low
+        if low != self._status.below_minimum:
+            self._show(below_minimum=low)
             payload = {"event": "crust.balance_low" if low else "crust.balance_ok", "account": self.client.address,
                        "free_balance": str(free), "min_balance": str(self.settings.min_balance)}
             if low:
@@ -190,33 +205,32 @@ class Submitter:
             await notify_webhook(self.settings.webhook, payload)
         return not low
 
-    async def _resolve(self, tx: dict[str, Any], outcome: dict[str, tuple[str, str | None]],
-                       block: int | None) -> dict[str, int]:
-        counts = await self.db.run(orders.resolve_tx, tx["hash"], outcome, block, now_ms(),
+    async def _resolve(self, tx: RecordedBatch, outcome: dict[str, Outcome], block: int | None) -> dict[str, int]:
+        counts = await self.db.run(orders.resolve_tx, tx.hash, outcome, block, now_ms(),
                                    self.settings.max_attempts, self.delays)
         self.conn.metrics.order_verdicts(counts)
         return counts
 
-    async def settle(self, tx: dict[str, Any], *, fresh: bool) -> None:
+    async def settle(self, tx: RecordedBatch, *, fresh: bool) -> None:
         """Follow a recorded extrinsic until it is in a finalized block (apply per-item results) or provably
         dead. ``fresh``: signed in this process and never sent, so a refusal means no pool holds it."""
-        calls: list[Any] = tx["cids"]  # the batch's calls in order (see orders.record_tx)
-        cids = orders.batch_cids(calls)
-        scanned = int(tx["start_block"]) - 1
+        calls = list(tx.calls)
+        cids = tx.cids
+        scanned = tx.start_block - 1
         sent = False
         while True:
-            found, final = await self.conn.call(self.client.find_inclusion, tx["hash"], scanned + 1)
+            found, final = await self.conn.call(self.client.find_inclusion, tx.hash, scanned + 1)
             if found is not None:
                 results = await self.conn.call(self.client.batch_outcome, found, len(calls))
                 outcome = per_cid(calls, results)
                 counts = await self._resolve(tx, outcome, found.block)
-                self.next_nonce = max(self.next_nonce, int(tx["nonce"]) + 1)
-                self.status.orders_placed += counts["ok"]
+                self.next_nonce = max(self.next_nonce, tx.nonce + 1)
+                self._show(orders_placed=self._status.orders_placed + counts["ok"])
                 log.info("crust batch %s in block %d: %d placed or renewed, %d topped up, %d failed, %d paused, "
-                         "%d re-queued", tx["hash"], found.block, counts["ok"], counts["topped"], counts["fail"],
+                         "%d re-queued", tx.hash, found.block, counts["ok"], counts["topped"], counts["fail"],
                          counts["pause"], counts["requeue"])
                 if counts["pause"]:
-                    reason = next(r for v, r in results if v == "pause")
+                    reason = next(r for v, r in results if v == Verdict.PAUSE)
                     self.pause(f"the chain refused orders for a reason not of the CIDs' making ({reason}); "
                                f"{counts['pause']} re-queued without an attempt charged")
                 elif counts["ok"] or counts["topped"]:
@@ -225,49 +239,49 @@ class Submitter:
             scanned = final
             if await self.outdated(tx, final):
                 return
-            if final >= int(tx["era_end"]):
+            if final >= tx.era_end:
                 # mortal and dead in a finalized block: it can never be included, so its orders are queued again
-                await self._resolve(tx, {c: ("requeue", None) for c in cids}, None)
-                log.warning("crust batch %s expired unincluded; %d orders re-queued", tx["hash"], len(cids))
+                await self._resolve(tx, {c: Outcome(Verdict.REQUEUE) for c in cids}, None)
+                log.warning("crust batch %s expired unincluded; %d orders re-queued", tx.hash, len(cids))
                 return
             if not sent:
                 try:
-                    await self.conn.call(self.client.submit, tx["extrinsic"])
+                    await self.conn.call(self.client.submit, tx.extrinsic)
                 except TxRejected as exc:
                     if not exc.in_pool and fresh:
                         await self.refused(tx, exc)
                         return
                     if not exc.in_pool:
                         log.warning("crust batch %s refused on re-sending (%s): another node may hold it; waiting "
-                                    "for its era to end at block %s", tx["hash"], exc, tx["era_end"])
+                                    "for its era to end at block %s", tx.hash, exc, tx.era_end)
                 sent = True
             await trio.sleep(self.settings.block_poll)
 
-    async def outdated(self, tx: dict[str, Any], final: int) -> bool:
+    async def outdated(self, tx: RecordedBatch, final: int) -> bool:
         """Re-queue (no attempt charged) a batch signed for a runtime that a finalized block replaced: the spec
         version is part of the signed payload (CheckSpecVersion), so once the runtime is newer it can never be
         included, and it was in no block up to ``final`` (scanned): no need to wait for its era to end."""
-        signed = tx.get("spec_version")
+        signed = tx.spec_version
         if signed is None:  # recorded before spec versions were: its era decides
             return False
         now = await self.conn.call(self.client.spec_at, final)
-        if now is None or now <= int(signed):
+        if now is None or now <= signed:
             return False
         reason = f"signed for runtime spec {signed}, replaced by spec {now} before it was included: re-signed"
-        cids = orders.batch_cids(tx["cids"])
-        await self._resolve(tx, {c: ("pause", reason) for c in cids}, None)
-        log.warning("crust batch %s: %s; %d orders re-queued without an attempt charged", tx["hash"], reason, len(cids))
+        cids = tx.cids
+        await self._resolve(tx, {c: Outcome(Verdict.PAUSE, reason) for c in cids}, None)
+        log.warning("crust batch %s: %s; %d orders re-queued without an attempt charged", tx.hash, reason, len(cids))
         return True
 
-    async def refused(self, tx: dict[str, Any], exc: TxRejected) -> None:
+    async def refused(self, tx: RecordedBatch, exc: TxRejected) -> None:
         """The node refused a batch no pool holds: re-queue it free, and pause (or fix what the kind says)."""
         reason = f"the node refused the order batch ({exc.kind}, code {exc.code}): {exc}"
-        await self._resolve(tx, {c: ("pause", reason) for c in orders.batch_cids(tx["cids"])}, None)
-        self.status.error(reason)
+        await self._resolve(tx, {c: Outcome(Verdict.PAUSE, reason) for c in tx.cids}, None)
+        self.error(reason)
         if exc.kind == EXHAUSTS:
-            self.batch_cap = max(1, len(tx["cids"]) // 2)
+            self.batch_cap = max(1, len(tx.calls) // 2)
             log.warning("crust batch of %d orders does not fit a block; batches now of at most %d",
-                        len(tx["cids"]), self.batch_cap)
+                        len(tx.calls), self.batch_cap)
             return
         if exc.kind == BAD_PROOF:  # signed for another runtime version: read the runtime again before re-signing
             await self.conn.call(self.client.close)
@@ -315,21 +329,18 @@ def cost_per_cid(items: list[Any], prices: list[int], fee: int) -> dict[str, int
     return costs
 
 
-_WORST = ("fail", "pause", "requeue", "ok")  # a CID with several calls takes the worst of their verdicts
-
-
-def per_cid(calls: list[Any], results: list[tuple[str, str | None]]) -> dict[str, tuple[str, str | None]]:
-    """Per-call verdicts -> one per CID. A renewal whose calls were only a prepaid top-up is "topped"."""
-    out: dict[str, tuple[str, str | None]] = {}
+def per_cid(calls: list[BatchCall], results: list[tuple[str, str | None]]) -> dict[str, Outcome]:
+    """Per-call verdicts -> one per CID (the worst of its calls'). A renewal whose calls were only a prepaid top-up
+    is TOPPED."""
+    said: dict[str, list[Outcome]] = {}
     topped: dict[str, bool] = {}
-    for call, result in zip(calls, results, strict=True):
-        cid = orders.call_cid(call)
-        topped[cid] = topped.get(cid, True) and not isinstance(call, str) and call["call"] == "add_prepaid"
-        if cid not in out or _WORST.index(result[0]) < _WORST.index(out[cid][0]):
-            out[cid] = result
-    return {cid: ("topped", None) if v[0] == "ok" and topped[cid] else v for cid, v in out.items()}
-
-
-async def run_submitter(db: Database, settings: CrustSettings, status: CrustStatus, conn: Connection,
-                        guard: Callable[[], Awaitable[None]] | None = None, fetched_only: bool = False) -> None:
-    await Submitter(db, settings, status, conn, guard, fetched_only).run()
+    for call, (verdict, reason) in zip(calls, results, strict=True):
+        cid = lifecycle.call_cid(call)
+        topped[cid] = topped.get(cid, True) and isinstance(call, MarketCall) and call.call == "add_prepaid"
+        said.setdefault(cid, []).append(Outcome(Verdict(verdict), reason))
+    out: dict[str, Outcome] = {}
+    for cid, outcomes in said.items():
+        worst = lifecycle.worst([o.verdict for o in outcomes])
+        first = next(o for o in outcomes if o.verdict == worst)  # the first call with that verdict gives the reason
+        out[cid] = Outcome(Verdict.TOPPED) if worst == Verdict.OK and topped[cid] else first
+    return out
