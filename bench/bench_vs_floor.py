@@ -17,6 +17,7 @@ not absolute figures. Needs wrk, node and npm; PostgreSQL's server binaries for 
 
     python bench/bench_vs_floor.py                       # 3 rounds of 5 s, 10,000 pins
     python bench/bench_vs_floor.py --rounds 1 --no-mock --py-spy build/profiles   # py-spy profiles of w3gate
+    python bench/bench_vs_floor.py --baseline /tmp/w3gate-before   # also an earlier tree (git archive) on SQLite
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class Postgres:
 
 def start(name: str, cmd: list[str], ready: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     out = open(log, "ab")
-    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+    # run from the log's folder: ``python -m`` puts the working directory first on sys.path, ahead of PYTHONPATH
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, cwd=log.parent)
     out.close()
     try:
         wait_ready(ready, proc)
@@ -134,6 +136,8 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true", help="leave w3gate on PostgreSQL out")
     parser.add_argument("--no-mock", action="store_true", help="leave the npm mock out")
     parser.add_argument("--npm-dir", type=Path, default=NPM_DIR, help="where the npm mock is installed")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also run w3gate SQLite from this source tree (e.g. an earlier commit's), as a column")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="record py-spy profiles of the Python services' runs into DIR (they then run slower)")
     parser.add_argument("--py-spy-format", default="raw", choices=("raw", "speedscope", "flamegraph"),
@@ -160,6 +164,8 @@ def main() -> None:
             servers["npm mock"] = (proc, base + "/pins", f"Bearer {MOCK_TOKEN}")
             fill_mock(base, args.pins)
         databases = {"w3gate SQLite": f"sqlite://{work / 'sqlite' / 'w3gate.sqlite3'}"}
+        if args.baseline:
+            databases["baseline SQLite"] = f"sqlite://{work / 'baseline' / 'w3gate.sqlite3'}"
         if not args.no_postgres:
             try:
                 pg_url = args.postgres or (pg := Postgres()).url
@@ -168,12 +174,14 @@ def main() -> None:
                 print(f"PostgreSQL left out: {exc}")
         owner = owner_of(token)
         for name, db_url in databases.items():
-            data_dir = work / name.split()[-1].lower()
+            data_dir = work / ("baseline" if name.startswith("baseline") else name.split()[-1].lower())
             data_dir.mkdir(exist_ok=True)
             fill(db_url, owner, args.pins)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             env = {**os.environ, "W3GATE_DATABASE_URL": db_url, "W3GATE_LOG_LEVEL": "info", **UNBINDING_LIMITS}
+            if name.startswith("baseline"):
+                env["PYTHONPATH"] = str(args.baseline.resolve())
             proc = start(name, [sys.executable, "-m", "w3gate", "serve", "--port", str(port), "--data-dir",
                                 str(data_dir)], base + "/healthz", data_dir / "server.log", env)
             servers[name] = (proc, base + "/psa/pins", token)
@@ -208,7 +216,7 @@ def run_rounds(servers: dict, args: argparse.Namespace, work: Path) -> dict[str,
                 if args.py_spy and name != "npm mock":
                     args.py_spy.mkdir(parents=True, exist_ok=True)
                     suffix = {"raw": "txt", "speedscope": "json", "flamegraph": "svg"}[args.py_spy_format]
-                    out = args.py_spy / f"{name.split()[-1].lower()}-{method.lower()}-{r + 1}.{suffix}"
+                    out = args.py_spy / f"{name.replace(' ', '-').lower()}-{method.lower()}-{r + 1}.{suffix}"
                     spy = subprocess.Popen([py_spy(), "record", "--pid", str(proc.pid), "--format", args.py_spy_format,
                                             "--rate", "250", "-o", str(out)],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -245,6 +253,12 @@ def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, 
         print(f"\nPostgreSQL CPU per request / SQLite's (the service process; PostgreSQL's own server not counted): "
               f"GET {ratio('w3gate PostgreSQL', 'GET', 'cpu_us', sqlite):.2f}, "
               f"POST {ratio('w3gate PostgreSQL', 'POST', 'cpu_us', sqlite):.2f}")
+    if "baseline SQLite" in results:
+        base = results["baseline SQLite"]
+        now = "w3gate SQLite"
+        print(f"w3gate SQLite / baseline SQLite: req/s GET {ratio(now, 'GET', 'rps', base):.2f}, "
+              f"POST {ratio(now, 'POST', 'rps', base):.2f}; CPU per request GET "
+              f"{ratio(now, 'GET', 'cpu_us', base):.2f}, POST {ratio(now, 'POST', 'cpu_us', base):.2f}")
     if "npm mock" in results:
         print(f"w3gate SQLite / npm mock, req/s: GET {ratio('w3gate SQLite', 'GET', 'rps', results['npm mock']):.2f}, "
               f"POST {ratio('w3gate SQLite', 'POST', 'rps', results['npm mock']):.2f}")
