@@ -48,7 +48,7 @@ def main() -> None:
                    **UNBINDING_LIMITS}
             base = f"http://127.0.0.1:{port}"
             proc = start_process(["-m", "w3gate", "serve", "--port", str(port), "--data-dir", str(work / name)],
-                                 base + "/healthz", env)
+                                 base + "/healthz", env, cwd=work / name)  # not the caller's tree
             servers[name] = (proc, base)
         print(f"A = {args.a}, B = {args.b}; {args.pins} pins, {args.connections} connections, {args.seconds} s runs")
         print(f"{'request':<30} {'round':>5} {'A req/s':>8} {'B req/s':>8} {'B/A':>6} {'A cpu us':>8} {'B cpu us':>8} "

@@ -174,8 +174,10 @@ REQUESTS = (  # label, path, wrk script
 )
 
 
-def start_process(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, *args], env=env)
+def start_process(args: list[str], ready_url: str, env: dict[str, str] | None = None,
+                  cwd: Path | None = None) -> subprocess.Popen:
+    """Start ``python args`` (in ``cwd``: ``python -m`` puts the working directory ahead of PYTHONPATH)."""
+    proc = subprocess.Popen([sys.executable, *args], env=env, cwd=cwd)
     wait_ready(ready_url, proc)
     return proc
 

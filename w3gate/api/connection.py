@@ -217,7 +217,7 @@ class Connection(TrioASGIHTTPConnection):
 
 
 def _declares_body(request: Request) -> bool:
-    return bool(request.content_length) or "Transfer-Encoding" in request.headers
+    return bool(request.content_length) or bool(request.headers.getlist("Transfer-Encoding"))  # getlist: no KeyError
 
 
 def _timeout(response: Any, default: float | None) -> float:
