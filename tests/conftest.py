@@ -106,7 +106,7 @@ SLOW_MARKS = ("devchain", "compliance", "binary")
 SLOW_MODULES = {
     "test_auth_fairness", "test_binary", "test_cli", "test_compliance", "test_database_faults", "test_deploy_backup",
     "test_deploy_proxy", "test_deploy_rolling", "test_deploy_systemd", "test_edge_open_internet", "test_http_edge",
-    "test_leader_failover", "test_limits_address", "test_metrics", "test_plugins_example",
+    "test_leader_failover", "test_metrics", "test_plugins_example",
     "test_plugins_http", "test_webpage",
 }
 
