@@ -25,7 +25,7 @@ from w3gate.server import Service, compose, log_start_hints
 from w3gate.store.db import configure_sql_log
 
 # Tortoise ORM keeps one database context per process: one in-process service at a time (start_app starts
-# a process for a second one, and for the tests' own store while one runs)
+# a process for a second one), and no store of the test's own may be open while it runs
 _one_at_a_time = threading.Lock()
 CLIENT = ("127.0.0.1", 50000)  # the peer address the app sees (a direct client on loopback, as in the process)
 

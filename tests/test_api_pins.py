@@ -1,4 +1,5 @@
-"""The Pinning Service API over real HTTP against a running ``w3gate serve``."""
+"""The Pinning Service API against the service's app: in-process (tests/inprocess.py), or a running
+``w3gate serve`` when W3GATE_TEST_COMMAND names a build (the binary pass) and where a test needs a process."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Limits, access lists and `w3gate users` (issue 10), over real HTTP against running `w3gate serve`
-processes, on SQLite and (pass 2) PostgreSQL; the CLI changes a running service's users."""
+"""Limits, access lists and `w3gate users` (issue 10), against the service's app (in-process; a `w3gate serve`
+process where `w3gate users` changes the running service's users), on SQLite and (pass 2) PostgreSQL."""
 
 from __future__ import annotations
 

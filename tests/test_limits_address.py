@@ -1,4 +1,4 @@
-"""Limits per client address, over real HTTP against running `w3gate serve` processes, on SQLite and
+"""Limits per client address, against the service's app (in-process; `w3gate serve` on the binary pass), on SQLite and
 (pass 2) PostgreSQL: a key costs nothing to make, so what one address gets through its keys is bounded
 (new identities and pins per UTC day, requests per minute), the day counts hold across a restart and
 under concurrent requests; a pin's meta is capped in bytes; POST /auth/revoke is a counted request; an

@@ -1,6 +1,7 @@
 """One secp256k1 key is one user whether it signs as ``eth-`` (its address) or as a Substrate ECDSA key (its
 33-byte compressed key, or the account id polkadot.js shows, blake2-256 of that key): the same pins, the same
-limits, the same ``[access]`` entries, over real HTTP against ``w3gate serve`` on the database under test."""
+limits, the same ``[access]`` entries, against the service's app (in-process; ``w3gate serve`` on the binary
+pass) on the database under test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Bound tokens (docs/tokens.md) made by real wallet libraries, over real HTTP against ``w3gate serve``.
+"""Bound tokens (docs/tokens.md) made by real wallet libraries, against the service's app (in-process;
+``w3gate serve`` on the binary pass and where a command reaches it over HTTP).
 
 The messages are written here as each producer writes them (the ``siwe`` package for Ethereum, Talisman's
 SIWS layout, Phantom's Sign-In with Solana layout) and signed with eth-account, substrate-interface and
