@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Server, new_postgres_database, start_server_process, substrate_token
+from helpers import Server, new_postgres_database, start_app, start_server_process, substrate_token
 
 from w3gate.store.db import Database
 
@@ -46,7 +46,18 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Any]:
     """Factory: ``start_server(env=..., args=...)`` starts ``w3gate serve`` on a free loopback port."""
-    servers: list[Server] = []
+    yield from _servers(tmp_path, start_server_process)
+
+
+@pytest.fixture
+def start_app_server(tmp_path: Path) -> Iterator[Any]:
+    """Factory: ``start_app_server(env=..., args=...)`` starts the service for a test of the app alone: in this
+    process (no socket, no process start), or as ``w3gate serve`` when W3GATE_TEST_COMMAND names a build."""
+    yield from _servers(tmp_path, start_app)
+
+
+def _servers(tmp_path: Path, start_one: Any) -> Iterator[Any]:
+    servers: list[Any] = []
     db_of_dir: dict[Path, str | None] = {}
 
     def start(*, env: dict[str, str] | None = None, args: list[str] | tuple[str, ...] = (),
@@ -58,7 +69,7 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
             if data_dir not in db_of_dir:
                 db_of_dir[data_dir] = database_url_for_test()
             kw["database_url"] = db_of_dir[data_dir]
-        server = start_server_process(env=env, args=args, data_dir=data_dir, **kw)
+        server = start_one(env=env, args=args, data_dir=data_dir, **kw)
         servers.append(server)
         return server
 
@@ -72,8 +83,9 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def server(start_server: Any) -> Server:
-    return start_server()
+def server(start_app_server: Any) -> Server:
+    """The service with the test settings, for a test of the app (see ``start_app_server``)."""
+    return start_app_server()
 
 
 @pytest.fixture
@@ -86,10 +98,28 @@ def other_token() -> str:
     return substrate_token("//Bob")
 
 
+# the slow tier (``tests/run --fast`` leaves it out): tests that start w3gate or other processes (the Crust
+# devchain, IPFS nodes, the conformance suite, a browser, deploy tools), found by the fixtures and marks that
+# start them, or by module for modules whose own fixtures do
+SLOW_FIXTURES = {"start_server", "devchain", "relay", "ordering_account", "crust_db", "devnode", "two_nodes", "node"}
+SLOW_MARKS = ("devchain", "compliance", "binary")
+SLOW_MODULES = {
+    "test_auth_fairness", "test_binary", "test_cli", "test_compliance", "test_database_faults", "test_deploy_backup",
+    "test_deploy_proxy", "test_deploy_rolling", "test_deploy_systemd", "test_edge_open_internet", "test_http_edge",
+    "test_leader_failover", "test_metrics", "test_plugins_example",
+    "test_plugins_http", "test_webpage",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the PostgreSQL pass, leave out the service-level Crust tests: their store is SQLite whatever the
-    pass (``crust_db``), so they would repeat the SQLite pass's run on the same runtime exactly; and the modules
-    marked ``no_database``, whose outcome does not depend on the database."""
+    """Mark the slow tier (above); then, on the PostgreSQL pass, leave out the service-level Crust tests: their
+    store is SQLite whatever the pass (``crust_db``), so they would repeat the SQLite pass's run on the same
+    runtime exactly; and the modules marked ``no_database``, whose outcome does not depend on the database."""
+    for item in items:
+        if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or any(item.get_closest_marker(mark) for mark in SLOW_MARKS)
+                or item.module is not None and item.module.__name__ in SLOW_MODULES):
+            item.add_marker(pytest.mark.slow)
     if not POSTGRES:
         return
     repeats = [item for item in items if "crust_db" in getattr(item, "fixturenames", ())

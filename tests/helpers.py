@@ -122,6 +122,52 @@ class Server:
         headers = {"Authorization": token} if token else {}
         return httpx.Client(base_url=self.psa_url, headers=headers, timeout=30, **kw)
 
+    # one request, as httpx.get() etc.: tests written against these run on this process or, unchanged, on the
+    # in-process service (tests/inprocess.py), which has the same methods
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, url, **kw)
+
+    def get(self, url: str, **kw: Any) -> httpx.Response:
+        return httpx.get(url, **kw)
+
+    def post(self, url: str, **kw: Any) -> httpx.Response:
+        return httpx.post(url, **kw)
+
+    def options(self, url: str, **kw: Any) -> httpx.Response:
+        return httpx.options(url, **kw)
+
+
+def server_environment(env: Mapping[str, str | None] | None = None, database_url: str | None = None
+                       ) -> dict[str, str]:
+    """A test server's whole environment: this one's without its W3GATE_/CRUST_ variables, the test settings,
+    then ``env`` (a None value there leaves the variable unset)."""
+    full_env: dict[str, str | None] = {
+        k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))}
+    full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1", "W3GATE_HEALTH_TOKEN": HEALTH_TOKEN,
+                     **UNBINDING_LIMITS})
+    if database_url:
+        full_env["W3GATE_DATABASE_URL"] = database_url
+    if os.environ.get("W3GATE_TEST_PLUGIN_DIR"):  # a binary under test finds the plugins there
+        full_env["W3GATE_PLUGIN_DIR"] = os.environ["W3GATE_TEST_PLUGIN_DIR"]
+    full_env.update(env or {})
+    return {k: v for k, v in full_env.items() if v is not None}
+
+
+def start_app(*, env: Mapping[str, str | None] | None = None, args: Sequence[str] = (), data_dir: Path | None = None,
+              database_url: str | None = None, port: int | None = None) -> Any:
+    """The service for a test of the app: in this process (tests/inprocess.py, no socket, no process start),
+    or a ``w3gate serve`` process when W3GATE_TEST_COMMAND names a build to test (the binary pass), or while
+    another service runs in this process (the ORM has one database context a process)."""
+    if not os.environ.get("W3GATE_TEST_COMMAND"):
+        from inprocess import start_in_process
+
+        data_dir = data_dir or Path(tempfile.mkdtemp(prefix="w3gate-test-"))
+        server = start_in_process(env=server_environment(env, database_url), data_dir=data_dir,
+                                  port=port or free_port(), args=args)
+        if server is not None:
+            return server
+    return start_server_process(env=env, args=args, data_dir=data_dir, database_url=database_url, port=port)
+
 
 def start_server_process(
     *,
@@ -135,15 +181,7 @@ def start_server_process(
 ) -> Server:
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="w3gate-test-"))
     port = port or free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("W3GATE_", "CRUST_"))}
-    full_env.update({"W3GATE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1", "W3GATE_HEALTH_TOKEN": HEALTH_TOKEN,
-                     **UNBINDING_LIMITS})
-    if database_url:
-        full_env["W3GATE_DATABASE_URL"] = database_url
-    if os.environ.get("W3GATE_TEST_PLUGIN_DIR"):  # a binary under test finds the plugins there
-        full_env["W3GATE_PLUGIN_DIR"] = os.environ["W3GATE_TEST_PLUGIN_DIR"]
-    full_env.update(env or {})
-    full_env = {k: v for k, v in full_env.items() if v is not None}  # None in env: leave the variable unset
+    full_env = server_environment(env, database_url)
     log_path = data_dir / f"server-{port}.log"
     # W3GATE_TEST_COMMAND runs the suite against another build, e.g. the frozen binary
     default = os.environ.get("W3GATE_TEST_COMMAND", "").split() or [sys.executable, "-m", "w3gate"]

@@ -4,6 +4,7 @@ status, and the small protocol points (Authorization headers, schemes, CORS, que
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -76,7 +77,7 @@ def test_list_query_strictness(api: httpx.Client) -> None:
 
 def test_several_authorization_headers_are_refused(server: Server, token: str, other_token: str) -> None:
     for pair in ([token, other_token], [token, token], ["Bearer x", token]):
-        resp = httpx.get(server.psa_url + "/pins", headers=[("Authorization", v) for v in pair])
+        resp = server.get(server.psa_url + "/pins", headers=[("Authorization", v) for v in pair])
         err = assert_failure(resp, 401)
         assert "Authorization headers" in err["details"]
         assert resp.headers["www-authenticate"].startswith("Bearer realm=")
@@ -85,48 +86,48 @@ def test_several_authorization_headers_are_refused(server: Server, token: str, o
 def test_scheme_is_case_insensitive(server: Server, token: str) -> None:
     word = token.split(" ", 1)[1]
     for scheme in ("bearer", "BEARER", "Bearer", "basic", "BASIC"):
-        resp = httpx.get(server.psa_url + "/pins", headers={"Authorization": f"{scheme} {word}"})
+        resp = server.get(server.psa_url + "/pins", headers={"Authorization": f"{scheme} {word}"})
         assert resp.status_code == 200, (scheme, resp.text)
 
 
 def test_401_names_the_scheme(server: Server) -> None:
     for headers in ({}, {"Authorization": bearer("sub-5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY:0x00")},
                     {"Authorization": "Token abc"}):
-        resp = httpx.get(server.psa_url + "/pins", headers=headers)
+        resp = server.get(server.psa_url + "/pins", headers=headers)
         assert_failure(resp, 401)
         assert resp.headers["www-authenticate"] == 'Bearer realm="w3gate"'
 
 
-def test_cors_vary_always_and_only_the_apis_methods(start_server: object, token: str) -> None:
-    listed = start_server(env={"W3GATE_CORS_ORIGINS": "https://app.example"})
-    for server, origin_allowed in ((listed, "https://app.example"), (start_server(), "*")):
+def test_cors_vary_always_and_only_the_apis_methods(start_app_server: Any, token: str) -> None:
+    listed = start_app_server(env={"W3GATE_CORS_ORIGINS": "https://app.example"})
+    for server, origin_allowed in ((listed, "https://app.example"), (start_app_server(), "*")):
         for origin in ("https://app.example", "https://other.example", None):
             headers = {"Authorization": token, **({"Origin": origin} if origin else {})}
-            resp = httpx.get(server.psa_url + "/pins", headers=headers)
+            resp = server.get(server.psa_url + "/pins", headers=headers)
             assert resp.status_code == 200
             assert "origin" in resp.headers.get("vary", "").lower(), (origin_allowed, origin)
-        pre = httpx.options(server.psa_url + "/pins", headers={
+        pre = server.options(server.psa_url + "/pins", headers={
             "Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
         assert pre.headers["access-control-allow-origin"] == origin_allowed
         methods = {m.strip() for m in pre.headers["access-control-allow-methods"].split(",")}
         assert methods == {"GET", "HEAD", "POST", "DELETE"}
         for method in methods - {"HEAD"}:  # each one listed is served
-            assert httpx.request(method, server.psa_url + "/pins/" + "0" * 36,
+            assert server.request(method, server.psa_url + "/pins/" + "0" * 36,
                                  headers={"Authorization": token}).status_code != 405
         for method in ("PUT", "PATCH"):
-            assert httpx.request(method, server.psa_url + "/pins", headers={"Authorization": token}).status_code == 405
+            assert server.request(method, server.psa_url + "/pins", headers={"Authorization": token}).status_code == 405
 
 
-def test_healthz_details_only_for_the_operator(start_server: object) -> None:
+def test_healthz_details_only_for_the_operator(start_app_server: Any) -> None:
     env = {"W3GATE_CRUST_SEED": "//Alice", "W3GATE_CRUST_URL": "ws://127.0.0.1:9/"}
-    server = start_server(env=env)
+    server = start_app_server(env=env)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {HEALTH_TOKEN}"},
                     {"Authorization": f"Bearer {HEALTH_TOKEN}x"}):
-        resp = httpx.get(server.base_url + "/healthz", headers=headers)
+        resp = server.get(server.base_url + "/healthz", headers=headers)
         assert resp.status_code == 200
         assert resp.json() == {"status": "ok"}
     body = server.health().json()
     assert body["status"] == "ok" and body["database"] == "ok"
     assert body["ordering"]["account"]  # the operator sees the account
-    unset = start_server(env={**env, "W3GATE_HEALTH_TOKEN": ""})
+    unset = start_app_server(env={**env, "W3GATE_HEALTH_TOKEN": ""})
     assert unset.health().json() == {"status": "ok"}  # no token configured: details to nobody

@@ -1,4 +1,5 @@
-"""The Pinning Service API over real HTTP against a running ``w3gate serve``."""
+"""The Pinning Service API against the service's app: in-process (tests/inprocess.py), or a running
+``w3gate serve`` when W3GATE_TEST_COMMAND names a build (the binary pass) and where a test needs a process."""
 
 from __future__ import annotations
 
@@ -312,19 +313,19 @@ def test_auth_errors(server: Server) -> None:
 
 
 def test_cors_preflight_needs_no_token(server: Server, token: str) -> None:
-    resp = httpx.options(server.psa_url + "/pins", headers={
+    resp = server.options(server.psa_url + "/pins", headers={
         "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization,content-type"})
     assert resp.status_code == 204
     assert resp.headers["access-control-allow-origin"] == "*"
     assert "authorization" in resp.headers["access-control-allow-headers"].lower()
-    resp = httpx.get(server.psa_url + "/pins", headers={"Origin": "https://app.example", "Authorization": token})
+    resp = server.get(server.psa_url + "/pins", headers={"Origin": "https://app.example", "Authorization": token})
     assert resp.headers["access-control-allow-origin"] == "*"
 
 
 def test_basic_scheme_and_healthz(server: Server, token: str) -> None:
     basic = token.replace("Bearer ", "Basic ")
-    assert httpx.get(server.psa_url + "/pins", headers={"Authorization": basic}).status_code == 200
+    assert server.get(server.psa_url + "/pins", headers={"Authorization": basic}).status_code == 200
     h = server.health()
     assert h.status_code == 200
     body = h.json()

@@ -35,7 +35,7 @@ def gateway(start_server: Any, node: IpfsNode) -> Server:
 
 def upload(server: Server, token: str | None, files: list[tuple[str, bytes]], **params: str) -> httpx.Response:
     headers = {"Authorization": token} if token else {}
-    return httpx.post(server.base_url + "/api/v0/add", params=params, headers=headers, timeout=60,
+    return server.post(server.base_url + "/api/v0/add", params=params, headers=headers, timeout=60,
                       files=[("file", (name, data)) for name, data in files])
 
 
@@ -57,7 +57,7 @@ def failure(resp: httpx.Response, status: int, reason: str) -> dict:
 
 
 def my_pins(server: Server, token: str) -> list[dict]:
-    resp = httpx.get(server.psa_url + "/pins", params=ALL, headers={"Authorization": token}, timeout=30)
+    resp = server.get(server.psa_url + "/pins", params=ALL, headers={"Authorization": token}, timeout=30)
     assert resp.status_code == 200, resp.text
     return resp.json()["results"]
 
@@ -176,7 +176,7 @@ def test_over_max_upload_bytes_is_413(gateway: Server, token: str) -> None:
 
     before = len(my_pins(gateway, token))
     try:
-        resp = httpx.post(gateway.base_url + "/api/v0/add", content=chunked(), timeout=60,
+        resp = gateway.post(gateway.base_url + "/api/v0/add", content=chunked(), timeout=60,
                           headers={"Authorization": token, "Content-Type": "multipart/form-data; boundary=b"})
         failure(resp, 413, "PAYLOAD_TOO_LARGE")
     except httpx.WriteError:  # the server may close before the client has sent it all
@@ -201,16 +201,16 @@ def test_parameters_and_body_type_are_checked(gateway: Server, token: str) -> No
     for params in ({"only-hash": "true"}, {"hash": "blake2b-256"}, {"cid-version": "2"}, {"pin": "maybe"},
                    {"chunker": "bogus"}):
         failure(upload(gateway, token, [("f", b"x")], **params), 400, "BAD_REQUEST")
-    resp = httpx.post(gateway.base_url + "/api/v0/add", content=b"x", timeout=30,
+    resp = gateway.post(gateway.base_url + "/api/v0/add", content=b"x", timeout=30,
                       headers={"Authorization": token, "Content-Type": "application/octet-stream"})
     failure(resp, 415, "UNSUPPORTED_MEDIA_TYPE")
     # what Kubo's own client adds to every call is ignored
     objects(upload(gateway, token, [("f", b"x")], progress="true", **{"stream-channels": "true"}))
     # the route answers with a trailing slash too, streamed as well (a body over max_body_bytes)
-    resp = httpx.post(gateway.base_url + "/api/v0/add/", headers={"Authorization": token}, timeout=60,
+    resp = gateway.post(gateway.base_url + "/api/v0/add/", headers={"Authorization": token}, timeout=60,
                       files={"file": ("slash", os.urandom(300_000))})
     objects(resp)
-    assert httpx.get(gateway.base_url + "/api/v0/add", headers={"Authorization": token}).status_code == 405
+    assert gateway.get(gateway.base_url + "/api/v0/add", headers={"Authorization": token}).status_code == 405
 
 
 def test_a_user_over_the_pins_quota_is_refused_before_the_body(start_server: Any, node: IpfsNode) -> None:
@@ -242,7 +242,7 @@ def test_body_timeout_is_per_chunk_and_other_routes_keep_max_body_bytes(start_se
             yield os.urandom(1000)
         yield b"\r\n--b--\r\n"
 
-    resp = httpx.post(server.base_url + "/api/v0/add", content=slow(), timeout=60,
+    resp = server.post(server.base_url + "/api/v0/add", content=slow(), timeout=60,
                       headers={"Authorization": token, "Content-Type": "multipart/form-data; boundary=b"})
     objects(resp)
     status, headers, body = raw_request(server, (
@@ -250,7 +250,7 @@ def test_body_timeout_is_per_chunk_and_other_routes_keep_max_body_bytes(start_se
         "Content-Type: multipart/form-data; boundary=b\nContent-Length: 100000\n"), head + b"x" * 1000)
     assert status == 408 and headers.get("connection") == "close"
     assert httpx.Response(408, content=body).json()["error"]["reason"] == "REQUEST_TIMEOUT"
-    resp = httpx.post(server.psa_url + "/pins", content=b" " * (300 * 1024), timeout=30,
+    resp = server.post(server.psa_url + "/pins", content=b" " * (300 * 1024), timeout=30,
                       headers={"Authorization": token, "Content-Type": "application/json"})
     assert resp.status_code == 413, resp.text
 
@@ -307,7 +307,7 @@ def test_the_body_is_streamed_not_held(start_server: Any, node: IpfsNode, token:
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        resp = httpx.post(server.base_url + "/api/v0/add", content=body(), timeout=600,
+        resp = server.post(server.base_url + "/api/v0/add", content=body(), timeout=600,
                           headers={"Authorization": token, "Content-Type": "multipart/form-data; boundary=b"})
     finally:
         done.set()

@@ -1,5 +1,5 @@
-"""Limits, access lists and `w3gate users` (issue 10), over real HTTP against running `w3gate serve`
-processes, on SQLite and (pass 2) PostgreSQL; the CLI changes a running service's users."""
+"""Limits, access lists and `w3gate users` (issue 10), against the service's app (in-process; a `w3gate serve`
+process where `w3gate users` changes the running service's users), on SQLite and (pass 2) PostgreSQL."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def settled(server: Server) -> None:
     uri = f"//Sentinel{os.urandom(4).hex()}"
     token = substrate_token(uri)
     user_json(server, "set", "substrate:" + hex_key(uri), "requests_per_minute=1")
-    until(lambda: httpx.get(server.psa_url + "/pins", headers={"Authorization": token}).status_code == 429,
+    until(lambda: server.get(server.psa_url + "/pins", headers={"Authorization": token}).status_code == 429,
           "the sentinel's requests_per_minute applied")
 
 
@@ -88,7 +88,8 @@ def until(check, what: str, timeout: float = 30) -> None:
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """pins_per_user = 10 for everyone; other limits given per user by `w3gate users set`."""
+    """pins_per_user = 10 for everyone; other limits given per user by `w3gate users set`. A process: the
+    tests change its users with the `w3gate users` code run in this one (the ORM has one database a process)."""
     data_dir = tmp_path_factory.mktemp("limited")
     server = start_server_process(data_dir=data_dir, database_url=database_url_for_test(), env={
         "W3GATE_LIMITS_PINS_PER_USER": "10", "W3GATE_CRUST_DEFAULT_FILE_SIZE": "1000"})
@@ -96,6 +97,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
+@pytest.mark.slow
 def test_fifty_parallel_posts_accept_exactly_pins_per_user(limited: Server) -> None:
     token = substrate_token("//Alice")
     clients = [limited.client(token) for _ in range(50)]
@@ -126,6 +128,7 @@ def test_fifty_parallel_posts_accept_exactly_pins_per_user(limited: Server) -> N
         c.close()
 
 
+@pytest.mark.slow
 def test_bytes_and_day_quotas_set_per_user_while_running(limited: Server) -> None:
     """`w3gate users set` on a running service: bytes counted at the size the order will be placed for
     (default_file_size here), and a refused pin does not count against the day."""
@@ -163,6 +166,7 @@ def test_bytes_and_day_quotas_set_per_user_while_running(limited: Server) -> Non
         assert (shown["pins"], shown["pins_today"], shown["bytes"]) == (1, 3, 1000)
 
 
+@pytest.mark.slow
 def test_requests_per_minute_block_and_unblock(limited: Server) -> None:
     """An identity named in another address form (hex for an SS58 token, another alias) is the same user."""
     dave = "substrate:" + hex_key("//Dave")
@@ -199,7 +203,7 @@ def test_requests_per_minute_block_and_unblock(limited: Server) -> None:
 
 
 @NO_DATABASE_PART
-def test_access_lists_proxy_address_and_auth_failures(start_server, tmp_path: Path) -> None:
+def test_access_lists_proxy_address_and_auth_failures(start_app_server, tmp_path: Path) -> None:
     """A private service (allow list naming keys in other address forms), a deny list winning over it,
     and auth_failures_per_minute per client address as the trusted proxy's header names it."""
     alice_42 = Keypair.create_from_uri("//Alice", ss58_format=42).ss58_address
@@ -212,19 +216,19 @@ def test_access_lists_proxy_address_and_auth_failures(start_server, tmp_path: Pa
         "[limits]\nauth_failures_per_minute = 3\n"
         f'[access]\nallow = ["sub:{alice_42}", "eth:{eth_address.upper().replace("0X", "0x")}"]\n'
         f'deny = ["ethereum:{eth_address.lower()}"]\n')
-    server = start_server(env={"W3GATE_LIMITS_AUTH_FAILURES_PER_MINUTE": None}, args=["--config", str(config)])
+    server = start_app_server(env={"W3GATE_LIMITS_AUTH_FAILURES_PER_MINUTE": None}, args=["--config", str(config)])
     alice, bob = substrate_token("//Alice"), substrate_token("//Bob")
     def pin(token: str) -> httpx.Response:
-        return httpx.post(server.psa_url + "/pins", json={"cid": new_cid()}, headers={"Authorization": token})
+        return server.post(server.psa_url + "/pins", json={"cid": new_cid()}, headers={"Authorization": token})
 
     assert pin(alice).status_code == 202
     failure(pin(bob), 403, "NOT_ALLOWED")
     failure(pin(eth_token(ETH_KEY)), 403, "DENIED")
-    assert httpx.get(server.psa_url + "/pins", headers={"Authorization": bob}).status_code == 200  # reading: allowed
+    assert server.get(server.psa_url + "/pins", headers={"Authorization": bob}).status_code == 200  # reading: allowed
 
     def from_client(address: str, token: str) -> httpx.Response:
         headers = {"Authorization": token, "X-Forwarded-For": f"{address}, 127.0.0.1"}
-        return httpx.get(server.psa_url + "/pins", headers=headers)
+        return server.get(server.psa_url + "/pins", headers=headers)
 
     forged = substrate_token("//Mallory")[:-8] + "AAAAAAA="
     for _ in range(3):
@@ -238,15 +242,15 @@ def test_access_lists_proxy_address_and_auth_failures(start_server, tmp_path: Pa
 
 
 @NO_DATABASE_PART
-def test_defaults_refuse_an_auth_flood(start_server) -> None:
+def test_defaults_refuse_an_auth_flood(start_app_server) -> None:
     """The shipped defaults, untouched: the example file states them, and a server started without any
     limit setting refuses the 61st failed sign-in of a minute from one address."""
     assert load_settings(EXAMPLE, env={}).limits == Limits() and load_settings(None, env={}).limits == Limits()
-    server = start_server(env=dict.fromkeys(UNBINDING_LIMITS))
+    server = start_app_server(env=dict.fromkeys(UNBINDING_LIMITS))
     forged = "Bearer " + "c3ViLTVHcnd2YUVGNXpYYjI2Rno5cmNRcERXUzU3Q3RFUkhwTmVoWENQY05vSEdLdXRRWTowMTIz"
     limit = Limits().auth_failures_per_minute
     # no trusted proxy: an X-Forwarded-For a client makes up is not believed (each names another address)
-    with httpx.Client(headers={"Authorization": forged}) as client:  # the bucket refills 1 a second meanwhile
+    with server.client(forged) as client:  # the bucket refills 1 a second meanwhile
         statuses = [client.get(server.psa_url + "/pins", headers={"X-Forwarded-For": f"203.0.113.{i % 250}"})
                     .status_code for i in range(3 * limit)]
     assert statuses[:limit] == [401] * limit and 429 in statuses

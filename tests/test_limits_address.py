@@ -1,4 +1,4 @@
-"""Limits per client address, over real HTTP against running `w3gate serve` processes, on SQLite and
+"""Limits per client address, against the service's app (in-process; `w3gate serve` on the binary pass), on SQLite and
 (pass 2) PostgreSQL: a key costs nothing to make, so what one address gets through its keys is bounded
 (new identities and pins per UTC day, requests per minute), the day counts hold across a restart and
 under concurrent requests; a pin's meta is capped in bytes; POST /auth/revoke is a counted request; an
@@ -21,7 +21,7 @@ PROXY = {"W3GATE_TRUSTED_PROXY_HEADER": "X-Forwarded-For", "W3GATE_TRUSTED_PROXI
 def post_from(server: Server, address: str, token: str, body: dict[str, Any] | None = None,
               url: str | None = None) -> httpx.Response:
     """A POST (a new pin by default) from client ``address`` as the trusted proxy (127.0.0.1) names it."""
-    return httpx.post(url or server.psa_url + "/pins", json={"cid": new_cid()} if body is None else body,
+    return server.post(url or server.psa_url + "/pins", json={"cid": new_cid()} if body is None else body,
                       timeout=30, headers={"Authorization": token, "X-Forwarded-For": address})
 
 
@@ -41,12 +41,12 @@ ADDRESS_LIMITS = {**PROXY, "W3GATE_LIMITS_IDENTITIES_PER_ADDRESS_PER_DAY": "5",
                   "W3GATE_LIMITS_PINS_PER_ADDRESS_PER_DAY": "12", "W3GATE_LIMITS_PINS_PER_USER": "10"}
 
 
-def test_fresh_keys_from_one_address_pin_for_five_identities_across_a_restart(start_server) -> None:
+def test_fresh_keys_from_one_address_pin_for_five_identities_across_a_restart(start_app_server) -> None:
     """The attack: 30 fresh keys from one address, each pinning at pins_per_user = 10. With
     identities_per_address_per_day = 5 pins are accepted for 5 identities only (30 at once: the bound holds
     under concurrency), and pins_per_address_per_day bounds what the address adds through all its keys;
     both are counted in the database, so a restart changes nothing."""
-    server = start_server(env=ADDRESS_LIMITS)
+    server = start_app_server(env=ADDRESS_LIMITS)
     keys = [substrate_token(f"//Fresh{i}") for i in range(30)]
     answers = at_once([lambda t=t: post_from(server, "198.51.100.1", t) for t in keys])
     assert Counter(r.status_code for r in answers) == {202: 5, 429: 25}
@@ -69,7 +69,7 @@ def test_fresh_keys_from_one_address_pin_for_five_identities_across_a_restart(st
             assert "pins_per_address_per_day" in failure(r, 429, "PINS_PER_ADDRESS_PER_DAY")["details"]
 
     server.stop()
-    server = start_server(env=ADDRESS_LIMITS, data_dir=server.data_dir)  # the same database
+    server = start_app_server(env=ADDRESS_LIMITS, data_dir=server.data_dir)  # the same database
     failure(post_from(server, "198.51.100.1", substrate_token("//Fresh30")), 429, "IDENTITIES_PER_ADDRESS_PER_DAY")
     assert post_from(server, "198.51.100.1", admitted[1]).status_code == 202
     failure(post_from(server, "198.51.100.2", two[0]), 429, "PINS_PER_ADDRESS_PER_DAY")
@@ -83,10 +83,10 @@ def test_fresh_keys_from_one_address_pin_for_five_identities_across_a_restart(st
 
 
 @NO_DATABASE_PART
-def test_meta_is_capped_in_bytes(start_server) -> None:
+def test_meta_is_capped_in_bytes(start_app_server) -> None:
     """max_meta_bytes counts UTF-8 bytes of keys and values: 400 with the spec's body past it, on a new pin
     and on a replacement; at the cap it is accepted."""
-    server = start_server(env={"W3GATE_LIMITS_MAX_META_BYTES": "100"})
+    server = start_app_server(env={"W3GATE_LIMITS_MAX_META_BYTES": "100"})
     with server.client(substrate_token("//Meta")) as api:
         at_cap = api.post("/pins", json={"cid": new_cid(), "meta": {"k": "x" * 99}})
         assert at_cap.status_code == 202, at_cap.text
@@ -98,12 +98,12 @@ def test_meta_is_capped_in_bytes(start_server) -> None:
 
 
 @NO_DATABASE_PART
-def test_auth_revoke_and_every_key_of_an_address_are_counted_requests(start_server) -> None:
+def test_auth_revoke_and_every_key_of_an_address_are_counted_requests(start_app_server) -> None:
     """POST /auth/revoke takes a token of the identity's requests_per_minute (it writes), and every
     authenticated request one of its address's requests_per_address_per_minute, whatever key it carries."""
     from test_tokens_http import Wallet, ms
 
-    server = start_server(env={**PROXY, "W3GATE_LIMITS_REQUESTS_PER_MINUTE": "5",
+    server = start_app_server(env={**PROXY, "W3GATE_LIMITS_REQUESTS_PER_MINUTE": "5",
                                "W3GATE_LIMITS_REQUESTS_PER_ADDRESS_PER_MINUTE": "8"})
     wallet = Wallet("ethereum")
     revoke = server.base_url + "/auth/revoke"
@@ -112,12 +112,12 @@ def test_auth_revoke_and_every_key_of_an_address_are_counted_requests(start_serv
     # the next token is dated from revoked_before (docs/tokens.md): 4 more requests fill the 5 a minute
     nxt = wallet.token(server, issued_ms=ms(first.json()["revoked_before"]))
     headers = {"Authorization": nxt, "X-Forwarded-For": "198.51.100.4"}
-    assert [httpx.get(server.psa_url + "/pins", headers=headers).status_code for _ in range(4)] == [200] * 4
+    assert [server.get(server.psa_url + "/pins", headers=headers).status_code for _ in range(4)] == [200] * 4
     over = post_from(server, "198.51.100.4", nxt, {}, revoke)  # the revoke counted: this is the 6th request
     assert "requests_per_minute" in failure(over, 429, "REQUESTS_PER_MINUTE")["details"]
 
     def get_from(address: str, uri: str) -> httpx.Response:
-        return httpx.get(server.psa_url + "/pins", headers={"Authorization": substrate_token(uri),
+        return server.get(server.psa_url + "/pins", headers={"Authorization": substrate_token(uri),
                                                             "X-Forwarded-For": address})
 
     # 8 requests from one address with 8 keys (one each: under requests_per_minute), then a 9th key
@@ -129,20 +129,20 @@ def test_auth_revoke_and_every_key_of_an_address_are_counted_requests(start_serv
 
 
 @NO_DATABASE_PART
-def test_an_address_over_auth_failures_keeps_its_verified_tokens(start_server) -> None:
+def test_an_address_over_auth_failures_keeps_its_verified_tokens(start_app_server) -> None:
     """One misconfigured client behind a NAT must not lock out the others: past auth_failures_per_minute the
     address is refused only new signature checks; tokens verified before from it still get answers."""
-    server = start_server(env={**PROXY, "W3GATE_LIMITS_AUTH_FAILURES_PER_MINUTE": "3"})
+    server = start_app_server(env={**PROXY, "W3GATE_LIMITS_AUTH_FAILURES_PER_MINUTE": "3"})
     nat = {"X-Forwarded-For": "203.0.113.50"}
     alice = substrate_token("//Alice")
-    assert httpx.get(server.psa_url + "/pins", headers={**nat, "Authorization": alice}).status_code == 200
+    assert server.get(server.psa_url + "/pins", headers={**nat, "Authorization": alice}).status_code == 200
     forged = substrate_token("//Mallory")[:-8] + "AAAAAAA="
     for _ in range(3):
-        failure(httpx.get(server.psa_url + "/pins", headers={**nat, "Authorization": forged}), 401, "UNAUTHORIZED")
-    failure(httpx.get(server.psa_url + "/pins", headers={**nat, "Authorization": forged}), 429,
+        failure(server.get(server.psa_url + "/pins", headers={**nat, "Authorization": forged}), 401, "UNAUTHORIZED")
+    failure(server.get(server.psa_url + "/pins", headers={**nat, "Authorization": forged}), 429,
             "AUTH_FAILURES_PER_MINUTE")
-    assert httpx.get(server.psa_url + "/pins", headers={**nat, "Authorization": alice}).status_code == 200
+    assert server.get(server.psa_url + "/pins", headers={**nat, "Authorization": alice}).status_code == 200
     assert post_from(server, nat["X-Forwarded-For"], alice).status_code == 202
-    failure(httpx.get(server.psa_url + "/pins", headers={**nat, "Authorization": substrate_token("//Ferdie")}),
+    failure(server.get(server.psa_url + "/pins", headers={**nat, "Authorization": substrate_token("//Ferdie")}),
             429, "AUTH_FAILURES_PER_MINUTE")  # never verified: a signature check, refused
 

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from conftest import database_url_for_test
 from helpers import Server, bearer, start_server_process, substrate_token
@@ -42,7 +41,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def scrape(server: Server) -> str:
-    resp = httpx.get(server.base_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    resp = server.get(server.base_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
     return resp.text
@@ -60,7 +59,7 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 def test_metrics_token_is_required(service: Server) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {METRICS_TOKEN}"}):
-        resp = httpx.get(service.base_url + "/metrics", headers=headers)
+        resp = service.get(service.base_url + "/metrics", headers=headers)
         assert resp.status_code == 401
         assert resp.json()["error"]["reason"] == "UNAUTHORIZED"
         assert "w3gate_" not in resp.text
@@ -79,11 +78,11 @@ def test_counts_follow_the_traffic(service: Server) -> None:
     with service.client(bob) as api:
         assert api.post("/pins", json={"cid": CIDS[1]}).status_code == 202  # a content already wanted
     for _ in range(2):
-        assert httpx.get(service.psa_url + "/pins", headers={"Authorization": forged}).status_code == 401
-    assert httpx.get(service.psa_url + "/pins").status_code == 401
-    assert httpx.get(service.base_url + "/no/such/route").status_code == 404
+        assert service.get(service.psa_url + "/pins", headers={"Authorization": forged}).status_code == 401
+    assert service.get(service.psa_url + "/pins").status_code == 401
+    assert service.get(service.base_url + "/no/such/route").status_code == 404
     for method in ("BREW1", "BREW2"):  # any method token: counted as "other", not one label set each
-        assert httpx.request(method, service.base_url + "/healthz").status_code == 405
+        assert service.request(method, service.base_url + "/healthz").status_code == 405
     requests = "w3gate_http_requests_total"
 
     def delta(name: str, **labels: str) -> float:
@@ -149,7 +148,7 @@ def test_json_log_has_the_access_fields_and_no_secrets(service: Server) -> None:
     marker = uuid.uuid4().hex
     with service.client(token) as api:
         assert api.get("/pins", params={"name": f"secret-{marker}"}).status_code == 200
-    assert httpx.get(service.base_url + f"/psa/pins/{marker}").status_code == 401
+    assert service.get(service.base_url + f"/psa/pins/{marker}").status_code == 401
     chain, _, account = user.partition(":")
     short = f"{chain}:{account[:12]}"
 
@@ -180,7 +179,7 @@ def test_json_log_has_the_access_fields_and_no_secrets(service: Server) -> None:
 
 def test_metrics_open_without_a_token(server: Server) -> None:
     """``metrics_token`` unset: anyone who can reach the port may scrape (documented)."""
-    resp = httpx.get(server.base_url + "/metrics")
+    resp = server.get(server.base_url + "/metrics")
     assert resp.status_code == 200
     assert "w3gate_pins" in {f.name for f in text_string_to_metric_families(resp.text)}
 
@@ -216,7 +215,7 @@ def test_limits_hit_and_bound_token_refusals_are_counted(tmp_path) -> None:
             refused = api.post("/pins", json={"cid": CIDS[1]})
             assert refused.status_code == 403 and refused.json()["error"]["reason"] == "PINS_PER_USER"
         garbage = encode_token("not a sign-in message", b"\x00" * 64)
-        assert httpx.get(server.base_url + "/psa/pins", headers={"Authorization": f"Bearer {garbage}"}
+        assert server.get(server.base_url + "/psa/pins", headers={"Authorization": f"Bearer {garbage}"}
                          ).status_code == 401
         found = samples(scrape(server))
     finally:

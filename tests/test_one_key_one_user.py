@@ -1,6 +1,7 @@
 """One secp256k1 key is one user whether it signs as ``eth-`` (its address) or as a Substrate ECDSA key (its
 33-byte compressed key, or the account id polkadot.js shows, blake2-256 of that key): the same pins, the same
-limits, the same ``[access]`` entries, over real HTTP against ``w3gate serve`` on the database under test."""
+limits, the same ``[access]`` entries, against the service's app (in-process; ``w3gate serve`` on the binary
+pass) on the database under test."""
 
 from __future__ import annotations
 
@@ -76,8 +77,8 @@ def refused(answer: httpx.Response, status: int, reason: str) -> None:
     assert answer.json()["error"]["reason"] == reason
 
 
-def test_every_form_of_one_key_has_the_same_pins_and_limits(start_server: Any) -> None:
-    server = start_server(env={"W3GATE_LIMITS_PINS_PER_USER": "2"})
+def test_every_form_of_one_key_has_the_same_pins_and_limits(start_app_server: Any) -> None:
+    server = start_app_server(env={"W3GATE_LIMITS_PINS_PER_USER": "2"})
     key = Key()
     assert pin(server, key.eth(), CIDS[0]).status_code == 202
     assert pin(server, key.sub("hex key"), CIDS[1]).status_code == 202
@@ -90,32 +91,32 @@ def test_every_form_of_one_key_has_the_same_pins_and_limits(start_server: Any) -
 
 @pytest.mark.parametrize("entry", ["eth:{address}", "ethereum:{lower}", "substrate:{hex key}", "sub:{ss58 key}",
                                    "substrate:{ss58 account id}", "substrate:0x{account id hex}"])
-def test_a_deny_entry_in_any_form_refuses_every_form(start_server: Any, entry: str) -> None:
+def test_a_deny_entry_in_any_form_refuses_every_form(start_app_server: Any, entry: str) -> None:
     key = Key()
     names = {"address": key.address, "lower": key.address.lower(), "account id hex": key.account_id.hex(),
              **key.forms}
-    server = start_server(env={"W3GATE_ACCESS_DENY": entry.format(**names)})
+    server = start_app_server(env={"W3GATE_ACCESS_DENY": entry.format(**names)})
     for token in key.every_token():
         refused(pin(server, token, CIDS[0]), 403, "DENIED")
     assert pin(server, Key().eth(), CIDS[0]).status_code == 202
 
 
 @pytest.mark.parametrize("entry", ["eth:{address}", "substrate:{ss58 account id}"])
-def test_an_allow_entry_in_any_form_admits_every_form(start_server: Any, entry: str) -> None:
+def test_an_allow_entry_in_any_form_admits_every_form(start_app_server: Any, entry: str) -> None:
     key = Key()
-    server = start_server(env={"W3GATE_ACCESS_ALLOW": entry.format(address=key.address, **key.forms)})
+    server = start_app_server(env={"W3GATE_ACCESS_ALLOW": entry.format(address=key.address, **key.forms)})
     for i, token in enumerate(key.every_token()):
         assert pin(server, token, CIDS[i % 3]).status_code == 202, token
     refused(pin(server, Key().sub("hex key"), CIDS[0]), 403, "NOT_ALLOWED")
 
 
-def test_what_an_ecdsa_key_had_under_its_account_id_becomes_its_own(start_server: Any) -> None:
+def test_what_an_ecdsa_key_had_under_its_account_id_becomes_its_own(start_app_server: Any) -> None:
     """Pins and a revocation stored under ``substrate:0x<account id>`` (how earlier releases keyed a Substrate
     ECDSA signer) belong to the key's one user once it signs in, in whatever form."""
     key = Key()
     old_owner = "substrate:0x" + key.account_id.hex()
     limits = {"W3GATE_LIMITS_PINS_PER_USER": "2"}
-    server = start_server(env=limits)
+    server = start_app_server(env=limits)
     url = server.env.get("W3GATE_DATABASE_URL") or f"sqlite://{server.data_dir / 'w3gate.sqlite3'}"
 
     def seed(work: Any) -> None:
@@ -138,7 +139,7 @@ def test_what_an_ecdsa_key_had_under_its_account_id_becomes_its_own(start_server
             await db.run(create_pin, old_owner, new, 1_000 + i)
 
     seed(old_pins)
-    server = start_server(data_dir=server.data_dir, env=limits)
+    server = start_app_server(data_dir=server.data_dir, env=limits)
     assert listed(server, key.eth()) == sorted(CIDS[:2])
     assert listed(server, key.sub("ss58 account id")) == sorted(CIDS[:2])
     refused(pin(server, key.eth(), CIDS[2]), 403, "PINS_PER_USER")  # its usage came along too
@@ -147,7 +148,7 @@ def test_what_an_ecdsa_key_had_under_its_account_id_becomes_its_own(start_server
         await db.run(revoke, old_owner, 5_000, 5_000)  # from then on, plain W3Auth tokens are refused
 
     seed(old_revocation)
-    server = start_server(data_dir=server.data_dir, env=limits)
+    server = start_app_server(data_dir=server.data_dir, env=limits)
     with server.client(key.eth()) as api:
         answer = api.get("/pins", params=ALL)
     refused(answer, 401, "UNAUTHORIZED")

@@ -1,4 +1,5 @@
-"""Bound tokens (docs/tokens.md) made by real wallet libraries, over real HTTP against ``w3gate serve``.
+"""Bound tokens (docs/tokens.md) made by real wallet libraries, against the service's app (in-process;
+``w3gate serve`` on the binary pass and where a command reaches it over HTTP).
 
 The messages are written here as each producer writes them (the ``siwe`` package for Ethereum, Talisman's
 SIWS layout, Phantom's Sign-In with Solana layout) and signed with eth-account, substrate-interface and
@@ -119,24 +120,26 @@ class Wallet:
         return bound(message, self.sign(message.encode()))
 
 
+ENV = {"W3GATE_TOKENS_MAX_TTL": str(MAX_TTL), "W3GATE_TOKENS_DEFAULT_TTL": "86400"}
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):
     from conftest import database_url_for_test
-    from helpers import start_server_process
+    from helpers import start_app
 
-    server = start_server_process(data_dir=tmp_path_factory.mktemp("tokens"), database_url=database_url_for_test(),
-                                  env={"W3GATE_TOKENS_MAX_TTL": str(MAX_TTL), "W3GATE_TOKENS_DEFAULT_TTL": "86400"})
+    server = start_app(data_dir=tmp_path_factory.mktemp("tokens"), database_url=database_url_for_test(), env=ENV)
     yield server
     server.stop()
 
 
 def pins(server, token: str) -> httpx.Response:
-    return httpx.get(server.psa_url + "/pins", headers={"Authorization": token}, timeout=30,
+    return server.get(server.psa_url + "/pins", headers={"Authorization": token}, timeout=30,
                      params={"status": "queued,pinning,pinned,failed"})
 
 
 def add_pin(server, token: str, name: str) -> httpx.Response:
-    return httpx.post(server.psa_url + "/pins", headers={"Authorization": token},
+    return server.post(server.psa_url + "/pins", headers={"Authorization": token},
                       json={"cid": CID, "name": name}, timeout=30)
 
 
@@ -148,7 +151,7 @@ def refused(response: httpx.Response, details: str) -> None:
 
 
 def test_auth_params_and_startup_log(service) -> None:
-    params = httpx.get(service.base_url + "/auth/params", timeout=10).json()
+    params = service.get(service.base_url + "/auth/params", timeout=10).json()
     host = service.base_url.removeprefix("http://")
     assert params == {
         "domain": host, "uri": service.base_url, "psa": service.base_url + "/psa",
@@ -214,12 +217,12 @@ def test_a_bad_bound_token_is_a_401_saying_why(service, chain: str, case: str, d
     refused(pins(service, token), details)  # the same answer from the cache
 
 
-def test_a_domain_matches_in_its_idna_ascii_form_only(start_server) -> None:
+def test_a_domain_matches_in_its_idna_ascii_form_only(start_app_server) -> None:
     """Domains are compared as IDNA ASCII (``xn--``), ASCII letters in any case; a look-alike that Unicode
     case folding would turn into the service's name (KELVIN SIGN for ``k``) is no valid IDNA name: refused."""
     public = "http://pink.b\u00fccher.test"
-    server = start_server(env={"W3GATE_PUBLIC_URL": public})
-    assert httpx.get(server.base_url + "/auth/params").json()["domain"] == "pink.b\u00fccher.test"
+    server = start_app_server(env={"W3GATE_PUBLIC_URL": public})
+    assert server.get(server.base_url + "/auth/params").json()["domain"] == "pink.b\u00fccher.test"
     wallet = Wallet("substrate")
     for domain in ("pink.b\u00fccher.test", "PINK.xn--bcher-kva.test", "pink.xn--bcher-kva.TEST"):
         assert pins(server, wallet.token(server, domain=domain, uri=public)).status_code == 200, domain
@@ -250,12 +253,12 @@ def test_revoke_refuses_every_token_issued_up_to_now(service, chain: str) -> Non
     ahead = wallet.token(service, issued_ago_s=-50)  # signed now, dated 50 s ahead: within the 60 s skew
     for header in (old, plain, ahead):
         assert pins(service, header).status_code == 200
-    refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": plain}), "revoking needs a bound")
+    refused(service.post(service.base_url + "/auth/revoke", headers={"Authorization": plain}), "revoking needs a bound")
     stale = wallet.token(service, issued_ago_s=11 * 60, ttl_s=3600)
-    refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": stale}), "revoking needs a bound")
+    refused(service.post(service.base_url + "/auth/revoke", headers={"Authorization": stale}), "revoking needs a bound")
     fresh = wallet.token(service)
     before = int(time.time() * 1000)
-    answer = httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh}, timeout=10)
+    answer = service.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh}, timeout=10)
     after = int(time.time() * 1000)
     assert answer.status_code == 200, answer.text
     revoked_before = ms(answer.json()["revoked_before"])
@@ -273,7 +276,7 @@ def test_a_revoking_token_dated_ahead_is_refused_and_locks_nothing_out(service) 
     wallet = Wallet("ethereum")
     ahead = wallet.token(service, issued_ago_s=-30)
     assert pins(service, ahead).status_code == 200  # a valid token: within the skew
-    refused(httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": ahead}),
+    refused(service.post(service.base_url + "/auth/revoke", headers={"Authorization": ahead}),
             "revoking needs a bound token issued no later than now")
     assert pins(service, wallet.token(service)).status_code == 200  # nothing was revoked
     assert pins(service, wallet.w3auth()).status_code == 200
@@ -318,8 +321,11 @@ def test_w3gate_token_from_a_file_and_from_stdin_is_accepted(service, tmp_path: 
 
 
 
-def test_w3gate_token_revoke(service) -> None:
-    """A substrate URI on stdin; --revoke: the wallet's earlier bound and W3Auth tokens are refused."""
+@pytest.mark.slow
+def test_w3gate_token_revoke(start_server) -> None:
+    """A substrate URI on stdin; --revoke: the wallet's earlier bound and W3Auth tokens are refused (the
+    command sends its revocation over HTTP: a process on a socket)."""
+    service = start_server(env=ENV)
     from substrateinterface import Keypair
 
     uri = MNEMONIC + "//hard/soft"
@@ -335,12 +341,12 @@ def test_w3gate_token_revoke(service) -> None:
     assert pins(service, "Bearer " + out.split("\n")[1]).status_code == 200
 
 
-def test_w3auth_off_refuses_plain_tokens(start_server) -> None:
-    server = start_server(env={"W3GATE_TOKENS_W3AUTH": "false"})
+def test_w3auth_off_refuses_plain_tokens(start_app_server) -> None:
+    server = start_app_server(env={"W3GATE_TOKENS_W3AUTH": "false"})
     wallet = Wallet("substrate")
     refused(pins(server, wallet.w3auth()), "plain W3Auth tokens are turned off")
     assert pins(server, wallet.token(server)).status_code == 200
-    assert httpx.get(server.base_url + "/auth/params").json()["w3auth"] is False
+    assert server.get(server.base_url + "/auth/params").json()["w3auth"] is False
 
 
 @pytest.mark.skipif(not os.environ.get("W3GATE_TEST_POSTGRES_URL"), reason="needs PostgreSQL")
@@ -356,7 +362,7 @@ def test_a_revocation_holds_at_another_instance_of_the_database(service, tmp_pat
         wallet = Wallet("ethereum")
         earlier = wallet.token(service, issued_ago_s=60)
         fresh = wallet.token(service)
-        answer = httpx.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh})
+        answer = service.post(service.base_url + "/auth/revoke", headers={"Authorization": fresh})
         assert answer.status_code == 200
         for header in (earlier, wallet.w3auth(), fresh):
             refused(pins(other, header), "revoked")
