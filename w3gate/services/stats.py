@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from w3gate.services.crust import CrustStatus
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 from w3gate.store.models import PIN_STATUSES
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ IPFS_STATES = ("fetching", "held")
 class ServiceStats:
     """Builds the scrape-time metric families of one service."""
 
-    def __init__(self, db: Database, crust: CrustStatus, authenticator: Authenticator) -> None:
+    def __init__(self, db: Store, crust: CrustStatus, authenticator: Authenticator) -> None:
         self.db, self.crust, self.authenticator = db, crust, authenticator
 
     async def __call__(self) -> list[Metric]:

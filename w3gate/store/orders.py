@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tortoise.expressions import F, Subquery
-from tortoise.transactions import in_transaction
 
 from w3gate.store.models import PIN_STATUS_OF_ORDER, RENEW_PREPAID, RENEW_STOPPED, CrustTx, Order, Pin
-from w3gate.store.rawsql import Sql, dialect
+from w3gate.store.rawsql import Handle, Sql, dialect
 from w3gate.store.users import DAY_MS
 
 if TYPE_CHECKING:
-    from w3gate.store.db import Database
+    from w3gate.store.interface import Store
 
 CLAIM_PREFIX = "claim:"
 
@@ -68,10 +67,10 @@ _FETCHED = ("(o.status <> 'queued' OR (o.dag_size IS NOT NULL AND EXISTS (SELECT
             " WHERE c.cid_key = o.cid_key AND c.state = 'held')))")
 
 
-async def claim(token: str, limit: int, now_ms: int, fetched_only: bool = False) -> list[Claimed]:
+async def claim(db: Handle, token: str, limit: int, now_ms: int, fetched_only: bool = False) -> list[Claimed]:
     """Claim up to ``limit`` wanted orders due now, oldest first: new orders, then renewals. ``fetched_only``
     (an IPFS node is configured): a new order only once the node holds its content and measured it."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         sql = Sql(dialect(conn))
         due = await conn.execute_query_dict(
             "SELECT o.cid, o.status FROM orders o WHERE o.next_try_ms <= " + sql.arg(now_ms)
@@ -96,13 +95,13 @@ async def claim(token: str, limit: int, now_ms: int, fetched_only: bool = False)
                 for r in rows]
 
 
-async def record_tx(token: str, tx: dict[str, Any], cids: Sequence[str], now_ms: int,
+async def record_tx(db: Handle, token: str, tx: dict[str, Any], cids: Sequence[str], now_ms: int,
                     costs: dict[str, int] | None = None, renewal: str | None = None,
                     calls: Sequence[Any] | None = None) -> None:
     """Store the signed extrinsic and point its orders at it, or raise ClaimLost (then do not send).
     ``calls``: the batch's calls in order when they are not one order per CID (a CID for an order, or
     ``{"cid", "call", "amount"}`` for a prepaid call); ``costs``: what the batch spends per CID."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         moved = await Order.filter(tx_hash=token, cid__in=list(cids)).using_db(conn).update(
             tx_hash=tx["hash"], tx_nonce=tx["nonce"], updated_ms=now_ms
         )
@@ -127,28 +126,28 @@ async def _spend(conn: Any, amount: int, now_ms: int) -> None:
         "ON CONFLICT (day) DO UPDATE SET spent = spend_days.spent + excluded.spent", sql.args)
 
 
-async def spent_on_day(now_ms: int) -> int:
+async def spent_on_day(db: Handle, now_ms: int) -> int:
     """What the batches recorded on the UTC day of ``now_ms`` were computed to cost (smallest units)."""
-    conn = Order._meta.db
+    conn = db.client
     sql = Sql(dialect(conn))
     rows = await conn.execute_query_dict(f"SELECT spent FROM spend_days WHERE day = {sql.arg(now_ms // DAY_MS)}",
                                          sql.args)
     return int(rows[0]["spent"]) if rows else 0
 
 
-async def prepaid_covers(token: str, cids: Sequence[str], now_ms: int) -> None:
+async def prepaid_covers(db: Handle, token: str, cids: Sequence[str], now_ms: int) -> None:
     """Claimed renewals whose prepaid pool already covers the renewal: nothing to send until they expire."""
     if cids:
-        await Order.filter(tx_hash=token, cid__in=list(cids), renew_due=2).update(
+        await Order.filter(tx_hash=token, cid__in=list(cids), renew_due=2).using_db(db.client).update(
             renew_due=RENEW_PREPAID, tx_hash=None, attempts=0, next_try_ms=0, error=None, updated_ms=now_ms)
 
 
-async def refuse_claimed(token: str, cids: Sequence[str], reason: str, now_ms: int) -> None:
+async def refuse_claimed(db: Handle, token: str, cids: Sequence[str], reason: str, now_ms: int) -> None:
     """Claimed orders that must never be sent (the chain would refuse them and keep the fee, e.g. a known size
     at or over MaximumFileSize): a new order is ``failed`` with ``reason``, a renewal stopped; no attempt used."""
     if not cids:
         return
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         claimed = Order.filter(tx_hash=token, cid__in=list(cids)).using_db(conn)
         new = [c for c, s in await claimed.values_list("cid", "status") if s == "submitting"]
         await _set_status(conn, new, "failed", now_ms, tx_hash=None, error=reason)
@@ -166,9 +165,9 @@ def batch_cids(calls: Sequence[Any]) -> list[str]:
     return list(dict.fromkeys(call_cid(c) for c in calls))
 
 
-async def release_claim(token: str, now_ms: int) -> int:
+async def release_claim(db: Handle, token: str, now_ms: int) -> int:
     """Undo a claim that was never sent."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         n = await Order.filter(tx_hash=token, status="submitting").using_db(conn).update(
             status="queued", tx_hash=None, updated_ms=now_ms
         )
@@ -176,9 +175,9 @@ async def release_claim(token: str, now_ms: int) -> int:
         return n
 
 
-async def release_stale_claims(older_than_ms: int, now_ms: int) -> int:
+async def release_stale_claims(db: Handle, older_than_ms: int, now_ms: int) -> int:
     """Free claims left by a crash between claiming and recording (nothing of them was sent)."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         stale = await Order.filter(tx_hash__startswith=CLAIM_PREFIX, updated_ms__lt=older_than_ms).using_db(
             conn).values_list("cid", "status")
         new = [c for c, s in stale if s == "submitting"]
@@ -194,8 +193,8 @@ async def release_stale_claims(older_than_ms: int, now_ms: int) -> int:
         return len(stale)
 
 
-async def open_txs() -> list[dict[str, Any]]:
-    rows = await CrustTx.filter(status="sent").order_by("nonce", "created_ms").values()
+async def open_txs(db: Handle) -> list[dict[str, Any]]:
+    rows = await CrustTx.filter(status="sent").using_db(db.client).order_by("nonce", "created_ms").values()
     for r in rows:
         r["cids"] = json.loads(r["cids"])
     return rows
@@ -240,6 +239,7 @@ async def _apply_verdict(
 
 
 async def resolve_tx(
+    db: Handle,
     tx_hash: str,
     outcome: dict[str, tuple[str, str | None]],
     included_block: int | None,
@@ -253,7 +253,7 @@ async def resolve_tx(
     top-up went through. ``delays``: attempts -> ms. Returns the verdicts' counts ("ok" includes "renewed": the
     renewals among them; "failed": the "fail"s that used up their attempts)."""
     counts = {"ok": 0, "renewed": 0, "topped": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         tx = await CrustTx.filter(hash=tx_hash, status="sent").using_db(conn).select_for_update().first()
         if tx is None:
             return counts  # already resolved (by another instance or an earlier pass)
@@ -284,9 +284,9 @@ async def resolve_tx(
     return counts
 
 
-async def watched_page(after_cid: str, limit: int) -> list[dict[str, Any]]:
+async def watched_page(db: Handle, after_cid: str, limit: int) -> list[dict[str, Any]]:
     """Placed orders that a pin still wants (the poller reads their file records), by cid, for keyset paging."""
-    conn = Order._meta.db
+    conn = db.client
     sql = Sql(dialect(conn))
     return list(await conn.execute_query_dict(
         "SELECT o.cid, o.status, o.submitted_ms, o.renew_due, o.file_size, o.expires_at, o.replicas FROM orders o"
@@ -296,9 +296,9 @@ async def watched_page(after_cid: str, limit: int) -> list[dict[str, Any]]:
     ))
 
 
-async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
+async def apply_poll(db: Handle, updates: Sequence[dict[str, Any]], now_ms: int) -> None:
     """Write the poller's findings: ``{"cid", "status"?, "expect"?, fields...}`` per changed order."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         for u in updates:
             fields = {k: v for k, v in u.items() if k not in ("cid", "status", "expect")}
             if "status" in u:
@@ -312,7 +312,7 @@ async def apply_poll(updates: Sequence[dict[str, Any]], now_ms: int) -> None:
                 await Order.filter(cid=u["cid"]).using_db(conn).update(updated_ms=now_ms, **fields)
 
 
-async def counts(db: Database) -> dict[str, int]:
+async def counts(db: Store) -> dict[str, int]:
     """Orders by status (for /healthz): a scan of the status index, so it runs beside the API."""
     rows = await db.read_aside(
         f"SELECT status, COUNT(*) FROM orders GROUP BY status UNION ALL "

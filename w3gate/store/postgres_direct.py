@@ -7,7 +7,8 @@ PostgreSQL planned the ``GET /pins`` statement anew on every call (a custom plan
 server's CPU, more than running it), because a prepared statement's generic plan is only taken once it looks no
 dearer than a custom one.
 
-So these run on a pool of their own (:func:`open_pool`, beside the ORM's, from the same settings) whose connections
+So these run on a pool of their own (:func:`open_pool`, beside the ORM's, from the same settings; the
+PostgreSQL store holds it and hands it to the store's functions in its ``Handle``) whose connections
 use generic plans (``plan_cache_mode = force_generic_plan``: asyncpg prepares each statement once per connection,
 PostgreSQL plans it once). Only the statements here use it: each looks up by an indexed equality (owner, request
 id, content key), where a generic plan is the custom one. The ORM's queries (the submitter's, the poller's) keep
@@ -24,8 +25,6 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
-
-from tortoise.backends.base.client import TransactionalDBClient
 
 from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, RENEW_STOPPED
 from w3gate.store.users import DAY_MS, AddressQuota
@@ -133,39 +132,25 @@ assert CREATE_PIN_ADDRESSED.count("address_ok") == 3 and "address_counted AS" in
 
 # the ORM's statement log, which ``log_sql`` turns on (w3gate.store.db.configure_sql_log): these statements too
 sql_log = logging.getLogger("tortoise.db_client")
-_pools: dict[str, Any] = {}  # the Tortoise connection name -> its asyncpg pool for these statements
 
 
-async def open_pool(client: Any) -> None:
-    """A pool for these statements beside the ORM's (a Tortoise ``AsyncpgDBClient``), with its settings.
-
-    The same server, credentials, TLS, sizes and reset hook as the ORM's pool (the operator sets them in
-    ``database_url``), plus generic plans.
-    """
+async def open_pool(params: Mapping[str, Any]) -> Any:
+    """A pool for these statements beside the ORM's: ``params`` are asyncpg's ``create_pool`` arguments for the
+    ORM's pool (:func:`w3gate.store.db.asyncpg_params`: the same server, credentials, TLS, sizes and reset hook
+    the operator set in ``database_url``), to which this adds generic plans."""
     import asyncpg  # type: ignore[import-untyped]
 
-    template = dict(client._template)
-    template["server_settings"] = {**template.get("server_settings", {}), "plan_cache_mode": "force_generic_plan"}
-    _pools[client.connection_name] = await asyncpg.create_pool(None, password=client.password, **template)
+    settings = {**params.get("server_settings", {}), "plan_cache_mode": "force_generic_plan"}
+    return await asyncpg.create_pool(None, **{**params, "server_settings": settings})
 
 
-async def close_pool(name: str, timeout: float = CLOSE_TIMEOUT) -> None:
+async def close_pool(pool: Any, timeout: float = CLOSE_TIMEOUT) -> None:
     """Close the pool gracefully, or cut its connections after ``timeout`` seconds (as the ORM's pool is
     closed: a server or path that stopped answering must not hold up the service's exit)."""
-    pool = _pools.pop(name, None)
-    if pool is not None:
-        try:
-            await asyncio.wait_for(pool.close(), timeout)
-        except TimeoutError:
-            pool.terminate()
-
-
-def pool_of(conn: Any) -> Any | None:
-    """The pool for ``conn`` (the ORM connection a store call would use), or None: SQLite, or inside a
-    transaction the caller holds (whose statements must stay on its connection)."""
-    if isinstance(conn, TransactionalDBClient):
-        return None
-    return _pools.get(conn.connection_name)
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except TimeoutError:
+        pool.terminate()
 
 
 async def fetch(pool: Any, sql: str, args: list[Any]) -> list[Any]:
