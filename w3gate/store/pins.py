@@ -18,7 +18,8 @@ from tortoise.exceptions import IntegrityError
 from w3gate.domain.pins import NewPin, PinQuery, PinRecord
 from w3gate.hookspecs import Quota
 from w3gate.store import postgres_direct, users
-from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
+from w3gate.store.models import INFO_FIELDS, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
+from w3gate.store.pin_rules import INSERT_ORDER, INSERT_PIN, ORDER_COLUMNS, render
 from w3gate.store.rawsql import Handle
 from w3gate.store.rawsql import Sql as _Sql
 from w3gate.store.rawsql import dialect as _dialect
@@ -30,16 +31,12 @@ if TYPE_CHECKING:
 CREATED_RETRIES = 50
 
 
-async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -> dict[str, Any]:
-    """The content's order row, inserted as queued if new; a failed order is queued again."""
+async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -> None:
+    """Make the content's order take a new pin (:data:`~w3gate.store.pin_rules.TAKES_A_PIN`): an order of an
+    earlier release not keyed yet is adopted, a stopped renewal gets a fresh set of attempts, and a failed order
+    is queued again. Run only when the pin could not join the order as it was."""
     key = pin.key
-    sql = _Sql(sql_dialect)
-    await conn.execute_query(
-        f"INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms) VALUES ({sql.arg(pin.order_cid)}, "
-        f"{sql.arg(key)}, 'queued', {sql.arg(now_ms)}, {sql.arg(now_ms)}) ON CONFLICT DO NOTHING",
-        sql.args,
-    )
-    select = f"SELECT status, error, {', '.join(INFO_FIELDS)}, renew_due FROM orders WHERE cid_key = "
+    select = "SELECT status, renew_due FROM orders WHERE cid_key = "
     sql = _Sql(sql_dialect)
     rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)
     if not rows:  # an unkeyed order's text (the content-key migration merged it into one since dropped): adopt it
@@ -57,8 +54,6 @@ async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -
             status="queued", attempts=0, next_try_ms=0, error=None, updated_ms=now_ms
         )
         await Pin.filter(cid_key=key).using_db(conn).update(status="queued")
-        order.update(status="queued", error=None)
-    return order
 
 
 UNBOUNDED = Quota()
@@ -82,26 +77,37 @@ def _new_record(row: Mapping[str, Any], order: Mapping[str, Any]) -> PinRecord:
     return _from_row({**row, **{f"o_{k}": order[k] for k in ("error", *INFO_FIELDS)}})
 
 
+def _values(owner: str, pin: NewPin, row: Mapping[str, Any], size: int) -> dict[str, Any]:
+    """A new pin's arguments for the statements of :mod:`w3gate.store.pin_rules`."""
+    return {"order_cid": pin.order_cid, "key": pin.key, "now": row["created_ms"], "requestid": row["requestid"],
+            "owner": owner, "cid": pin.cid, "name": pin.name, "origins": row["origins"], "meta": row["meta"],
+            "size": size, "meta_keys": list(pin.meta), "meta_values": list(pin.meta.values())}
+
+
 async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
                   size: int = 0, address: AddressQuota | None = None) -> PinRecord:
+    """The general path of a new pin: the rules of :mod:`w3gate.store.pin_rules` one statement at a time, in the
+    caller's transaction, queueing the content's order again when it does not take the pin as it is."""
     dialect = _dialect(conn)
     await users.admit(conn, owner, quota, size, created_ms)  # first: a refusal has written nothing
-    await users.admit_address(conn, owner, address, created_ms)  # the same lock order as postgres_direct's
-    order = await _ensure_order(conn, dialect, pin, created_ms)
+    await users.admit_address(conn, owner, address, created_ms)  # the same lock order as the one statement's
     row = _new_row(pin, created_ms)
-    row["status"] = PIN_STATUS_OF_ORDER[order["status"]]
-    sql = _Sql(dialect)
-    values = ", ".join(sql.arg(v) for v in (row["requestid"], owner, *list(row.values())[1:], size))
-    inserted = await conn.execute_query_dict(
-        f"INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta, size) "
-        f"VALUES ({values}) RETURNING id",
-        sql.args,
-    )
+    values = _values(owner, pin, row, size)
+    await conn.execute_query(*render(dialect, INSERT_ORDER.format(gate="WHERE TRUE"), values))
+    insert_pin = render(dialect, INSERT_PIN.format(source="orders o", gate="o.cid_key = :key AND "), values)
+    inserted = await conn.execute_query_dict(*insert_pin)
+    if not inserted:
+        await _ensure_order(conn, dialect, pin, created_ms)
+        inserted = await conn.execute_query_dict(*insert_pin)
     if pin.meta:
         await PinMeta.bulk_create(
             [PinMeta(pin_id=inserted[0]["id"], key=k, value=v) for k, v in pin.meta.items()], using_db=conn
         )
-    return _new_record(row, order)
+    sql = _Sql(dialect)
+    order = await conn.execute_query_dict(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE cid_key = {sql.arg(pin.key)}", sql.args)
+    row["status"] = inserted[0]["status"]
+    return _new_record(row, order[0])
 
 
 async def _with_unique_created(db: Handle, work: Any, created_ms: int) -> tuple[PinRecord, int]:
@@ -136,8 +142,8 @@ async def create_pin(db: Handle, owner: str, pin: NewPin, created_ms: int, quota
         row = _new_row(pin, created_ms)
         counted = address is not None and address.active
         bounds = None if quota == UNBOUNDED and not counted else (quota.pins, quota.bytes, quota.pins_per_day)
-        done = await postgres_direct.create_pin(db.pool, owner, pin, row["requestid"], created_ms, row["origins"],
-                                                row["meta"], size, bounds, address if counted else None)
+        done = await postgres_direct.create_pin(db.pool, _values(owner, pin, row, size), bounds,
+                                                address if counted else None)
         if done is not None:
             order, created_ms = done
             row.update(status=order["pin_status"], created_ms=created_ms)

@@ -17,6 +17,7 @@ from typing import Any
 
 from w3gate.admission.settings import PER_USER
 from w3gate.hookspecs import Quota
+from w3gate.store.pin_rules import COUNT_DAY, WITHIN_ADDRESS_DAY, WITHIN_QUOTA, render
 from w3gate.store.rawsql import Handle, Sql
 from w3gate.store.rawsql import dialect as _dialect
 
@@ -76,18 +77,12 @@ async def admit(conn: Any, owner: str, quota: Quota, size: int, now_ms: int) -> 
     if not (quota.pins or quota.bytes or quota.pins_per_day):
         return
     today = now_ms // DAY_MS
+    bounds = {"owner": owner, "size": size, "today": today, "max_pins": quota.pins or 0,
+              "max_bytes": quota.bytes or 0, "pins_per_day": quota.pins_per_day or 0}
+    within = render(_dialect(conn), f"UPDATE users SET {COUNT_DAY} WHERE user_key = :owner AND {WITHIN_QUOTA} "
+                    "RETURNING pins", bounds)
     for _ in range(ADMIT_ATTEMPTS):
-        sql = Sql(_dialect(conn))  # placeholders are handed out in the order they appear
-        assign = f"day_pins = CASE WHEN day = {sql.arg(today)} THEN day_pins + 1 ELSE 1 END, day = {sql.arg(today)}"
-        conditions = [f"user_key = {sql.arg(owner)}"]
-        if quota.pins:
-            conditions.append(f"pins < {sql.arg(quota.pins)}")
-        if quota.bytes:
-            conditions.append(f"bytes + {sql.arg(size)} <= {sql.arg(quota.bytes)}")
-        if quota.pins_per_day:
-            conditions.append(f"(day <> {sql.arg(today)} OR day_pins < {sql.arg(quota.pins_per_day)})")
-        rows = await conn.execute_query_dict(
-            f"UPDATE users SET {assign} WHERE {' AND '.join(conditions)} RETURNING pins", sql.args)
+        rows = await conn.execute_query_dict(*within)
         if rows:
             return
         sql = Sql(_dialect(conn))
@@ -129,17 +124,14 @@ async def admit_address(conn: Any, owner: str, quota: AddressQuota | None, now_m
         "ON CONFLICT (user_key) DO UPDATE SET first_day = excluded.first_day WHERE users.first_day IS NULL "
         "RETURNING user_key", sql.args)
     new = 1 if first else 0
-    sql = Sql(_dialect(conn))
-    values = f"{sql.arg(quota.address)}, {sql.arg(today)}, 1, {sql.arg(new)}"
-    conditions = ["TRUE"]
-    if quota.pins_per_day:
-        conditions.append(f"address_days.pins < {sql.arg(quota.pins_per_day)}")
-    if quota.identities_per_day:
-        conditions.append(f"(excluded.identities = 0 OR address_days.identities < {sql.arg(quota.identities_per_day)})")
-    counted = await conn.execute_query_dict(
-        f"INSERT INTO address_days (address, day, pins, identities) VALUES ({values}) ON CONFLICT (address, day) "
-        "DO UPDATE SET pins = address_days.pins + 1, identities = address_days.identities + excluded.identities "
-        f"WHERE {' AND '.join(conditions)} RETURNING pins", sql.args)
+    within = WITHIN_ADDRESS_DAY.format(row="address_days.", new="excluded.identities = 1")
+    counted = await conn.execute_query_dict(*render(
+        _dialect(conn),
+        "INSERT INTO address_days (address, day, pins, identities) VALUES (:address, :today, 1, :new_identity) "
+        "ON CONFLICT (address, day) DO UPDATE SET pins = address_days.pins + 1, "
+        f"identities = address_days.identities + excluded.identities WHERE {within} RETURNING pins",
+        {"address": quota.address, "today": today, "new_identity": new, "address_pins": quota.pins_per_day,
+         "address_identities": quota.identities_per_day}))
     if counted:
         return
     sql = Sql(_dialect(conn))
