@@ -178,16 +178,13 @@ class Database(StoreCalls):
     async def _open_pool(self) -> Any | None:
         return None
 
-    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``fn(handle, *args)`` on the ORM's loop, ``handle`` being this store's connection handle."""
         while self._held is not None:  # only while maintain empties the SQLite log
             await self._held.wait()
         if self._runner is None or self._handle is None:
             raise RuntimeError("database is not open")
-        return await self._runner.run(fn, *args)
-
-    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``fn(handle, *args)`` on the ORM's loop, ``handle`` being this store's connection handle."""
-        return await self._call(fn, self._handle, *args)
+        return await self._runner.run(fn, self._handle, *args)
 
     async def maintain(self) -> None:
         """Background upkeep, run as a task of the service's nursery until it is cancelled."""
@@ -339,7 +336,6 @@ class SqliteDatabase(Database):
         return rows
 
 
-
 class PostgresDatabase(Database):
     """The store on a PostgreSQL server, on an asyncio loop in its own thread
     (:class:`~w3gate.store.bridge.AsyncioThread`), with the hot paths' pool (:mod:`w3gate.store.postgres_direct`)
@@ -364,16 +360,16 @@ class PostgresDatabase(Database):
         """The deadline is kept on both sides: asyncio cancels the query (a server that stopped answering), and
         the trio side waits unshielded (a ping holds no transaction), so a hung connection cannot hold the
         caller either."""
-        if timeout is None or not isinstance(self._runner, AsyncioThread) or self._handle is None:
+        handle, runner = self._handle, self._runner
+        if timeout is None or handle is None or not isinstance(runner, AsyncioThread):
             return await super().ping(timeout)
 
         async def _ping() -> bool:
-            assert self._handle is not None
-            await asyncio.wait_for(self._handle.client.execute_query("SELECT 1"), timeout)
+            await asyncio.wait_for(handle.client.execute_query("SELECT 1"), timeout)
             return True
 
         with trio.fail_after(timeout + 1):
-            return await self._runner.run(_ping, shield=False)
+            return await runner.run(_ping, shield=False)
 
     async def _close_connections(self) -> None:
         """The ORM's connections and the hot paths' pool, closed side by side (each waits up to 10 s for a
