@@ -49,11 +49,17 @@ INSERT_PIN = ("INSERT INTO pins (requestid, owner, cid, cid_key, name, status, c
               f"SELECT :requestid, :owner, :cid, :key, :name, {PIN_STATUS}, :now, :origins, :meta, :size "
               f"FROM {{source}} WHERE {{gate}}{TAKES_A_PIN} RETURNING id, status")
 
+# the general path's statements: the order if new, then the pin from it
+NEW_ORDER = INSERT_ORDER.format(gate="WHERE TRUE")
+NEW_PIN = INSERT_PIN.format(source="orders o", gate="o.cid_key = :key AND ")
+
 # the owner's ``users`` row within the quota (0: no bound) for one more pin of ``size`` bytes today (UTC days)
 WITHIN_QUOTA = ("(:max_pins = 0 OR pins < :max_pins) AND (:max_bytes = 0 OR bytes + :size <= :max_bytes)"
                 " AND (:pins_per_day = 0 OR day <> :today OR day_pins < :pins_per_day)")
 # and the pin counted on the owner's day
 COUNT_DAY = "day_pins = CASE WHEN day = :today THEN day_pins + 1 ELSE 1 END, day = :today"
+# the general path's count of a pin against its owner's quota
+ADMIT = f"UPDATE users SET {COUNT_DAY} WHERE user_key = :owner AND {WITHIN_QUOTA} RETURNING pins"
 
 # the client address's ``address_days`` row (columns prefixed by ``{row}``) within its day's bounds for one more
 # pin, ``{new}`` saying whether the owner is a new identity of the day

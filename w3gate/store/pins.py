@@ -19,7 +19,7 @@ from w3gate.domain.pins import NewPin, PinQuery, PinRecord
 from w3gate.hookspecs import Quota
 from w3gate.store import postgres_direct, users
 from w3gate.store.models import INFO_FIELDS, PIN_STATUSES, RENEW_STOPPED, Order, Pin, PinMeta
-from w3gate.store.pin_rules import INSERT_ORDER, INSERT_PIN, ORDER_COLUMNS, render
+from w3gate.store.pin_rules import NEW_ORDER, NEW_PIN, ORDER_COLUMNS, render
 from w3gate.store.rawsql import Handle
 from w3gate.store.rawsql import Sql as _Sql
 from w3gate.store.rawsql import dialect as _dialect
@@ -93,8 +93,8 @@ async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Qu
     await users.admit_address(conn, owner, address, created_ms)  # the same lock order as the one statement's
     row = _new_row(pin, created_ms)
     values = _values(owner, pin, row, size)
-    await conn.execute_query(*render(dialect, INSERT_ORDER.format(gate="WHERE TRUE"), values))
-    insert_pin = render(dialect, INSERT_PIN.format(source="orders o", gate="o.cid_key = :key AND "), values)
+    await conn.execute_query(*render(dialect, NEW_ORDER, values))
+    insert_pin = render(dialect, NEW_PIN, values)
     inserted = await conn.execute_query_dict(*insert_pin)
     if not inserted:
         await _ensure_order(conn, dialect, pin, created_ms)

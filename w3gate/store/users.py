@@ -17,7 +17,7 @@ from typing import Any
 
 from w3gate.admission.settings import PER_USER
 from w3gate.hookspecs import Quota
-from w3gate.store.pin_rules import COUNT_DAY, WITHIN_ADDRESS_DAY, WITHIN_QUOTA, render
+from w3gate.store.pin_rules import ADMIT, WITHIN_ADDRESS_DAY, render
 from w3gate.store.rawsql import Handle, Sql
 from w3gate.store.rawsql import dialect as _dialect
 
@@ -79,8 +79,7 @@ async def admit(conn: Any, owner: str, quota: Quota, size: int, now_ms: int) -> 
     today = now_ms // DAY_MS
     bounds = {"owner": owner, "size": size, "today": today, "max_pins": quota.pins or 0,
               "max_bytes": quota.bytes or 0, "pins_per_day": quota.pins_per_day or 0}
-    within = render(_dialect(conn), f"UPDATE users SET {COUNT_DAY} WHERE user_key = :owner AND {WITHIN_QUOTA} "
-                    "RETURNING pins", bounds)
+    within = render(_dialect(conn), ADMIT, bounds)
     for _ in range(ADMIT_ATTEMPTS):
         rows = await conn.execute_query_dict(*within)
         if rows:
