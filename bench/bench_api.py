@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -118,10 +119,8 @@ def wait_ready(url: str, proc: subprocess.Popen) -> None:
 
 def fill(db_url: str, owner: str, n: int) -> None:
     """Insert n pins for owner (a quarter in each status), in large transactions."""
-    from w3gate.store.models import Pin
-
-    async def insert() -> None:
-        conn = Pin._meta.db
+    async def insert(h: Any) -> None:
+        conn = h.client
         dialect = "sqlite" if db_url.startswith("sqlite") else "postgres"
         ph = (lambda i: "?") if dialect == "sqlite" else (lambda i: f"${i}")
         sql = ("INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta) VALUES "
@@ -132,15 +131,15 @@ def fill(db_url: str, owner: str, n: int) -> None:
         for start in range(0, n, step):
             rows = [[str(uuid.uuid4()), owner, cid_of(i), cid_of(i), f"file-{i}", statuses[i % 4], base + i, "[]", "{}"]
                     for i in range(start, min(n, start + step))]
-            async with __import__("tortoise.transactions", fromlist=["in_transaction"]).in_transaction() as tx:
+            async with h.transaction() as tx:
                 await tx.execute_many(sql, rows)
         await conn.execute_script("ANALYZE")
 
     in_store(db_url, insert)
 
 
-def in_store(db_url: str, work: Callable[[], Awaitable[None]]) -> None:
-    """Run ``work`` (an asyncio coroutine function of the ORM's loop) once on the store at ``db_url``."""
+def in_store(db_url: str, work: Callable[[Any], Awaitable[None]]) -> None:
+    """Run ``work(handle)`` (an asyncio coroutine function of the ORM's loop) once on the store at ``db_url``."""
     from w3gate.store.db import Database
 
     async def main() -> None:

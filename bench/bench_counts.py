@@ -20,7 +20,7 @@ from w3gate.store.models import Order
 STATUSES = ["pinned"] * 8 + ["pinning", "queued"]
 
 
-async def fill(start: int, n: int) -> None:
+async def fill(h, start: int, n: int) -> None:
     await Order.bulk_create([Order(cid=f"bafy{i:010d}", status=STATUSES[i % 10], created_ms=i, updated_ms=i)
                              for i in range(start, start + n)], batch_size=5000)
 

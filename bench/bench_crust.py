@@ -134,7 +134,7 @@ async def poll_bench(chain, settings, cids, mean) -> None:
     db = Database(f"sqlite://{tmp / 'bench.sqlite3'}")
     await db.open()
 
-    async def fill() -> None:
+    async def fill(h) -> None:
         await Order.bulk_create([Order(cid=c, status="pinning", submitted_ms=int(time.time() * 1000),
                                        created_ms=i, updated_ms=i) for i, c in enumerate(cids)], batch_size=1000)
         await Pin.bulk_create([Pin(requestid=f"{i:036d}", owner="bench", cid=c, status="pinning", created_ms=i)

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import in_store, owner_of, start_process, stop_process
@@ -35,17 +36,16 @@ CHEAP = "/psa/pins"
 
 def fill(db_url: str, owner: str, n: int) -> None:
     """n pins of ``owner`` (a quarter in each status), made by the database itself."""
-    from w3gate.store.models import Pin
 
-    async def insert() -> None:
+    async def insert(h: Any) -> None:
         statuses = "CASE i % 4 WHEN 0 THEN 'queued' WHEN 1 THEN 'pinning' WHEN 2 THEN 'pinned' ELSE 'failed' END"
-        await Pin._meta.db.execute_query(
+        await h.client.execute_query(
             f"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {n - 1}) "
             "INSERT INTO pins (requestid, owner, cid, name, status, created_ms, origins, meta) "
             f"SELECT 'r' || i, '{owner}', 'bafkqa' || i, 'file-' || i, {statuses}, "
             f"{int(time.time() * 1000) - n - 10_000} + i, '[]', '{{}}' FROM n"
         )
-        await Pin._meta.db.execute_script("ANALYZE")
+        await h.client.execute_script("ANALYZE")
 
     in_store(db_url, insert)
 

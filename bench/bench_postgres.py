@@ -69,15 +69,13 @@ OTHER_OWNERS = 100  # other users, as many pins in all as the measured one, so t
 def fill(db_url: str, owner: str, n: int) -> None:
     """n pins of ``owner`` and n of other users, each content with its order as the service keeps them (a quarter
     of them in each status; pinned orders with their chain info), in large transactions."""
-    from tortoise.transactions import in_transaction
-
     from w3gate.store.db import Database
-    from w3gate.store.rawsql import Sql, conn
+    from w3gate.store.rawsql import Sql
 
     statuses = ("queued", "pinning", "pinned", "failed")
     pins_sql = orders_sql = ""
 
-    async def insert() -> None:
+    async def insert(h: Any) -> None:
         nonlocal pins_sql, orders_sql
         sql = Sql(Database(db_url).dialect)
         pins_sql = (f"INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta) "
@@ -96,10 +94,10 @@ def fill(db_url: str, owner: str, n: int) -> None:
                 placed = status in ("pinning", "pinned")
                 orders.append([cid_of(i), cid_of(i), status, 1024 + i if placed else None, 5_000_000 + i if placed
                                else None, 3 if status == "pinned" else None, base + i, base + i])
-            async with in_transaction() as tx:
+            async with h.transaction() as tx:
                 await tx.execute_many(pins_sql, pins)
                 await tx.execute_many(orders_sql, orders)
-        await conn().execute_script("ANALYZE")
+        await h.client.execute_script("ANALYZE")
 
     in_store(db_url, insert)
 

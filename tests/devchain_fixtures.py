@@ -423,7 +423,7 @@ async def add_pin(db: Any, owner: str, cid: str) -> str:
 async def order_of(db: Any, cid: str) -> Any:
     from w3gate.store.models import Order
 
-    async def get() -> Any:
+    async def get(h) -> Any:
         return await Order.get(cid=cid)
 
     return await db.run(get)

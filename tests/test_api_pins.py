@@ -382,7 +382,7 @@ def _database_rows(server: Server, sql: str) -> list[dict]:
         db = Database(server.env.get("W3GATE_DATABASE_URL") or f"sqlite://{server.data_dir / 'w3gate.sqlite3'}")
         await db.open()
         try:
-            async def query() -> list[dict]:
+            async def query(h) -> list[dict]:
                 return list(await connections.get(db.connection_name).execute_query_dict(sql))
 
             return await db.run(query)

@@ -38,14 +38,14 @@ def head_extrinsics(devchain: Devchain) -> list[str]:
 
 
 async def tx_row(db: Any, extrinsic: str) -> Any:
-    async def get() -> Any:
+    async def get(h) -> Any:
         return await CrustTx.get(hash=tx_hash(extrinsic))
 
     return await db.run(get)
 
 
 async def pin_statuses(db: Any, cid: str) -> set[str]:
-    async def get() -> set[str]:
+    async def get(h) -> set[str]:
         return set(await Pin.filter(cid=cid).values_list("status", flat=True))
 
     return await db.run(get)

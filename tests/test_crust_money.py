@@ -140,7 +140,7 @@ async def test_deleting_the_last_pin_stops_ordering_and_renewal(db, devchain, re
     drop_placed = await add_pin(db, "u1", placed)
     assert await db.run(pins.delete_pin, "u2", drop_shared)
     assert await db.run(pins.delete_pin, "u1", drop_alone)
-    assert not await db.run(lambda: Order.filter(cid=alone).exists())  # never sent: nothing to keep
+    assert not await db.run(lambda _: Order.filter(cid=alone).exists())  # never sent: nothing to keep
     settings = settings_for(relay, W3GATE_CRUST_RENEWAL_WINDOW="1000")
     async with trio.open_nursery() as nursery:
         await run_tasks(nursery, db, settings)
@@ -211,7 +211,7 @@ async def test_known_size_at_the_maximum_is_failed_not_ordered(db, devchain, rel
     await add_pin(db, "u1", big)
     await add_pin(db, "u1", unknown)
     # a size known before ordering (the content's, or the chain's record of an earlier order)
-    await db.run(lambda: Order.filter(cid=big).update(file_size=maximum))
+    await db.run(lambda _: Order.filter(cid=big).update(file_size=maximum))
     settings = settings_for(relay, W3GATE_CRUST_DEFAULT_FILE_SIZE=str(maximum), W3GATE_CRUST_MAX_ATTEMPTS="1")
     async with trio.open_nursery() as nursery:
         await run_tasks(nursery, db, settings)
@@ -223,7 +223,7 @@ async def test_known_size_at_the_maximum_is_failed_not_ordered(db, devchain, rel
     order = await order_of(db, big)
     assert (order.status, order.attempts, order.tx_hash) == ("failed", 0, None)
     assert f"smaller than its MaximumFileSize, {maximum} bytes" in order.error
-    assert [p.status for p in await db.run(lambda: Pin.filter(cid=big))] == ["failed"]
+    assert [p.status for p in await db.run(lambda _: Pin.filter(cid=big))] == ["failed"]
     assert (await order_of(db, unknown)).status == "pinning"  # ordered, one byte under the maximum
     assert (await trio.to_thread.run_sync(devchain.records, [unknown]))[unknown].file_size == maximum - 1
     assert await trio.to_thread.run_sync(devchain.orders_of, {big, unknown}) == {big: 0, unknown: 1}

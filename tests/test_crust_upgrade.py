@@ -142,7 +142,7 @@ def spec4_code() -> str:
     return json.loads(SPEC4_GENESIS.read_text())["genesis"]["raw"]["top"]["0x3a636f6465"]
 
 
-async def crust_txs() -> list[dict[str, Any]]:
+async def crust_txs(h) -> list[dict[str, Any]]:
     return list(await CrustTx.all().order_by("created_ms").values())
 
 

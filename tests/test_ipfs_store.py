@@ -53,13 +53,13 @@ async def test_measured_size_replaces_the_admitted_one_in_usage(db: Database) ->
     await db.run(ipfs_content.begin, "bafk-b", "bafk-b", True, NOW)
     await db.run(ipfs_content.fetched, "bafk-b", 1000, NOW + 1)
 
-    async def usage() -> tuple[int, int]:
-        conn = Pin._meta.db
+    async def usage(h) -> tuple[int, int]:
+        conn = h.client
         rows = await conn.execute_query_dict("SELECT bytes FROM users WHERE user_key = 'bob'")
         return int(rows[0]["bytes"]), int((await Pin.get(cid_key="bafk-b")).size)
 
     assert await db.run(usage) == (1000, 1000)
-    assert (await db.run(lambda: Order.get(cid_key="bafk-b"))).dag_size == 1000
+    assert (await db.run(lambda _: Order.get(cid_key="bafk-b"))).dag_size == 1000
 
 
 async def test_failed_fetch_fails_the_pins_and_repin_fetches_again(db: Database) -> None:
@@ -81,7 +81,7 @@ async def test_each_hold_mode_releases_at_its_point(db: Database, hold: str, rel
     await db.run(ipfs_content.begin, "bafk-e", "bafk-e", True, NOW)
     await db.run(ipfs_content.fetched, "bafk-e", 10, NOW)
     for status in ("queued", "pinning", "pinned"):
-        await db.run(lambda s=status: Order.filter(cid_key="bafk-e").update(status=s))
+        await db.run(lambda _, s=status: Order.filter(cid_key="bafk-e").update(status=s))
         keys = [r["cid_key"] for r in await db.run(ipfs_content.releasable, hold, 10)]
         expect_released = released_at is not None and (
             ("queued", "pinning", "pinned").index(status) >= ("queued", "pinning", "pinned").index(released_at))
@@ -101,8 +101,8 @@ async def test_upgrade_to_schema_12_keeps_orders_claimable_and_usage_in_step(tmp
     old = Database(url)
     assert await old.open(upgrade_to=10) == (0, 10)
 
-    async def insert_old_rows() -> None:  # as the release before wrote them (its store does not know dag_size)
-        conn = Pin._meta.db
+    async def insert_old_rows(h) -> None:  # as the release before wrote them (its store does not know dag_size)
+        conn = h.client
         await conn.execute_script(
             "INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms) "
             "VALUES ('bafk-f', 'bafk-f', 'queued', 1, 1);"
@@ -115,14 +115,14 @@ async def test_upgrade_to_schema_12_keeps_orders_claimable_and_usage_in_step(tmp
     assert await new.open() == (10, migrations.LATEST) and migrations.LATEST == 12
     try:
         assert migrations.is_additive(11) and migrations.is_additive(12)  # the release before keeps serving
-        assert (await new.run(lambda: Order.get(cid_key="bafk-f"))).dag_size is None
+        assert (await new.run(lambda _: Order.get(cid_key="bafk-f"))).dag_size is None
         assert [c.cid for c in await new.run(orders.claim, "claim:x", 10, NOW)] == ["bafk-f"]  # no node: as before
         await new.run(orders.release_claim, "claim:x", NOW)
         await new.run(ipfs_content.begin, "bafk-f", "bafk-f", True, NOW)
         await new.run(ipfs_content.fetched, "bafk-f", 777, NOW + 1)
 
-        async def bytes_of() -> int:
-            rows = await Pin._meta.db.execute_query_dict("SELECT bytes FROM users WHERE user_key = 'frank'")
+        async def bytes_of(h) -> int:
+            rows = await h.client.execute_query_dict("SELECT bytes FROM users WHERE user_key = 'frank'")
             return int(rows[0]["bytes"])
 
         assert await new.run(bytes_of) == 777

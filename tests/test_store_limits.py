@@ -13,7 +13,6 @@ from conftest import POSTGRES, database_url_for_test
 
 from w3gate.store import pins as store
 from w3gate.store.db import Database
-from w3gate.store.models import Pin
 from w3gate.store.pins import NewPin, PinQuery
 
 MiB = 1024 * 1024
@@ -53,8 +52,8 @@ async def _fill(url: str, owner: str, n: int) -> None:
     db = Database(url)
     await db.open()
 
-    async def insert() -> None:
-        conn = Pin._meta.db
+    async def insert(h) -> None:
+        conn = h.client
         for start in range(0, n, 500):
             await conn.execute_query(
                 f"WITH RECURSIVE n(i) AS (SELECT {start} UNION ALL SELECT i + 1 FROM n "

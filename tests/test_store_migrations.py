@@ -25,7 +25,7 @@ async def test_upgrade_from_first_release_keeps_data_and_adds_orders(tmp_path) -
     old = Database(url)
     assert await old.open(upgrade_to=1) == (0, 1)
 
-    async def insert_old_rows() -> None:
+    async def insert_old_rows(h) -> None:
         conn = connections.get(old.connection_name)
         for i, cid in enumerate(["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"] * 2 + ["bafkqaaa"]):
             await conn.execute_script(
@@ -39,7 +39,7 @@ async def test_upgrade_from_first_release_keeps_data_and_adds_orders(tmp_path) -
     new = Database(url)
     assert await new.open() == (1, migrations.LATEST)
 
-    async def read() -> tuple[list, list]:
+    async def read(h) -> tuple[list, list]:
         conn = connections.get(new.connection_name)
         pins = await conn.execute_query_dict("SELECT requestid, name FROM pins ORDER BY created_ms")
         orders = await conn.execute_query_dict("SELECT cid, status, created_ms FROM orders ORDER BY cid")
@@ -63,7 +63,7 @@ async def test_database_from_a_newer_release_is_refused(tmp_path) -> None:
     db = Database(url)
     await db.open()
 
-    async def bump() -> None:  # what a newer release with a step older ones cannot use writes
+    async def bump(h) -> None:  # what a newer release with a step older ones cannot use writes
         await connections.get(db.connection_name).execute_script(
             f"UPDATE schema_version SET version = {migrations.LATEST + 1}; "
             f"UPDATE schema_compat SET min_compatible = {migrations.LATEST + 1}"
@@ -83,7 +83,7 @@ async def test_extrinsics_recorded_before_spec_versions_stay_open_with_none(tmp_
     old = Database(url)
     assert await old.open(upgrade_to=step - 1) == (0, step - 1)
 
-    async def insert_open_tx() -> None:
+    async def insert_open_tx(h) -> None:
         await connections.get(old.connection_name).execute_script(
             "INSERT INTO crust_txs (hash, nonce, extrinsic, cids, start_block, era_end, status, created_ms, updated_ms)"
             " VALUES ('0xold', 3, '0x00', '[\"bafkqaaa\"]', 1, 65, 'sent', 1000, 1000)"
@@ -130,7 +130,7 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
     old = Database(url)
     assert await old.open(upgrade_to=4) == (0, 4)
 
-    async def insert_old_rows() -> None:
+    async def insert_old_rows(h) -> None:
         conn = connections.get(old.connection_name)
         for cid, status, ms, tx in orders:
             await conn.execute_script(
@@ -149,7 +149,7 @@ async def test_upgrade_keys_pins_and_orders_by_content(tmp_path) -> None:
     new = Database(url)
     assert await new.open() == (4, migrations.LATEST)
     try:
-        async def read(sql: str) -> list[dict]:
+        async def read(h, sql: str) -> list[dict]:
             return list(await connections.get(new.connection_name).execute_query_dict(sql))
 
         got = {o["cid"]: (o["cid_key"], o["status"]) for o in await new.run(read, "SELECT * FROM orders")}
@@ -211,9 +211,9 @@ async def test_older_release_runs_on_a_newer_schema_only_while_every_newer_step_
     assert await db.open() == (latest + 1, latest + 1)
     from w3gate.store import pins
 
-    async def store_and_count() -> int:
+    async def store_and_count(h) -> int:
         cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
-        await pins.create_pin("substrate:0x01", pins.NewPin(cid=cid, name="n"), 1)
+        await pins.create_pin(h, "substrate:0x01", pins.NewPin(cid=cid, name="n"), 1)
         return len(await connections.get(db.connection_name).execute_query_dict("SELECT id FROM pins"))
 
     assert await db.run(store_and_count) == 1

@@ -29,9 +29,9 @@ async def sent_batch(db: Database, cids: list[str], *, renewal: bool) -> None:
     """Pins for ``cids`` (pinned and due for renewal, if ``renewal``), claimed and recorded as TX; the
     last CID has failed twice before, so its next failure is its last."""
 
-    async def setup() -> None:
+    async def setup(h) -> None:
         for i, cid in enumerate(cids):
-            await store.create_pin("owner", NewPin(cid=cid), 1_000 + i)
+            await store.create_pin(h, "owner", NewPin(cid=cid), 1_000 + i)
         if renewal:
             await Order.filter(cid__in=cids).update(status="pinned", renew_due=1, renewals=1, placed_block=9)
             await Pin.filter(cid__in=cids).update(status="pinned")
@@ -51,7 +51,7 @@ async def resolve(db: Database, verdicts: dict[str, tuple[str, str | None]], now
 async def state(db: Database, cids: list[str], *fields: str) -> list[tuple]:
     """Per CID: the order's ``fields`` and the set of its pins' statuses."""
 
-    async def read() -> list[tuple]:
+    async def read(h) -> list[tuple]:
         found = {}
         for o in await Order.filter(cid__in=cids):
             pins = {p.status for p in await Pin.filter(cid=o.cid)}
@@ -70,7 +70,7 @@ async def test_one_batch_every_verdict(db) -> None:
         cids[4]: ("fail", "rejected"), cids[6]: ("fail", "rejected again"),
         cids[5]: ("pause", "market off"),
     }
-    await db.run(lambda: Order.filter(cid=cids[5]).update(attempts=1))
+    await db.run(lambda _: Order.filter(cid=cids[5]).update(attempts=1))
     assert await resolve(db, verdicts, NOW + 1) == (
         {"ok": 2, "renewed": 0, "fail": 2, "failed": 1, "requeue": 2, "pause": 1, "topped": 0})
     found = await state(db, cids, "status", "placed_block", "attempts", "next_try_ms", "error")
@@ -118,9 +118,9 @@ async def test_refused_claims_are_failed_or_stopped_without_an_attempt(db) -> No
     with the reason, a renewal stopped; neither is charged an attempt, and the rest of the claim stands."""
     new, renewal, kept = "bafkqnew00000001", "bafkqren00000001", "bafkqkept0000001"
 
-    async def setup() -> None:
+    async def setup(h) -> None:
         for i, cid in enumerate((new, renewal, kept)):
-            await store.create_pin("owner", NewPin(cid=cid), 1_000 + i)
+            await store.create_pin(h, "owner", NewPin(cid=cid), 1_000 + i)
         await Order.filter(cid=renewal).update(status="pinned", renew_due=1, renewals=1, file_size=99)
         await Pin.filter(cid=renewal).update(status="pinned")
 

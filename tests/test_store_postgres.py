@@ -65,15 +65,15 @@ async def test_a_common_pin_is_one_statement_and_the_others_take_the_general_pat
     general: list[str] = []
     original = store._with_unique_created
 
-    async def counted(work, created_ms):  # type: ignore[no-untyped-def]
+    async def counted(db, work, created_ms):  # type: ignore[no-untyped-def]
         general.append(str(created_ms))
-        return await original(work, created_ms)
+        return await original(db, work, created_ms)
 
     monkeypatch.setattr(store, "_with_unique_created", counted)
     db = Database(database_url_for_test())
     await db.open()
     try:
-        async def scenario() -> list[tuple[str, str, int]]:
+        async def scenario(h) -> list[tuple[str, str, int]]:
             states = {"queued": {}, "submitting": {}, "pinned": {}, "failed": {"error": "boom"},
                       "stopped": {"renew_due": RenewState.STOPPED}, "unkeyed": {}}
             outcome = []
@@ -83,11 +83,11 @@ async def test_a_common_pin_is_one_statement_and_the_others_take_the_general_pat
                 key = None if state == "unkeyed" else cid
                 await Order.create(cid=cid, cid_key=key, status=status, created_ms=1, updated_ms=1, **extra)
                 before = len(general)
-                rec, _ = await store.create_pin("a", NewPin(cid=cid), 100 + i)
+                rec, _ = await store.create_pin(h, "a", NewPin(cid=cid), 100 + i)
                 pins = await Pin.filter(cid_key=cid).count()
                 outcome.append((state, rec.status, len(general) - before, pins))
             before = len(general)
-            rec, _ = await store.create_pin("a", NewPin(cid=CID_A), 200)  # a new content
+            rec, _ = await store.create_pin(h, "a", NewPin(cid=CID_A), 200)  # a new content
             order = await Order.get(cid_key=CID_A)
             outcome.append(("new", rec.status + "/" + order.status, len(general) - before, 1))
             return outcome
@@ -112,8 +112,8 @@ async def test_many_instants_pinning_one_new_content_make_one_order() -> None:
         async with trio.open_nursery() as nursery:
             for i in range(12):
                 nursery.start_soon(db.run, store.create_pin, f"owner{i % 3}", NewPin(cid=CID_B), 1_000 + i)
-        orders = await db.run(lambda: Order.filter(cid_key=CID_B).values_list("status", flat=True))
-        pins = await db.run(lambda: Pin.filter(cid_key=CID_B).count())
+        orders = await db.run(lambda _: Order.filter(cid_key=CID_B).values_list("status", flat=True))
+        pins = await db.run(lambda _: Pin.filter(cid_key=CID_B).count())
         counts = [(await db.run(store.list_pins, f"owner{i}", store.PinQuery(statuses=("queued",))))[0]
                   for i in range(3)]
         assert (orders, pins, counts) == (["queued"], 12, [4, 4, 4])
@@ -129,16 +129,17 @@ async def test_store_calls_inside_a_transaction_stay_in_it() -> None:
     db = Database(database_url_for_test())
     await db.open()
     try:
-        async def scenario() -> tuple[bool, bool]:
+        async def scenario(h) -> tuple[bool, bool]:
             seen = False
             try:
-                async with in_transaction():
-                    rec, _ = await store.create_pin("a", NewPin(cid=CID_A), 10)
-                    seen = await store.get_pin("a", rec.requestid) is not None
+                async with in_transaction() as conn:
+                    within = h.within(conn)  # the caller's transaction, handed to the store's calls
+                    rec, _ = await store.create_pin(within, "a", NewPin(cid=CID_A), 10)
+                    seen = await store.get_pin(within, "a", rec.requestid) is not None
                     raise LookupError("roll back")
             except LookupError:
                 pass
-            return seen, await store.get_pin("a", rec.requestid) is None
+            return seen, await store.get_pin(h, "a", rec.requestid) is None
 
         assert await db.run(scenario) == (True, True)
     finally:
@@ -146,17 +147,12 @@ async def test_store_calls_inside_a_transaction_stay_in_it() -> None:
 
 
 async def test_hot_statements_use_generic_plans_and_the_orm_the_default() -> None:
-    from tortoise import connections
-
-    from w3gate.store import postgres_direct
-
     db = Database(database_url_for_test())
     await db.open()
     try:
-        async def modes() -> tuple[str, str]:
-            pool = postgres_direct.pool_of(connections.get(db.connection_name))
-            orm = await connections.get(db.connection_name).execute_query_dict("SHOW plan_cache_mode")
-            return (await pool.fetchval("SHOW plan_cache_mode")), orm[0]["plan_cache_mode"]
+        async def modes(h) -> tuple[str, str]:
+            orm = await h.client.execute_query_dict("SHOW plan_cache_mode")
+            return (await h.pool.fetchval("SHOW plan_cache_mode")), orm[0]["plan_cache_mode"]
 
         assert await db.run(modes) == ("force_generic_plan", "auto")
     finally:
@@ -174,9 +170,9 @@ async def test_a_pin_within_a_quota_is_one_statement_and_a_refusal_writes_nothin
     general: list[int] = []
     original = store._with_unique_created
 
-    async def counted(work, created_ms):  # type: ignore[no-untyped-def]
+    async def counted(db, work, created_ms):  # type: ignore[no-untyped-def]
         general.append(created_ms)
-        return await original(work, created_ms)
+        return await original(db, work, created_ms)
 
     monkeypatch.setattr(store, "_with_unique_created", counted)
     owner, quota = "quota-owner", Quota(pins=5, pins_per_day=100)
@@ -196,19 +192,13 @@ async def test_a_pin_within_a_quota_is_one_statement_and_a_refusal_writes_nothin
         async with trio.open_nursery() as nursery:
             for i in range(1, 13):
                 nursery.start_soon(one, i)
-        pins = await db.run(lambda: Pin.filter(owner=owner).count())
-        orders = await db.run(lambda: Order.filter(cid_key__startswith="bafkqaaquota").count())
-        conn = db_connection(db)
-        row = (await db.run(conn.execute_query_dict,
-                            "SELECT pins, bytes, day_pins FROM users WHERE user_key = $1", [owner]))[0]
+        pins = await db.run(lambda _: Pin.filter(owner=owner).count())
+        orders = await db.run(lambda _: Order.filter(cid_key__startswith="bafkqaaquota").count())
+        row = (await db.run(lambda h: h.client.execute_query_dict(
+            "SELECT pins, bytes, day_pins FROM users WHERE user_key = $1", [owner])))[0]
         # 4 more admitted (5 live pins), 8 refused; the refusals went the general way to say which bound
         assert (pins, orders, len(refused), dict(row)) == (5, 5, 8, {"pins": 5, "bytes": 35, "day_pins": 5})
         assert len(general) == 1 + 8 and all("pins_per_user" in r for r in refused)
     finally:
         await db.close()
 
-
-def db_connection(db: Database):  # type: ignore[no-untyped-def]
-    from tortoise import connections
-
-    return connections.get(db.connection_name)

@@ -26,7 +26,7 @@ async def test_schema_8_counts_existing_pins_and_keeps_quotas(tmp_path) -> None:
     old = Database(url)
     await old.open(upgrade_to=migrations.LATEST - 1)
 
-    async def insert_old_pins() -> None:
+    async def insert_old_pins(h) -> None:
         conn = connections.get(old.connection_name)
         for i, owner in enumerate(["substrate:0xaa", "substrate:0xaa", "ethereum:0xbb"]):
             await conn.execute_script(
@@ -75,7 +75,7 @@ async def test_a_users_row_committed_between_the_update_and_the_select_is_not_a_
     await db.open()
     owner, quota = "substrate:0xcc", Quota(pins=10**18, bytes=10**18, pins_per_day=10**18)
 
-    async def interleaved() -> None:
+    async def interleaved(h) -> None:
         other = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
         try:
             first = other.transaction()

@@ -118,7 +118,6 @@ def run(args: argparse.Namespace, settings: Any) -> int:
 
 
 async def _act(args: argparse.Namespace, settings: Any, user: str | None, values: dict[str, int | None]) -> Any:
-    from w3gate.store import users
     from w3gate.store.db import Database
 
     db = Database(settings.db_url)
@@ -126,14 +125,16 @@ async def _act(args: argparse.Namespace, settings: Any, user: str | None, values
     try:
         now = int(time.time() * 1000)
         if args.action == "list":
-            return [_as_dict(r, settings.limits) for r in await db.run(users.list_users, max(1, args.limit), now)]
+            return [_as_dict(r, settings.limits) for r in await db.list_users(max(1, args.limit), now)]
+        if user is None:  # every other action names its user (argparse requires it)
+            return None
         if args.action == "set":
-            await db.run(users.update_settings, user, values)
+            await db.update_settings(user, values)
         elif args.action == "block":
-            await db.run(users.update_settings, user, {"blocked": 1, "note": args.note})
+            await db.update_settings(user, {"blocked": 1, "note": args.note})
         elif args.action == "unblock":
-            await db.run(users.update_settings, user, {"blocked": 0})
-        row = await db.run(users.get_user, user, now)
+            await db.update_settings(user, {"blocked": 0})
+        row = await db.get_user(user, now)
         return None if row is None else _as_dict(row, settings.limits)
     finally:
         await db.close()

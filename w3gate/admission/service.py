@@ -29,12 +29,11 @@ from w3gate.admission.builtin import AccessLists, BuiltinLimits, user_limit
 from w3gate.admission.identities import resolve_chains, resolve_user
 from w3gate.admission.rates import RateLimiter
 from w3gate.admission.settings import Access, Limits
+from w3gate.domain.pins import NewPin
 from w3gate.errors import ApiError
 from w3gate.hookspecs import Identity, PinRequest, Quota, Refusal
 from w3gate.plugins import Admitter, ChainRegistry
-from w3gate.store import users
-from w3gate.store.db import Database
-from w3gate.store.pins import NewPin
+from w3gate.store.interface import Store
 from w3gate.store.users import DAY_MS, AddressQuota, QuotaExceeded, UserRow
 from w3gate.w3auth.fairgate import client_key
 
@@ -63,7 +62,7 @@ def _retry_after_midnight(now_ms: int) -> int:
 
 
 class Admission:
-    def __init__(self, db: Database, limits: Limits, access: AccessLists, *, admitters: list[Admitter] | None = None,
+    def __init__(self, db: Store, limits: Limits, access: AccessLists, *, admitters: list[Admitter] | None = None,
                  settings: Mapping[str, Any] | None = None, order_size: Callable[[int | None], int] = lambda s: s or 0,
                  on_refusal: Callable[[str], None] | None = None) -> None:
         self.db = db
@@ -136,7 +135,7 @@ class Admission:
             raise self.refuse("max_meta_bytes", 400, "BAD_REQUEST",
                               f"meta takes {used} bytes (UTF-8, keys and values), more than the "
                               f"{self.limits.max_meta_bytes} allowed (max_meta_bytes)")
-        size = self.order_size(await self.db.run(users.known_file_size, pin.key))
+        size = self.order_size(await self.db.known_file_size(pin.key))
         request = PinRequest(identity, pin.cid, pin.name, pin.meta, size, replaces)
         quotas: list[Quota] = []
         for admitter in self.admitters:
@@ -152,7 +151,7 @@ class Admission:
         quota = await self._answer(self.admitters[0], PinRequest(identity, "", None, {}, 0, None))
         if quota is None:
             return
-        user = await self.db.run(users.get_user, identity.user_key, int(time.time() * 1000))
+        user = await self.db.get_user(identity.user_key, int(time.time() * 1000))
         if user is None:
             return
         size = self.order_size(None)
@@ -221,16 +220,16 @@ class Admission:
 
     async def refresh(self) -> None:
         """Re-read users' blocks and own limits if ``w3gate users`` changed any since the last look."""
-        version = await self.db.run(users.version)
+        version = await self.db.users_version()
         if version != self._version:
-            version, rows = await self.db.run(users.with_settings)
+            version, rows = await self.db.users_with_settings()
             self._users = {r.user_key: r for r in rows}
             self._version = version
 
     async def flush_seen(self) -> None:
         seen, self._seen = self._seen, {}
         if seen:
-            await self.db.run(users.seen, [(k, address, ms) for k, (address, ms) in seen.items()])
+            await self.db.seen([(k, address, ms) for k, (address, ms) in seen.items()])
 
     async def run(self) -> None:
         """Background task: keep users' settings current, record last-seen times, forget past days' per-address
@@ -247,7 +246,7 @@ class Admission:
                         await self.flush_seen()
                     if trio.current_time() >= next_prune:  # past days' per-address counts: one row a day each
                         next_prune = trio.current_time() + PRUNE_INTERVAL
-                        await self.db.run(users.forget_address_days, int(time.time() * 1000))
+                        await self.db.forget_address_days(int(time.time() * 1000))
                 except Exception as exc:  # a database that is away: keep the last settings, try again
                     log.warning("could not read users' settings: %s", exc)
         finally:

@@ -33,8 +33,8 @@ from w3gate.hookspecs import Identity
 from w3gate.ipfs.upload import BodyTooLarge, Uploader, check_content_type, upload_params
 from w3gate.services.pins import MAX_NAME, PinService
 from w3gate.store import ipfs_content
-from w3gate.store.db import Database
-from w3gate.store.models import Pin
+from w3gate.store import pins as store_pins
+from w3gate.store.interface import Store
 from w3gate.timestamps import now_ms
 
 PATH = "/api/v0/add"
@@ -70,7 +70,7 @@ async def _capped(stream: BodyStream, limit: int, timeout: float) -> AsyncIterat
         yield chunk
 
 
-async def _held(db: Database, cids: list[str]) -> set[str]:
+async def _held(db: Store, cids: list[str]) -> set[str]:
     """Which of ``cids`` some pin on w3gate holds (by content, whatever the CID's form)."""
     keys = {}
     for cid in cids:
@@ -79,10 +79,7 @@ async def _held(db: Database, cids: list[str]) -> set[str]:
         except CidError:
             continue
 
-    async def query() -> list[str]:
-        return [str(k) for k in await Pin.filter(cid_key__in=list(keys)).values_list("cid_key", flat=True)]
-
-    return {keys[k] for k in await db.run(query)} if keys else set()
+    return {keys[k] for k in await db.run(store_pins.held_keys, list(keys))} if keys else set()
 
 
 def kubo_failure(response: Response, err: ApiError) -> Response:

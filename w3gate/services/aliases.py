@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from w3gate.hookspecs import Identity
-from w3gate.store import aliases as store
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 
 MAX_REMEMBERED = 100_000  # users known to have nothing left under an alias; past it the memory starts afresh
 
@@ -15,7 +14,7 @@ MAX_REMEMBERED = 100_000  # users known to have nothing left under an alias; pas
 class AliasAdopter:
     """Called by the authenticator for every identity with aliases, before its revocation look-up."""
 
-    def __init__(self, db: Database, moved: Callable[[str], None] | None = None) -> None:
+    def __init__(self, db: Store, moved: Callable[[str], None] | None = None) -> None:
         self.db = db
         self.moved = moved  # told the user key that received rows (e.g. to forget a remembered revocation)
         self._done: set[str] = set()
@@ -24,7 +23,7 @@ class AliasAdopter:
         key = identity.user_key
         if not identity.aliases or key in self._done:
             return
-        if await self.db.run(store.adopt, key, identity.aliases) and self.moved is not None:
+        if await self.db.adopt_aliases(key, identity.aliases) and self.moved is not None:
             self.moved(key)
         if len(self._done) >= MAX_REMEMBERED:
             self._done.clear()

@@ -8,7 +8,7 @@ from typing import Any
 from w3gate import __version__
 from w3gate.ordering.fetcher import IpfsStatus
 from w3gate.ordering.status import OrderingStatus
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 from w3gate.store.migrations import LATEST
 
 HEALTH_TIMEOUT = 5.0  # seconds the database may take to answer before /healthz says it is unavailable
@@ -19,7 +19,7 @@ class Health:
     the details (database, chains, the ordering account, its balance, the chain endpoint) are for the
     operator (``detailed``), since they tell an attacker what is worth aiming at."""
 
-    def __init__(self, db: Database, chains: Sequence[str], crust: Callable[[], OrderingStatus],
+    def __init__(self, db: Store, chains: Sequence[str], crust: Callable[[], OrderingStatus],
                  timeout: float = HEALTH_TIMEOUT, ipfs: Callable[[], IpfsStatus] = IpfsStatus) -> None:
         self.db = db
         self.ipfs = ipfs  # each returns the component's status as it is now

@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from w3gate.cids import CidError, ContentId, parse
+from w3gate.domain.pins import NewPin, PinQuery, PinRecord
 from w3gate.errors import ApiError, bad_request, not_found
 from w3gate.hookspecs import Identity
 from w3gate.multiaddrs import MultiaddrError, check_multiaddr
 from w3gate.services.clock import UniqueMillis
-from w3gate.store import pins as store
-from w3gate.store.db import Database, StatementTimeout
+from w3gate.store.db import StatementTimeout
+from w3gate.store.interface import Store
 from w3gate.store.models import PIN_STATUSES
-from w3gate.store.pins import UNBOUNDED, NewPin, PinQuery, PinRecord
+from w3gate.store.pins import UNBOUNDED
 from w3gate.store.users import QuotaExceeded
 from w3gate.timestamps import rfc3339_ms
 
@@ -130,7 +131,7 @@ def parse_pin(body: Any) -> NewPin:
 class PinService:
     """What the HTTP layer calls; every method is scoped to one owner (a user key)."""
 
-    def __init__(self, db: Database, delegates: Sequence[str], admission: Admission | None = None,
+    def __init__(self, db: Store, delegates: Sequence[str], admission: Admission | None = None,
                  replicas: int = 3, node: bool = False) -> None:
         self.db = db
         # replaced in place by the IPFS node's addresses once it answers (w3gate.ordering.fetcher)
@@ -175,18 +176,17 @@ class PinService:
         client address); a quota refusal from the store (its transaction rolled back) becomes the limit's
         Failure."""
         if self.admission is None or identity is None:
-            return await self.db.run(write, *args, UNBOUNDED, 0)  # type: ignore[no-any-return]
+            return await write(*args, UNBOUNDED, 0)  # type: ignore[no-any-return]
         quota, size = await self.admission.admit(identity, pin, replaces)
         try:
-            return await self.db.run(  # type: ignore[no-any-return]
-                write, *args, quota, size, self.admission.address_quota(client))
+            return await write(*args, quota, size, self.admission.address_quota(client))  # type: ignore[no-any-return]
         except QuotaExceeded as exc:
             raise self.admission.over_quota(exc, size) from None
 
     async def add(self, owner: str, body: Any, identity: Identity | None = None,
                   client: str | None = None) -> dict[str, Any]:
         pin = parse_pin(body)
-        record, used = await self._stored(identity, client, pin, None, store.create_pin, owner, pin,
+        record, used = await self._stored(identity, client, pin, None, self.db.create_pin, owner, pin,
                                           self.clock.next())
         self.clock.seen(used)
         assert record is not None
@@ -196,7 +196,7 @@ class PinService:
                       client: str | None = None) -> dict[str, Any]:
         pin = parse_pin(body)
         check_requestid(requestid)
-        record, used = await self._stored(identity, client, pin, requestid, store.replace_pin, owner, requestid,
+        record, used = await self._stored(identity, client, pin, requestid, self.db.replace_pin, owner, requestid,
                                           pin, self.clock.next())
         self.clock.seen(used)
         if record is None:
@@ -204,18 +204,18 @@ class PinService:
         return self.status_of(record)
 
     async def get(self, owner: str, requestid: str) -> dict[str, Any]:
-        record = await self.db.run(store.get_pin, owner, check_requestid(requestid))
+        record = await self.db.get_pin(owner, check_requestid(requestid))
         if record is None:
             raise _no_such_pin(requestid)
         return self.status_of(record)
 
     async def delete(self, owner: str, requestid: str) -> None:
-        if not await self.db.run(store.delete_pin, owner, check_requestid(requestid)):
+        if not await self.db.delete_pin(owner, check_requestid(requestid)):
             raise _no_such_pin(requestid)
 
     async def list(self, owner: str, query: PinQuery) -> dict[str, Any]:
         try:
-            count, records = await store.list_pins_bounded(self.db, owner, query)
+            count, records = await self.db.list_pins(owner, query)
         except StatementTimeout:
             raise ApiError(503, "QUERY_TIMEOUT", (
                 f"this list took longer than the service allows ({self.db.statement_timeout:g} s) and was "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from w3gate.ordering.status import OrderingStatus
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 from w3gate.store.models import PIN_STATUSES
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ IPFS_STATES = ("fetching", "held")
 class ServiceStats:
     """Builds the scrape-time metric families of one service."""
 
-    def __init__(self, db: Database, crust: Callable[[], OrderingStatus], authenticator: Authenticator) -> None:
+    def __init__(self, db: Store, crust: Callable[[], OrderingStatus], authenticator: Authenticator) -> None:
         self.db, self.crust, self.authenticator = db, crust, authenticator
 
     async def __call__(self) -> list[Metric]:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from w3gate.errors import unauthorized
-from w3gate.store import revocations as store
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 from w3gate.timestamps import rfc3339_ms
 from w3gate.w3auth.bound import BoundClaims, BoundPolicy, policy_for, revocation_boundary, statement_for
 
@@ -26,7 +25,7 @@ MAX_REMEMBERED = 100_000  # users whose revocation instant is remembered; past i
 
 @dataclass
 class TokenService:
-    db: Database
+    db: Store
     policy: BoundPolicy
     default_ttl_s: int
     w3auth: bool = True
@@ -52,7 +51,7 @@ class TokenService:
         entry = self._revoked.get(user_key)
         if entry is not None and now - entry[0] < REVOCATION_TTL:
             return entry[1]
-        value = await self.db.run(store.revoked_before, user_key)
+        value = await self.db.revoked_before(user_key)
         if len(self._revoked) >= MAX_REMEMBERED:
             self._revoked.clear()
         self._revoked[user_key] = (now, value)
@@ -82,7 +81,7 @@ class TokenService:
                 f"{rfc3339_ms(claims.issued_at_ms)}, this service's clock says {rfc3339_ms(now_ms)} "
                 "(is the signer's clock ahead?)"
             )
-        in_force = await self.db.run(store.revoke, user_key, revocation_boundary(now_ms), now_ms)
+        in_force = await self.db.revoke(user_key, revocation_boundary(now_ms), now_ms)
         self._revoked[user_key] = (time.monotonic(), in_force)
         return {"revoked_before": rfc3339_ms(in_force)}
 

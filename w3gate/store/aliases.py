@@ -13,26 +13,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from w3gate.admission.settings import PER_USER
-from w3gate.store.rawsql import Sql
-from w3gate.store.rawsql import conn as _conn
+from w3gate.store.rawsql import Handle, Sql
 from w3gate.store.rawsql import dialect as _dialect
 
 __all__ = ["adopt"]
 
 
-async def adopt(owner: str, aliases: Sequence[str]) -> bool:
+async def adopt(db: Handle, owner: str, aliases: Sequence[str]) -> bool:
     """Move everything stored under ``aliases`` to ``owner``; whether anything was there."""
-    c = _conn()
+    c = db.client
     sql = Sql(_dialect(c))
     found = await c.execute_query_dict(
         f"SELECT user_key AS k FROM users WHERE user_key IN {sql.args_in(aliases)} UNION "
         f"SELECT owner AS k FROM token_revocations WHERE owner IN {sql.args_in(aliases)}", sql.args)
     if not found:
         return False
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         for alias in sorted({r["k"] for r in found} - {owner}):
             await _adopt_one(conn, owner, alias)
     return True

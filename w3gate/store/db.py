@@ -1,4 +1,6 @@
-"""Opening, upgrading and closing the database; the one door through which trio code reaches it."""
+"""The store's two implementations (:class:`SqliteDatabase`, :class:`PostgresDatabase`, picked by
+``Database(url)``): opening, upgrading and closing the database, and the one door through which trio code
+reaches it. Their interface is :class:`w3gate.store.interface.Store`."""
 
 from __future__ import annotations
 
@@ -18,8 +20,12 @@ from tortoise.backends.base.config_generator import expand_db_url
 from w3gate.redact import redact_url
 from w3gate.store import migrations, postgres_direct, private_files, sqlite_inline
 from w3gate.store.bridge import AsyncioThread, InlineLoop
+from w3gate.store.calls import StoreCalls
+from w3gate.store.interface import LeaderLock
+from w3gate.store.leader_lock import AlwaysHeld, PostgresLock
+from w3gate.store.rawsql import Handle
 
-__all__ = ["Database", "StatementTimeout", "configure_sql_log"]
+__all__ = ["Database", "PostgresDatabase", "SqliteDatabase", "StatementTimeout", "configure_sql_log"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +77,26 @@ def _tortoise_config(url: str, name: str) -> dict[str, Any]:
     }
 
 
+def asyncpg_params(url: str) -> dict[str, Any]:
+    """asyncpg's pool arguments for a PostgreSQL ``url``, as the ORM's pool takes them (the same server,
+    credentials, TLS, sizes, session settings and reset hook): for the pools and connections w3gate opens
+    beside the ORM's (:mod:`w3gate.store.postgres_direct`, :mod:`w3gate.store.leader_lock`)."""
+    extra = dict(_tortoise_config(url, "postgres")["connections"]["postgres"]["credentials"])
+    params: dict[str, Any] = {name: extra.pop(name, None) for name in ("host", "user", "password", "database")}
+    params["port"] = int(extra.pop("port", 5432))
+    settings = dict(extra.pop("server_settings", None) or {})
+    schema, application_name = extra.pop("schema", None), extra.pop("application_name", None)
+    if schema:
+        settings["search_path"] = schema
+    if application_name:
+        settings["application_name"] = application_name
+    params["min_size"] = int(extra.pop("minsize", 1))
+    params["max_size"] = int(extra.pop("maxsize", 5))
+    for name in ("connection_name", "fetch_inserted", "loop", "connection_class"):
+        extra.pop(name, None)
+    return {**params, "server_settings": settings, **extra}
+
+
 async def _reset_if_in_transaction(conn: Any) -> None:
     """How a pooled PostgreSQL connection is reset when the ORM gives it back.
 
@@ -87,22 +113,28 @@ class StatementTimeout(Exception):
     """A bounded statement ran past ``Database.statement_timeout`` and was stopped."""
 
 
-class Database:
-    """The store, reached from trio as ``await db.run(fn, *args)``.
+class Database(StoreCalls):
+    """The store, reached from trio as ``await db.run(fn, *args)`` (``fn(handle, *args)``, a store function
+    given the store's :class:`~w3gate.store.rawsql.Handle`) or one of the named operations of
+    :class:`w3gate.store.interface.Store`.
 
-    SQLite runs in the calling trio task (its statements are local and short); PostgreSQL runs on an
-    asyncio loop in its own thread (asyncpg waits on the network). See :mod:`w3gate.store.bridge`.
-    ``statement_timeout`` (seconds, None: no limit) bounds the statements that may scan: see
-    :meth:`read_aside` and :func:`w3gate.store.pins.list_pins_bounded`.
+    ``Database(url)`` makes the implementation for the URL's database. SQLite runs in the calling trio task
+    (its statements are local and short); PostgreSQL runs on an asyncio loop in its own thread (asyncpg waits
+    on the network). See :mod:`w3gate.store.bridge`. ``statement_timeout`` (seconds, None: no limit) bounds the
+    statements that may scan: see :meth:`read_aside` and :func:`w3gate.store.pins.list_pins_bounded`.
     """
+
+    def __new__(cls, url: str, statement_timeout: float | None = None) -> Database:
+        if cls is Database:
+            cls = SqliteDatabase if url.startswith("sqlite") else PostgresDatabase
+        return super().__new__(cls)
 
     def __init__(self, url: str, statement_timeout: float | None = None) -> None:
         self.url = url
         self.statement_timeout = statement_timeout
-        self.wal_truncate_bytes = WAL_TRUNCATE_BYTES
         self._runner: AsyncioThread | InlineLoop | None = None
+        self._handle: Handle | None = None
         self._held: trio.Event | None = None  # set while maintain empties the SQLite log
-        self._aside = trio.CapacityLimiter(ASIDE_THREADS)
 
     @property
     def connection_name(self) -> str:
@@ -118,40 +150,96 @@ class Database:
     def dialect(self) -> str:
         return "sqlite" if self.url.startswith("sqlite") else "postgres"
 
-    @property
-    def _sqlite_path(self) -> str:
-        return self.url.removeprefix("sqlite://")
+    def _new_runner(self) -> AsyncioThread | InlineLoop:
+        raise NotImplementedError
 
     async def open(self, *, upgrade_to: int | None = None) -> tuple[int, int]:
         """Connect and upgrade the schema; returns the (before, after) schema versions."""
-        if self.dialect == "sqlite" and self._sqlite_path != ":memory:":
-            private_files.create_file(Path(self._sqlite_path))
-        self._runner = InlineLoop() if self.dialect == "sqlite" else AsyncioThread()
+        self._runner = self._new_runner()
         try:
-            return await self.run(self._open, upgrade_to)
+            return await self._runner.run(self._open, upgrade_to)
         except BaseException:
             await self.close()
             raise
 
     async def _open(self, upgrade_to: int | None) -> tuple[int, int]:
         await Tortoise.init(config=_tortoise_config(self.url, self.connection_name), _enable_global_fallback=True)
-        before, after = await migrations.upgrade(connections.get(self.connection_name), upgrade_to)
+        client = connections.get(self.connection_name)  # taken once here, and handed to the store's functions
+        before, after = await migrations.upgrade(client, upgrade_to)
         if before > len(migrations.MIGRATIONS):
             log.warning("database %s is at schema %d, newer than this release's %d but compatible with it: "
                         "running on it unchanged (a rolling upgrade in progress?)",
                         redact_url(self.url), before, len(migrations.MIGRATIONS))
         elif before != after:
             log.info("database %s upgraded from schema %d to %d", redact_url(self.url), before, after)
-        if self.dialect == "postgres":  # the hot paths' own pool
-            await postgres_direct.open_pool(connections.get(self.connection_name))
+        self._handle = Handle(client, self.dialect, await self._open_pool())
         return before, after
 
+    async def _open_pool(self) -> Any | None:
+        return None
+
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``fn(handle, *args)`` on the ORM's loop, ``handle`` being this store's connection handle."""
         while self._held is not None:  # only while maintain empties the SQLite log
             await self._held.wait()
-        if self._runner is None:
+        if self._runner is None or self._handle is None:
             raise RuntimeError("database is not open")
-        return await self._runner.run(fn, *args)
+        return await self._runner.run(fn, self._handle, *args)
+
+    async def maintain(self) -> None:
+        """Background upkeep, run as a task of the service's nursery until it is cancelled."""
+
+    async def ping(self, timeout: float | None = None) -> bool:
+        """``SELECT 1``; with ``timeout``, raises ``TimeoutError`` when no answer comes in time."""
+        async def _ping(h: Handle) -> bool:
+            query = h.client.execute_query("SELECT 1")
+            await (query if timeout is None else asyncio.wait_for(query, timeout))
+            return True
+
+        return await self.run(_ping)
+
+    async def read_aside(self, sql: str, args: Sequence[Any] = (), *, by_name: bool = False,
+                         timeout: float | None = None) -> list[Any]:
+        raise NotImplementedError
+
+    def leader_lock(self, key: int, timeout: float) -> LeaderLock:
+        """The ordering leader's lock for ``key`` (:mod:`w3gate.store.leader_lock`)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if self._runner is None:
+            return
+        try:
+            await self._runner.run(self._close_connections)
+        finally:
+            self._runner.stop()
+            self._runner = None
+            self._handle = None
+
+    async def _close_connections(self) -> None:
+        await Tortoise.close_connections()
+
+
+class SqliteDatabase(Database):
+    """The store on a SQLite file, in the service's thread (:class:`~w3gate.store.bridge.InlineLoop`): one
+    instance by construction, so the leader's lock is always held."""
+
+    def __init__(self, url: str, statement_timeout: float | None = None) -> None:
+        super().__init__(url, statement_timeout)
+        self.wal_truncate_bytes = WAL_TRUNCATE_BYTES
+        self._aside = trio.CapacityLimiter(ASIDE_THREADS)
+
+    @property
+    def _sqlite_path(self) -> str:
+        return self.url.removeprefix("sqlite://")
+
+    def _new_runner(self) -> InlineLoop:
+        if self._sqlite_path != ":memory:":
+            private_files.create_file(Path(self._sqlite_path))
+        return InlineLoop()
+
+    def leader_lock(self, key: int, timeout: float) -> LeaderLock:
+        return AlwaysHeld()
 
     async def maintain(self, interval: float = CHECKPOINT_INTERVAL) -> None:
         """Background upkeep, run as a task of the service's nursery until it is cancelled.
@@ -161,11 +249,8 @@ class Database:
         Under steady writes a passive checkpoint never catches up with the last commit, and SQLite starts
         the log over only once it has (40 s of POSTs grew it to 727 MiB). So when the log is still over
         ``wal_truncate_bytes`` after one, the store's calls are held back in trio (no thread waits on a lock)
-        while a TRUNCATE checkpoint copies the few pages written since and empties the log. Nothing to do
-        on PostgreSQL.
+        while a TRUNCATE checkpoint copies the few pages written since and empties the log.
         """
-        if self.dialect != "sqlite":
-            return
         path = self._sqlite_path
         wal = Path(path + "-wal")
 
@@ -215,9 +300,7 @@ class Database:
         for one core instead of taking both from the service. On PostgreSQL it runs like any other
         statement, under a ``statement_timeout``. Rows are tuples, or mappings by column name if ``by_name``.
         """
-        if self.dialect == "sqlite":
-            return await self._read_aside_sqlite(sql, args, by_name, timeout)
-        return await self.run(_postgres_read, self.connection_name, sql, args, by_name, timeout)
+        return await self._read_aside_sqlite(sql, args, by_name, timeout)
 
     async def _read_aside_sqlite(self, sql: str, args: Sequence[Any], by_name: bool,
                                  timeout: float | None) -> list[Any]:
@@ -252,54 +335,63 @@ class Database:
             raise failed
         return rows
 
-    async def ping(self, timeout: float | None = None) -> bool:
-        """``SELECT 1``; with ``timeout``, raises ``TimeoutError`` when no answer comes in time.
 
-        The deadline is kept on both sides: asyncio cancels the query (on PostgreSQL, a server that
-        stopped answering), and the trio side waits unshielded (a ping holds no transaction), so a hung
-        connection cannot hold the caller either.
-        """
+class PostgresDatabase(Database):
+    """The store on a PostgreSQL server, on an asyncio loop in its own thread
+    (:class:`~w3gate.store.bridge.AsyncioThread`), with the hot paths' pool (:mod:`w3gate.store.postgres_direct`)
+    and the leader's advisory lock (:class:`~w3gate.store.leader_lock.PostgresLock`)."""
+
+    def _new_runner(self) -> AsyncioThread:
+        return AsyncioThread()
+
+    async def _open_pool(self) -> Any:
+        return await postgres_direct.open_pool(asyncpg_params(self.url))
+
+    def leader_lock(self, key: int, timeout: float) -> LeaderLock:
+        return PostgresLock(asyncpg_params(self.url), key, timeout)
+
+    async def read_aside(self, sql: str, args: Sequence[Any] = (), *, by_name: bool = False,
+                         timeout: float | None = None) -> list[Any]:
+        """Rows of a read-only ``sql`` that may scan, under a ``statement_timeout`` (see
+        :meth:`SqliteDatabase.read_aside`); rows are tuples, or mappings by column name if ``by_name``."""
+        return await self.run(_postgres_read, sql, args, by_name, timeout)
+
+    async def ping(self, timeout: float | None = None) -> bool:
+        """The deadline is kept on both sides: asyncio cancels the query (a server that stopped answering), and
+        the trio side waits unshielded (a ping holds no transaction), so a hung connection cannot hold the
+        caller either."""
+        handle, runner = self._handle, self._runner
+        if timeout is None or handle is None or not isinstance(runner, AsyncioThread):
+            return await super().ping(timeout)
+
         async def _ping() -> bool:
-            query = connections.get(self.connection_name).execute_query("SELECT 1")
-            await (query if timeout is None else asyncio.wait_for(query, timeout))
+            await asyncio.wait_for(handle.client.execute_query("SELECT 1"), timeout)
             return True
 
-        if timeout is None or not isinstance(self._runner, AsyncioThread):
-            return await self.run(_ping)  # SQLite: a local statement in this thread, nothing to wait on
         with trio.fail_after(timeout + 1):
-            return await self._runner.run(_ping, shield=False)
+            return await runner.run(_ping, shield=False)
 
-    async def close(self) -> None:
-        if self._runner is None:
-            return
-        try:
-            await self._runner.run(_close_connections, self.connection_name)
-        finally:
-            self._runner.stop()
-            self._runner = None
-
-
-async def _close_connections(name: str) -> None:
-    """The ORM's connections and the hot paths' pool, closed side by side (each waits up to 10 s for a server
-    that stopped answering)."""
-    results = await asyncio.gather(postgres_direct.close_pool(name), Tortoise.close_connections(),
-                                   return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    async def _close_connections(self) -> None:
+        """The ORM's connections and the hot paths' pool, closed side by side (each waits up to 10 s for a
+        server that stopped answering)."""
+        pool = self._handle.pool if self._handle is not None else None
+        results = await asyncio.gather(
+            postgres_direct.close_pool(pool) if pool is not None else asyncio.sleep(0),
+            Tortoise.close_connections(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
-async def _postgres_read(name: str, sql: str, args: Sequence[Any], by_name: bool,
+async def _postgres_read(h: Handle, sql: str, args: Sequence[Any], by_name: bool,
                          timeout: float | None) -> list[Any]:
     """``sql`` on PostgreSQL, under ``SET LOCAL statement_timeout`` when bounded (one transaction)."""
     import asyncpg  # type: ignore[import-untyped]
-    from tortoise.transactions import in_transaction
-
     try:
         if timeout is None:
-            _count, rows = await connections.get(name).execute_query(sql, list(args))
+            _count, rows = await h.client.execute_query(sql, list(args))
         else:
-            async with in_transaction(name) as conn:
+            async with h.transaction() as conn:
                 await conn.execute_script(f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}")
                 _count, rows = await conn.execute_query(sql, list(args))
     except asyncpg.QueryCanceledError:

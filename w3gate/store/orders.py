@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tortoise.expressions import F, Subquery
-from tortoise.transactions import in_transaction
 
 from w3gate.crust.chain import MarketCall
 from w3gate.ordering import lifecycle
@@ -44,11 +43,11 @@ from w3gate.ordering.lifecycle import (
     WatchedOrder,
 )
 from w3gate.store.models import CrustTx, Order, Pin
-from w3gate.store.rawsql import Sql, dialect
+from w3gate.store.rawsql import Handle, Sql, dialect
 from w3gate.store.users import DAY_MS
 
 if TYPE_CHECKING:
-    from w3gate.store.db import Database
+    from w3gate.store.interface import Store
 
 CLAIM_PREFIX = "claim:"
 
@@ -97,10 +96,10 @@ _FETCHED = (f"(o.status <> '{OrderStatus.QUEUED}' OR (o.dag_size IS NOT NULL AND
             " WHERE c.cid_key = o.cid_key AND c.state = 'held')))")
 
 
-async def claim(token: str, limit: int, now_ms: int, fetched_only: bool = False) -> list[Claimed]:
+async def claim(db: Handle, token: str, limit: int, now_ms: int, fetched_only: bool = False) -> list[Claimed]:
     """Claim up to ``limit`` wanted orders due now, oldest first: new orders, then renewals. ``fetched_only``
     (an IPFS node is configured): a new order only once the node holds its content and measured it."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         sql = Sql(dialect(conn))
         due = await conn.execute_query_dict(
             "SELECT o.cid, o.status FROM orders o WHERE o.next_try_ms <= " + sql.arg(now_ms)
@@ -122,13 +121,13 @@ async def claim(token: str, limit: int, now_ms: int, fetched_only: bool = False)
                         r.status != OrderStatus.SUBMITTING) for r in rows]
 
 
-async def record_tx(token: str, tx: RecordedBatch, cids: Sequence[str], now_ms: int,
+async def record_tx(db: Handle, token: str, tx: RecordedBatch, cids: Sequence[str], now_ms: int,
                     costs: dict[str, int] | None = None, renewal: str | None = None,
                     calls: Sequence[BatchCall] | None = None) -> None:
     """Store the signed extrinsic and point its orders at it, or raise ClaimLost (then do not send).
     ``calls``: the batch's calls in order when they are not one order per CID; ``costs``: what the batch spends
     per CID."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         moved = await Order.filter(tx_hash=token, cid__in=list(cids)).using_db(conn).update(
             tx_hash=tx.hash, tx_nonce=tx.nonce, updated_ms=now_ms
         )
@@ -166,28 +165,28 @@ async def _spend(conn: Any, amount: int, now_ms: int) -> None:
         "ON CONFLICT (day) DO UPDATE SET spent = spend_days.spent + excluded.spent", sql.args)
 
 
-async def spent_on_day(now_ms: int) -> int:
+async def spent_on_day(db: Handle, now_ms: int) -> int:
     """What the batches recorded on the UTC day of ``now_ms`` were computed to cost (smallest units)."""
-    conn = Order._meta.db
+    conn = db.client
     sql = Sql(dialect(conn))
     rows = await conn.execute_query_dict(f"SELECT spent FROM spend_days WHERE day = {sql.arg(now_ms // DAY_MS)}",
                                          sql.args)
     return int(rows[0]["spent"]) if rows else 0
 
 
-async def prepaid_covers(token: str, cids: Sequence[str], now_ms: int) -> None:
+async def prepaid_covers(db: Handle, token: str, cids: Sequence[str], now_ms: int) -> None:
     """Claimed renewals whose prepaid pool already covers the renewal: nothing to send until they expire."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         await _apply(conn, cids, lifecycle.prepaid_covers(RenewState.CLAIMED), now_ms,
                      where={"tx_hash": token, "renew_due": int(RenewState.CLAIMED)}, tx_hash=None)
 
 
-async def refuse_claimed(token: str, cids: Sequence[str], reason: str, now_ms: int) -> None:
+async def refuse_claimed(db: Handle, token: str, cids: Sequence[str], reason: str, now_ms: int) -> None:
     """Claimed orders that must never be sent (the chain would refuse them and keep the fee, e.g. a known size
     at or over MaximumFileSize): a new order is ``failed`` with ``reason``, a renewal stopped; no attempt used."""
     if not cids:
         return
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         await _apply(conn, cids, lifecycle.refuse_before_sending(OrderStatus.SUBMITTING, RenewState.NOT_DUE, reason),
                      now_ms, where={"tx_hash": token}, expect=OrderStatus.SUBMITTING, tx_hash=None)
         await _apply(conn, cids, lifecycle.refuse_before_sending(OrderStatus.PINNED, RenewState.CLAIMED, reason),
@@ -204,30 +203,31 @@ async def _unclaim(conn: Any, cids: Sequence[str], now_ms: int, **where: Any) ->
         conn).update(**renewals.columns(), tx_hash=None))
 
 
-async def release_claim(token: str, now_ms: int) -> int:
+async def release_claim(db: Handle, token: str, now_ms: int) -> int:
     """Undo a claim that was never sent."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         cids = await Order.filter(tx_hash=token).using_db(conn).values_list("cid", flat=True)
         return await _unclaim(conn, [str(c) for c in cids], now_ms, tx_hash=token)
 
 
-async def release_stale_claims(older_than_ms: int, now_ms: int) -> int:
+async def release_stale_claims(db: Handle, older_than_ms: int, now_ms: int) -> int:
     """Free claims left by a crash between claiming and recording (nothing of them was sent)."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         stale = await Order.filter(tx_hash__startswith=CLAIM_PREFIX, updated_ms__lt=older_than_ms).using_db(
             conn).values_list("cid", flat=True)
         await _unclaim(conn, [str(c) for c in stale], now_ms, tx_hash__startswith=CLAIM_PREFIX)
         return len(stale)
 
 
-async def open_txs() -> list[RecordedBatch]:
+async def open_txs(db: Handle) -> list[RecordedBatch]:
     """Batches recorded and not settled yet, in nonce order."""
-    rows = await CrustTx.filter(status=TxStatus.SENT.value).order_by("nonce", "created_ms")
+    rows = await CrustTx.filter(status=TxStatus.SENT.value).using_db(db.client).order_by("nonce", "created_ms")
     return [RecordedBatch(r.hash, int(r.nonce), r.extrinsic, int(r.start_block), int(r.era_end), r.spec_version,
                           tuple(_read_call(c) for c in json.loads(r.cids))) for r in rows]
 
 
 async def resolve_tx(
+    db: Handle,
     tx_hash: str,
     outcome: dict[str, Outcome],
     included_block: int | None,
@@ -239,7 +239,7 @@ async def resolve_tx(
     does). ``delays``: attempts -> ms. Returns the verdicts' counts ("ok" includes "renewed": the renewals among
     them; "failed": the "fail"s that used up their attempts)."""
     counts = {"ok": 0, "renewed": 0, "topped": 0, "fail": 0, "failed": 0, "requeue": 0, "pause": 0}
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         tx = await CrustTx.filter(hash=tx_hash, status=TxStatus.SENT.value).using_db(conn).select_for_update().first()
         if tx is None:
             return counts  # already resolved (by another instance or an earlier pass)
@@ -268,9 +268,9 @@ async def resolve_tx(
     return counts
 
 
-async def watched_page(after_cid: str, limit: int) -> list[WatchedOrder]:
+async def watched_page(db: Handle, after_cid: str, limit: int) -> list[WatchedOrder]:
     """Placed orders that a pin still wants (the poller reads their file records), by cid, for keyset paging."""
-    conn = Order._meta.db
+    conn = db.client
     sql = Sql(dialect(conn))
     placed = ", ".join(f"'{s}'" for s in lifecycle.PLACED)
     rows = await conn.execute_query_dict(
@@ -283,14 +283,14 @@ async def watched_page(after_cid: str, limit: int) -> list[WatchedOrder]:
                          r["file_size"], r["expires_at"], r["replicas"]) for r in rows]
 
 
-async def apply_poll(updates: Sequence[PollUpdate], now_ms: int) -> None:
+async def apply_poll(db: Handle, updates: Sequence[PollUpdate], now_ms: int) -> None:
     """Write the poller's findings (a status change only if the order is still in the status the poller saw)."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         for u in updates:
             await _apply(conn, [u.cid], u.change, now_ms, expect=u.expect)
 
 
-async def counts(db: Database) -> dict[str, int]:
+async def counts(db: Store) -> dict[str, int]:
     """Orders by status (for /healthz): a scan of the status index, so it runs beside the API."""
     rows = await db.read_aside(
         f"SELECT status, COUNT(*) FROM orders GROUP BY status UNION ALL "

@@ -11,75 +11,34 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
+from w3gate.domain.pins import NewPin, PinQuery, PinRecord
 from w3gate.hookspecs import Quota
 from w3gate.ordering import lifecycle
 from w3gate.ordering.lifecycle import OrderStatus, RenewState
 from w3gate.store import postgres_direct, users
-from w3gate.store.db import Database
-from w3gate.store.models import INFO_FIELDS, PIN_STATUS_OF_ORDER, PIN_STATUSES, Order, Pin, PinMeta
+from w3gate.store.models import INFO_FIELDS, PIN_STATUSES, Order, Pin, PinMeta
+from w3gate.store.pin_rules import NEW_ORDER, NEW_PIN, ORDER_COLUMNS, render
+from w3gate.store.rawsql import Handle
 from w3gate.store.rawsql import Sql as _Sql
-from w3gate.store.rawsql import conn as _conn
 from w3gate.store.rawsql import dialect as _dialect
 from w3gate.store.users import AddressQuota
+
+if TYPE_CHECKING:
+    from w3gate.store.interface import Store
 
 CREATED_RETRIES = 50
 
 
-@dataclass(frozen=True)
-class NewPin:
-    cid: str  # as the user wrote it
-    name: str | None = None
-    origins: tuple[str, ...] = ()
-    meta: dict[str, str] = field(default_factory=dict)
-    key: str = ""  # the content key (w3gate.cids.ContentId.key); the store takes ``cid`` when empty
-    order_cid: str = ""  # the text a new order carries; ``key`` when empty
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", self.key or self.cid)
-        object.__setattr__(self, "order_cid", self.order_cid or self.key)
-
-
-@dataclass(frozen=True)
-class PinQuery:
-    cids: tuple[str, ...] = ()  # content keys
-    name: str | None = None
-    match: str = "exact"
-    statuses: tuple[str, ...] = ()
-    before_ms: int | None = None
-    after_ms: int | None = None
-    meta: tuple[tuple[str, str], ...] = ()
-    limit: int = 10
-
-
-@dataclass(frozen=True)
-class PinRecord:
-    requestid: str
-    cid: str
-    name: str | None
-    status: str
-    created_ms: int
-    origins: list[str]
-    meta: dict[str, str]
-    info: dict[str, str]
-
-
-async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -> dict[str, Any]:
-    """The content's order row, inserted as new if there is none, else as :func:`lifecycle.repin` says (a failed
-    order is queued again, a stopped renewal restarts)."""
+async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -> None:
+    """Make the content's order take a new pin (:data:`~w3gate.store.pin_rules.TAKES_A_PIN`): an order of an
+    earlier release not keyed yet is adopted, a stopped renewal gets a fresh set of attempts, and a failed order
+    is queued again. Run only when the pin could not join the order as it was."""
     key = pin.key
-    sql = _Sql(sql_dialect)
-    await conn.execute_query(
-        f"INSERT INTO orders (cid, cid_key, status, created_ms, updated_ms) VALUES ({sql.arg(pin.order_cid)}, "
-        f"{sql.arg(key)}, '{lifecycle.NEW_ORDER}', {sql.arg(now_ms)}, {sql.arg(now_ms)}) ON CONFLICT DO NOTHING",
-        sql.args,
-    )
-    select = f"SELECT status, error, {', '.join(INFO_FIELDS)}, renew_due FROM orders WHERE cid_key = "
+    select = "SELECT status, renew_due FROM orders WHERE cid_key = "
     sql = _Sql(sql_dialect)
     rows = await conn.execute_query_dict(select + sql.arg(key), sql.args)
     if not rows:  # an unkeyed order's text (the content-key migration merged it into one since dropped): adopt it
@@ -97,8 +56,6 @@ async def _ensure_order(conn: Any, sql_dialect: str, pin: NewPin, now_ms: int) -
             updated_ms=now_ms, **columns)
         if moved and change.status is not None:
             await Pin.filter(cid_key=key).using_db(conn).update(status=change.status.pin_status.value)
-            order.update(status=change.status.value, error=None)
-    return order
 
 
 UNBOUNDED = Quota()
@@ -122,29 +79,40 @@ def _new_record(row: Mapping[str, Any], order: Mapping[str, Any]) -> PinRecord:
     return _from_row({**row, **{f"o_{k}": order[k] for k in ("error", *INFO_FIELDS)}})
 
 
+def _values(owner: str, pin: NewPin, row: Mapping[str, Any], size: int) -> dict[str, Any]:
+    """A new pin's arguments for the statements of :mod:`w3gate.store.pin_rules`."""
+    return {"order_cid": pin.order_cid, "key": pin.key, "now": row["created_ms"], "requestid": row["requestid"],
+            "owner": owner, "cid": pin.cid, "name": pin.name, "origins": row["origins"], "meta": row["meta"],
+            "size": size, "meta_keys": list(pin.meta), "meta_values": list(pin.meta.values())}
+
+
 async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
                   size: int = 0, address: AddressQuota | None = None) -> PinRecord:
+    """The general path of a new pin: the rules of :mod:`w3gate.store.pin_rules` one statement at a time, in the
+    caller's transaction, queueing the content's order again when it does not take the pin as it is."""
     dialect = _dialect(conn)
     await users.admit(conn, owner, quota, size, created_ms)  # first: a refusal has written nothing
-    await users.admit_address(conn, owner, address, created_ms)  # the same lock order as postgres_direct's
-    order = await _ensure_order(conn, dialect, pin, created_ms)
+    await users.admit_address(conn, owner, address, created_ms)  # the same lock order as the one statement's
     row = _new_row(pin, created_ms)
-    row["status"] = PIN_STATUS_OF_ORDER[order["status"]].value
-    sql = _Sql(dialect)
-    values = ", ".join(sql.arg(v) for v in (row["requestid"], owner, *list(row.values())[1:], size))
-    inserted = await conn.execute_query_dict(
-        f"INSERT INTO pins (requestid, owner, cid, cid_key, name, status, created_ms, origins, meta, size) "
-        f"VALUES ({values}) RETURNING id",
-        sql.args,
-    )
+    values = _values(owner, pin, row, size)
+    await conn.execute_query(*render(dialect, NEW_ORDER, values))
+    insert_pin = render(dialect, NEW_PIN, values)
+    inserted = await conn.execute_query_dict(*insert_pin)
+    if not inserted:
+        await _ensure_order(conn, dialect, pin, created_ms)
+        inserted = await conn.execute_query_dict(*insert_pin)
     if pin.meta:
         await PinMeta.bulk_create(
             [PinMeta(pin_id=inserted[0]["id"], key=k, value=v) for k, v in pin.meta.items()], using_db=conn
         )
-    return _new_record(row, order)
+    sql = _Sql(dialect)
+    order = await conn.execute_query_dict(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE cid_key = {sql.arg(pin.key)}", sql.args)
+    row["status"] = inserted[0]["status"]
+    return _new_record(row, order[0])
 
 
-async def _with_unique_created(work: Any, created_ms: int) -> tuple[PinRecord, int]:
+async def _with_unique_created(db: Handle, work: Any, created_ms: int) -> tuple[PinRecord, int]:
     """Run ``work(conn, created_ms)`` in a transaction, moving ``created`` on by 1 ms while it collides.
 
     ``created`` must be unique (clients paginate by it); within one process the clock already hands
@@ -152,19 +120,19 @@ async def _with_unique_created(work: Any, created_ms: int) -> tuple[PinRecord, i
     """
     for _ in range(CREATED_RETRIES):
         try:
-            async with in_transaction() as conn:
+            async with db.transaction() as conn:
                 return await work(conn, created_ms), created_ms
         except IntegrityError as exc:
             if "created_ms" not in str(exc) and "pins" not in str(exc).lower():
                 raise
-            if await Pin.filter(created_ms=created_ms).exists():
+            if await Pin.filter(created_ms=created_ms).using_db(db.client).exists():
                 created_ms += 1
                 continue
             raise
     raise RuntimeError("could not find a free created timestamp")
 
 
-async def create_pin(owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
+async def create_pin(db: Handle, owner: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
                      size: int = 0, address: AddressQuota | None = None) -> tuple[PinRecord, int]:
     """Insert a pin request admitted for ``size`` bytes within ``quota`` and its client ``address``'s day
     (else :class:`~w3gate.store.users.QuotaExceeded`, nothing stored); returns it and the ``created`` value used.
@@ -172,22 +140,21 @@ async def create_pin(owner: str, pin: NewPin, created_ms: int, quota: Quota = UN
     On PostgreSQL one statement does it in the common case, quota included (:mod:`w3gate.store.postgres_direct`);
     when that wrote nothing, the general path below does (and says which bound, if one refused).
     """
-    pool = postgres_direct.pool_of(_conn())
-    if pool is not None:
+    if db.pool is not None:
         row = _new_row(pin, created_ms)
         counted = address is not None and address.active
         bounds = None if quota == UNBOUNDED and not counted else (quota.pins, quota.bytes, quota.pins_per_day)
-        done = await postgres_direct.create_pin(pool, owner, pin, row["requestid"], created_ms, row["origins"],
-                                                row["meta"], size, bounds, address if counted else None)
+        done = await postgres_direct.create_pin(db.pool, _values(owner, pin, row, size), bounds,
+                                                address if counted else None)
         if done is not None:
             order, created_ms = done
             row.update(status=order["pin_status"], created_ms=created_ms)
             return _new_record(row, order), created_ms
-    return await _with_unique_created(lambda conn, ms: _insert(conn, owner, pin, ms, quota, size, address),
+    return await _with_unique_created(db, lambda conn, ms: _insert(conn, owner, pin, ms, quota, size, address),
                                       created_ms)
 
 
-async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
+async def replace_pin(db: Handle, owner: str, requestid: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
                       size: int = 0, address: AddressQuota | None = None) -> tuple[PinRecord | None, int]:
     """Delete ``requestid`` and insert ``pin`` atomically; (None, ms) when ``requestid`` is not the owner's.
     The old pin is given back before ``quota`` is checked, so replacing at the limit works."""
@@ -203,25 +170,28 @@ async def replace_pin(owner: str, requestid: str, pin: NewPin, created_ms: int, 
             await _release_order(conn, str(old_key))
         return record
 
-    return await _with_unique_created(work, created_ms)
+    return await _with_unique_created(db, work, created_ms)
 
 
-async def get_pin(owner: str, requestid: str) -> PinRecord | None:
-    conn = _conn()
-    sql = _Sql(_dialect(conn))
+async def get_pin(db: Handle, owner: str, requestid: str) -> PinRecord | None:
+    sql = _Sql(db.dialect)
     where = f"p.owner = {sql.arg(owner)} AND p.requestid = {sql.arg(requestid)}"
-    rows = await _read(conn, f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
+    rows = await _read(db, f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
     return _from_row(rows[0]) if rows else None
 
 
-async def _read(conn: Any, sql: str, args: list[Any]) -> Sequence[Mapping[str, Any]]:
+async def _read(db: Handle, sql: str, args: list[Any]) -> Sequence[Mapping[str, Any]]:
     """Rows of a hot read, as the driver gives them (sqlite3.Row, asyncpg Record), read by column name:
     on PostgreSQL through :mod:`w3gate.store.postgres_direct` (generic plans), else the store's connection."""
-    pool = postgres_direct.pool_of(conn)
-    if pool is not None:
-        return await postgres_direct.fetch(pool, sql, args)
-    _, rows = await conn.execute_query(sql, args)
+    if db.pool is not None:
+        return await postgres_direct.fetch(db.pool, sql, args)
+    _, rows = await db.client.execute_query(sql, args)
     return rows
+
+
+async def held_keys(db: Handle, keys: list[str]) -> list[str]:
+    """Which of the content ``keys`` some pin holds."""
+    return [str(k) for k in await Pin.filter(cid_key__in=keys).using_db(db.client).values_list("cid_key", flat=True)]
 
 
 async def _release_order(conn: Any, key: str) -> None:
@@ -232,8 +202,8 @@ async def _release_order(conn: Any, key: str) -> None:
     await Order.filter(cid_key=key, status__in=[s.value for s in lifecycle.UNSENT]).using_db(conn).delete()
 
 
-async def delete_pin(owner: str, requestid: str) -> bool:
-    async with in_transaction() as conn:
+async def delete_pin(db: Handle, owner: str, requestid: str) -> bool:
+    async with db.transaction() as conn:
         mine = Pin.filter(owner=owner, requestid=requestid).using_db(conn)
         key = await mine.first().values_list("cid_key", flat=True)
         if key is None:
@@ -334,14 +304,13 @@ def _list_result(rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[PinRecord
     return count, [_from_row(r) for r in rows if r["requestid"] is not None]
 
 
-async def list_pins(owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
+async def list_pins(db: Handle, owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     """(total matches, newest ``q.limit`` of them), in one statement on the store's connection."""
-    conn = _conn()
-    sql, args = _list_sql(_dialect(conn), owner, q)
-    return _list_result(await _read(conn, sql, args))
+    sql, args = _list_sql(db.dialect, owner, q)
+    return _list_result(await _read(db, sql, args))
 
 
-async def list_pins_bounded(db: Database, owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
+async def list_pins_bounded(db: Store, owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     """``list_pins`` for the API: a list with filters beyond status runs aside, bounded.
 
     Only status (or nothing) lists are answered from indexes alone (the owner's newest pins in a

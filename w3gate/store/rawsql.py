@@ -8,9 +8,11 @@ cannot express. Only the placeholders differ between the dialects.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from w3gate.store.models import Pin
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionContext
+from tortoise.transactions import in_transaction
 
 
 class Sql:
@@ -28,8 +30,23 @@ class Sql:
         return "(" + ", ".join(self.arg(v) for v in values) + ")"
 
 
-def conn() -> Any:
-    return Pin._meta.db  # the app's connection (or the transaction in progress), whatever its name
+@dataclass(frozen=True)
+class Handle:
+    """What the store's functions are given (by ``Database.run``), never looked up: the ORM's client for the
+    store's database, its dialect, and on PostgreSQL the hot paths' pool (:mod:`w3gate.store.postgres_direct`)."""
+
+    client: BaseDBAsyncClient
+    dialect: str
+    pool: Any | None = None
+
+    def transaction(self) -> TransactionContext:
+        """A transaction on this database (its statements through the client it yields)."""
+        return in_transaction(self.client.connection_name)
+
+    def within(self, transaction: BaseDBAsyncClient) -> Handle:
+        """A handle for a caller's ``transaction``: every statement on it (no pool), so all commit or roll back
+        together."""
+        return Handle(transaction, self.dialect)
 
 
 def dialect(conn: Any) -> str:

@@ -3,12 +3,12 @@ revocations")."""
 
 from __future__ import annotations
 
-from w3gate.store.rawsql import Sql, conn, dialect
+from w3gate.store.rawsql import Handle, Sql, dialect
 
 
-async def revoked_before(owner: str) -> int | None:
+async def revoked_before(db: Handle, owner: str) -> int | None:
     """The user's revocation instant (ms since the epoch), or None when they never revoked."""
-    c = conn()
+    c = db.client
     sql = Sql(dialect(c))
     rows = await c.execute_query_dict(
         f"SELECT revoked_before_ms FROM token_revocations WHERE owner = {sql.arg(owner)}", sql.args
@@ -16,9 +16,9 @@ async def revoked_before(owner: str) -> int | None:
     return int(rows[0]["revoked_before_ms"]) if rows else None
 
 
-async def revoke(owner: str, before_ms: int, now_ms: int) -> int:
+async def revoke(db: Handle, owner: str, before_ms: int, now_ms: int) -> int:
     """Move the user's revocation instant to ``before_ms`` (never back); return the instant now in force."""
-    c = conn()
+    c = db.client
     sql = Sql(dialect(c))
     await c.execute_query(
         f"""INSERT INTO token_revocations (owner, revoked_before_ms, updated_ms)
@@ -29,4 +29,4 @@ async def revoke(owner: str, before_ms: int, now_ms: int) -> int:
                 updated_ms = excluded.updated_ms""",
         sql.args,
     )
-    return await revoked_before(owner) or before_ms
+    return await revoked_before(db, owner) or before_ms

@@ -15,12 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from w3gate.admission.settings import PER_USER
 from w3gate.hookspecs import Quota
-from w3gate.store.rawsql import Sql
-from w3gate.store.rawsql import conn as _conn
+from w3gate.store.pin_rules import ADMIT, WITHIN_ADDRESS_DAY, render
+from w3gate.store.rawsql import Handle, Sql
 from w3gate.store.rawsql import dialect as _dialect
 
 DAY_MS = 86_400_000
@@ -79,18 +77,11 @@ async def admit(conn: Any, owner: str, quota: Quota, size: int, now_ms: int) -> 
     if not (quota.pins or quota.bytes or quota.pins_per_day):
         return
     today = now_ms // DAY_MS
+    bounds = {"owner": owner, "size": size, "today": today, "max_pins": quota.pins or 0,
+              "max_bytes": quota.bytes or 0, "pins_per_day": quota.pins_per_day or 0}
+    within = render(_dialect(conn), ADMIT, bounds)
     for _ in range(ADMIT_ATTEMPTS):
-        sql = Sql(_dialect(conn))  # placeholders are handed out in the order they appear
-        assign = f"day_pins = CASE WHEN day = {sql.arg(today)} THEN day_pins + 1 ELSE 1 END, day = {sql.arg(today)}"
-        conditions = [f"user_key = {sql.arg(owner)}"]
-        if quota.pins:
-            conditions.append(f"pins < {sql.arg(quota.pins)}")
-        if quota.bytes:
-            conditions.append(f"bytes + {sql.arg(size)} <= {sql.arg(quota.bytes)}")
-        if quota.pins_per_day:
-            conditions.append(f"(day <> {sql.arg(today)} OR day_pins < {sql.arg(quota.pins_per_day)})")
-        rows = await conn.execute_query_dict(
-            f"UPDATE users SET {assign} WHERE {' AND '.join(conditions)} RETURNING pins", sql.args)
+        rows = await conn.execute_query_dict(*within)
         if rows:
             return
         sql = Sql(_dialect(conn))
@@ -132,17 +123,14 @@ async def admit_address(conn: Any, owner: str, quota: AddressQuota | None, now_m
         "ON CONFLICT (user_key) DO UPDATE SET first_day = excluded.first_day WHERE users.first_day IS NULL "
         "RETURNING user_key", sql.args)
     new = 1 if first else 0
-    sql = Sql(_dialect(conn))
-    values = f"{sql.arg(quota.address)}, {sql.arg(today)}, 1, {sql.arg(new)}"
-    conditions = ["TRUE"]
-    if quota.pins_per_day:
-        conditions.append(f"address_days.pins < {sql.arg(quota.pins_per_day)}")
-    if quota.identities_per_day:
-        conditions.append(f"(excluded.identities = 0 OR address_days.identities < {sql.arg(quota.identities_per_day)})")
-    counted = await conn.execute_query_dict(
-        f"INSERT INTO address_days (address, day, pins, identities) VALUES ({values}) ON CONFLICT (address, day) "
-        "DO UPDATE SET pins = address_days.pins + 1, identities = address_days.identities + excluded.identities "
-        f"WHERE {' AND '.join(conditions)} RETURNING pins", sql.args)
+    within = WITHIN_ADDRESS_DAY.format(row="address_days.", new="excluded.identities = 1")
+    counted = await conn.execute_query_dict(*render(
+        _dialect(conn),
+        "INSERT INTO address_days (address, day, pins, identities) VALUES (:address, :today, 1, :new_identity) "
+        "ON CONFLICT (address, day) DO UPDATE SET pins = address_days.pins + 1, "
+        f"identities = address_days.identities + excluded.identities WHERE {within} RETURNING pins",
+        {"address": quota.address, "today": today, "new_identity": new, "address_pins": quota.pins_per_day,
+         "address_identities": quota.identities_per_day}))
     if counted:
         return
     sql = Sql(_dialect(conn))
@@ -154,9 +142,9 @@ async def admit_address(conn: Any, owner: str, quota: AddressQuota | None, now_m
     raise QuotaExceeded("pins_per_address_per_day", int(r["pins"]), quota.pins_per_day)
 
 
-async def address_day(address: str, now_ms: int) -> tuple[int, int]:
+async def address_day(db: Handle, address: str, now_ms: int) -> tuple[int, int]:
     """(pins, new identities) counted for a client address on the UTC day of ``now_ms``."""
-    conn = _conn()
+    conn = db.client
     sql = Sql(_dialect(conn))
     rows = await conn.execute_query_dict(
         f"SELECT pins, identities FROM address_days WHERE address = {sql.arg(address)} AND day = "
@@ -164,41 +152,41 @@ async def address_day(address: str, now_ms: int) -> tuple[int, int]:
     return (int(rows[0]["pins"]), int(rows[0]["identities"])) if rows else (0, 0)
 
 
-async def forget_address_days(now_ms: int) -> int:
+async def forget_address_days(db: Handle, now_ms: int) -> int:
     """Drop the per-address counts of days before yesterday (UTC): nothing reads them; returns how many."""
-    conn = _conn()
+    conn = db.client
     sql = Sql(_dialect(conn))
     rows = await conn.execute_query_dict(
         f"DELETE FROM address_days WHERE day < {sql.arg(now_ms // DAY_MS - 1)} RETURNING day", sql.args)
     return len(rows)
 
 
-async def known_file_size(key: str) -> int | None:
+async def known_file_size(db: Handle, key: str) -> int | None:
     """The chain-reported size of a content's order, else the size the IPFS node measured, if either is known
     (what the submitter will order)."""
-    conn = _conn()
+    conn = db.client
     sql = Sql(_dialect(conn))
     rows = await conn.execute_query_dict(
         f"SELECT COALESCE(file_size, dag_size) AS file_size FROM orders WHERE cid_key = {sql.arg(key)}", sql.args)
     return int(rows[0]["file_size"]) if rows and rows[0]["file_size"] is not None else None
 
 
-async def version() -> int:
-    rows = await _conn().execute_query_dict("SELECT version FROM users_version")
+async def version(db: Handle) -> int:
+    rows = await db.client.execute_query_dict("SELECT version FROM users_version")
     return int(rows[0]["version"]) if rows else 0
 
 
-async def with_settings() -> tuple[int, list[UserRow]]:
+async def with_settings(db: Handle) -> tuple[int, list[UserRow]]:
     """(version, every user with a setting of the operator's: a block or a limit of their own)."""
-    conn = _conn()
+    conn = db.client
     any_limit = " OR ".join(f"{k} IS NOT NULL" for k in PER_USER)
     rows = await conn.execute_query_dict(f"SELECT {_COLUMNS} FROM users WHERE blocked <> 0 OR {any_limit}")
-    return await version(), [_row(r, 0) for r in rows]
+    return await version(db), [_row(r, 0) for r in rows]
 
 
-async def seen(entries: Sequence[tuple[str, str, int]]) -> None:
+async def seen(db: Handle, entries: Sequence[tuple[str, str, int]]) -> None:
     """Record (user_key, address, ms) of users seen; one statement per user, in one transaction."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         for owner, address, ms in entries:
             sql = Sql(_dialect(conn))
             await conn.execute_query(
@@ -208,9 +196,9 @@ async def seen(entries: Sequence[tuple[str, str, int]]) -> None:
                 "THEN excluded.last_seen_ms ELSE users.last_seen_ms END", sql.args)
 
 
-async def list_users(limit: int, now_ms: int) -> list[UserRow]:
+async def list_users(db: Handle, limit: int, now_ms: int) -> list[UserRow]:
     """The users seen last first (then by pins)."""
-    conn = _conn()
+    conn = db.client
     sql = Sql(_dialect(conn))
     rows = await conn.execute_query_dict(
         f"SELECT {_COLUMNS} FROM users ORDER BY last_seen_ms DESC, pins DESC, user_key LIMIT {sql.arg(limit)}",
@@ -218,20 +206,20 @@ async def list_users(limit: int, now_ms: int) -> list[UserRow]:
     return [_row(r, now_ms // DAY_MS) for r in rows]
 
 
-async def get_user(owner: str, now_ms: int) -> UserRow | None:
-    conn = _conn()
+async def get_user(db: Handle, owner: str, now_ms: int) -> UserRow | None:
+    conn = db.client
     sql = Sql(_dialect(conn))
     rows = await conn.execute_query_dict(f"SELECT {_COLUMNS} FROM users WHERE user_key = {sql.arg(owner)}", sql.args)
     return _row(rows[0], now_ms // DAY_MS) if rows else None
 
 
-async def update_settings(owner: str, changes: Mapping[str, Any]) -> None:
+async def update_settings(db: Handle, owner: str, changes: Mapping[str, Any]) -> None:
     """Set ``changes`` (per-user limits, ``blocked``, ``note``) on a user, creating the row, and move the
     settings version on so that running services re-read them."""
     allowed = {*PER_USER, "blocked", "note"}
     if not changes or set(changes) - allowed:
         raise ValueError(f"settable: {', '.join(sorted(allowed))}")
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         sql = Sql(_dialect(conn))
         await conn.execute_query(f"INSERT INTO users (user_key) VALUES ({sql.arg(owner)}) ON CONFLICT DO NOTHING",
                                  sql.args)
