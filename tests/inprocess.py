@@ -2,7 +2,7 @@
 (:func:`w3gate.server.compose`), on a trio loop in a background thread, reached through an httpx transport
 that hands each request to the ASGI app. No socket and no process start: the fast tier's HTTP tests.
 
-What is left out is the layer between the socket and the app (Hypercorn, :mod:`w3gate.connections`): the
+What is left out is the layer between the socket and the app (Hypercorn, :mod:`w3gate.http.edge`): the
 tests of that layer, of signals, restarts, logs and the binary keep a real process (:mod:`helpers`).
 """
 

@@ -25,12 +25,12 @@ from scalecodec.utils.ss58 import ss58_encode
 from solders.keypair import Keypair as SolKeypair
 from substrateinterface import Keypair, KeypairType
 
-from w3gate.chains.ethereum import EthereumChain
-from w3gate.chains.solana import SolanaChain
-from w3gate.chains.substrate import SubstrateChain
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature
 from w3gate.plugins import ChainRegistry, load_chains
 from w3gate.w3auth.authenticator import Authenticator, AuthError
+from w3gate.wallets.ethereum import EthereumChain
+from w3gate.wallets.solana import SolanaChain
+from w3gate.wallets.substrate import SubstrateChain
 
 pytestmark = pytest.mark.no_database  # no database part: the PostgreSQL pass leaves it out
 

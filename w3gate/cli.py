@@ -144,7 +144,7 @@ def _serve(settings: object) -> int:
     gc.disable()
     import trio
 
-    from w3gate.connections import BindError
+    from w3gate.http.edge import BindError
     from w3gate.plugins import PluginError
     from w3gate.server import run
     from w3gate.store.migrations import SchemaTooNew

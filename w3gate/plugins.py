@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "w3gate"
 DEFAULT_PLUGINS = (
-    "w3gate.chains.substrate",
-    "w3gate.chains.ethereum",
-    "w3gate.chains.solana",
+    "w3gate.wallets.substrate",
+    "w3gate.wallets.ethereum",
+    "w3gate.wallets.solana",
 )
 
 

@@ -20,13 +20,14 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from quart_trio import QuartTrio
 
-from w3gate import __version__, connections
+from w3gate import __version__
 from w3gate.admission.service import Admission, resolve_access
-from w3gate.api.app import Services, create_app
-from w3gate.api.upload import UploadGateway
-from w3gate.clientaddr import AddressCounts, Network, parse_networks
 from w3gate.config import Settings
 from w3gate.crust.settings import counted_size
+from w3gate.http import edge
+from w3gate.http.app import Services, create_app
+from w3gate.http.clientaddr import AddressCounts, Network, parse_networks
+from w3gate.http.upload import UploadGateway
 from w3gate.invocation import own_command
 from w3gate.ipfs.upload import Uploader
 from w3gate.metrics import Metrics
@@ -158,8 +159,8 @@ def compose(settings: Settings) -> Service:
 async def run(settings: Settings) -> None:
     """Run the service until a signal arrives (returns) or a task fails (raises)."""
     http_config = _hypercorn_config(settings)
-    sockets = connections.bind(http_config)  # first: a port in use is one error line, before anything starts
-    max_connections = connections.connection_limit(settings.max_connections)
+    sockets = edge.bind(http_config)  # first: a port in use is one error line, before anything starts
+    max_connections = edge.connection_limit(settings.max_connections)
     service = compose(settings)
     service.instance.acquire()  # SQLite: AlreadyRunning (exit status 2) when another w3gate serves the file
     stop = trio.Event()
@@ -169,7 +170,7 @@ async def run(settings: Settings) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)
             bound = await nursery.start(
-                lambda task_status: connections.serve(
+                lambda task_status: edge.serve(
                     service.app, http_config, sockets, max_connections, settings.body_timeout,
                     per_address=service.per_address, trusted_proxies=service.proxies,
                     shutdown_trigger=stop.wait, task_status=task_status,

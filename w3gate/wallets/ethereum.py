@@ -15,9 +15,9 @@ from typing import Any
 import coincurve
 from eth_account.messages import defunct_hash_message
 
-from w3gate.chains.secp256k1 import eth_address_bytes, key_identity, recover
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, hookimpl
 from w3gate.w3auth.token import js_trim
+from w3gate.wallets.secp256k1 import eth_address_bytes, key_identity, recover
 
 NAME = "ethereum"
 ALIASES = ("ethereum", "eth", "polygon", "pol")

@@ -11,14 +11,14 @@ cancels the handler only while it works on an answer, never while the answer is 
 An answer decided from the request head alone (401, 404, 405, 413, 429: route and token are checked before
 any body is read) is sent at once, and if the body has not arrived in full by then it says ``Connection:
 close`` and the connection is closed after it without waiting for the body (RFC 9112 section 9.6; the server
-still reads what comes for a short linger, :mod:`w3gate.connections`): a client that declares a body and
+still reads what comes for a short linger, :mod:`w3gate.http.edge`): a client that declares a body and
 sends it slowly holds a connection for no longer than the answer takes. A body whose first byte has not come
 ``BODY_FIRST_BYTE_TIMEOUT`` seconds after the head is answered 408 (a handler waiting for it sees the
 timeout), a body still incomplete at ``BODY_TIMEOUT`` too (quart's own timeout).
 
 Behind a trusted proxy, every request counts against the client address its head names, at most
 ``max_connections_per_address`` in flight (more: 429 and the connection closed), as a direct client's
-connections are counted by :mod:`w3gate.connections`.
+connections are counted by :mod:`w3gate.http.edge`.
 
 Each request ends with one line on the ``w3gate.access`` logger (its fields also as
 the record's ``method``, ``path``, ``status``, ``duration_ms`` and ``user``: JSON logs show them as keys) and
@@ -47,7 +47,7 @@ from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import RequestTimeout
 
-from w3gate.clientaddr import AddressCounts, Network, client_address, client_key, is_trusted
+from w3gate.http.clientaddr import AddressCounts, Network, client_address, client_key, is_trusted
 from w3gate.metrics import UNMATCHED, Metrics
 
 access_log = logging.getLogger("w3gate.access")
@@ -121,7 +121,7 @@ class Edge:
         return client_key(client_address(peer, named, self.trusted_proxies))
 
 
-class Connection(TrioASGIHTTPConnection):
+class RequestConnection(TrioASGIHTTPConnection):
     """quart-trio's HTTP connection with the disconnect confined to the handler and early answers settled."""
 
     metrics: Metrics  # set on the class :func:`install` makes for an app
@@ -247,8 +247,8 @@ async def _note_user(response: Response) -> Response:
 
 
 def install(app: QuartTrio, metrics: Metrics, edge: Edge | None = None) -> None:
-    """Serve ``app``'s requests through :class:`Connection`, counted in ``metrics`` and held to ``edge``, and
+    """Serve ``app``'s requests through :class:`RequestConnection`, counted in ``metrics`` and held to ``edge``, and
     note each request's user for the access log."""
-    app.asgi_http_class = type("Connection", (Connection,),  # type: ignore[assignment]
+    app.asgi_http_class = type("RequestConnection", (RequestConnection,),  # type: ignore[assignment]
                                {"metrics": metrics, "edge": edge or Edge()})
     app.after_request(_note_user)

@@ -1,5 +1,5 @@
 """The HTTP face: the Pinning Service API under ``/psa``, ``/healthz``, the web page, CORS and spec-shaped errors,
-and the upload gateway ``POST /api/v0/add`` (:mod:`w3gate.api.upload`) behind the same tokens and limits.
+and the upload gateway ``POST /api/v0/add`` (:mod:`w3gate.http.upload`) behind the same tokens and limits.
 
 Every response that is not a success is the spec's Failure body, whatever raised it: validation, the
 framework (unknown route, wrong method, oversized body) or an internal fault, so no framework error page
@@ -27,13 +27,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from w3gate.admission.service import Admission
-from w3gate.api.connection import Edge, install
-from w3gate.api.queries import parse_list_query
-from w3gate.api.upload import UploadGateway, install_upload
-from w3gate.api.webpage import install_webpage
-from w3gate.clientaddr import AddressCounts, Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.hookspecs import Identity
+from w3gate.http.clientaddr import AddressCounts, Network, client_address
+from w3gate.http.connection import Edge, install
+from w3gate.http.queries import parse_list_query
+from w3gate.http.upload import UploadGateway, install_upload
+from w3gate.http.webpage import install_webpage
 from w3gate.metrics import CONTENT_TYPE, Metrics
 from w3gate.services.pins import PinService
 from w3gate.services.tokens import TokenService
@@ -145,7 +145,7 @@ def create_app(services: Services) -> QuartTrio:
         return response
 
     def _client() -> str | None:
-        """The request's client address (:mod:`w3gate.clientaddr`)."""
+        """The request's client address (:mod:`w3gate.http.clientaddr`)."""
         return client_address(
             request.remote_addr,
             request.headers.get(services.trusted_proxy_header) if services.trusted_proxy_header else None,
@@ -223,7 +223,7 @@ def create_app(services: Services) -> QuartTrio:
         await services.pins.delete(g.owner, requestid)
         return Response("", status=202)
 
-    install_webpage(app)  # the page at / (w3gate/api/webpage.py)
+    install_webpage(app)  # the page at / (w3gate/http/webpage.py)
     install_upload(app, services.upload, services.pins, _authorize, failure)  # POST /api/v0/add
 
     @app.get("/auth/params")

@@ -24,9 +24,9 @@ import coincurve
 import sr25519
 from scalecodec.utils.ss58 import ss58_decode
 
-from w3gate.chains.secp256k1 import eth_address_bytes, keccak256, key_identity, recover, substrate_account_id
 from w3gate.hookspecs import Credentials, Identity, InvalidSignature, hookimpl
 from w3gate.w3auth.ed25519 import ed25519_valid
+from w3gate.wallets.secp256k1 import eth_address_bytes, keccak256, key_identity, recover, substrate_account_id
 
 NAME = "substrate"
 ALIASES = ("substrate", "sub", "crust", "cru")
@@ -109,7 +109,7 @@ def _verify_sr25519(message: bytes, sig: bytes, account: bytes) -> bool:
 
 def _verify_ecdsa(message: bytes, sig: bytes, account: bytes, address: str) -> Identity | None:
     """Substrate ECDSA (blake2-256 of the message) then Ethereum-style (keccak-256, no prefix): either way the
-    key's one identity (:func:`~w3gate.chains.secp256k1.key_identity`), the user of its ``eth-`` tokens."""
+    key's one identity (:func:`~w3gate.wallets.secp256k1.key_identity`), the user of its ``eth-`` tokens."""
     if len(sig) != 65:
         return None
     rs, recid = sig[:64], sig[64]

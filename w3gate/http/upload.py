@@ -26,10 +26,10 @@ import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from w3gate.api.connection import STREAMED_BODIES, BodyStream, body_stream
 from w3gate.cids import CidError, parse
 from w3gate.errors import ApiError, bad_request
 from w3gate.hookspecs import Identity
+from w3gate.http.connection import STREAMED_BODIES, BodyStream, body_stream
 from w3gate.ipfs.upload import BodyTooLarge, Uploader, check_content_type, upload_params
 from w3gate.services.pins import MAX_NAME, PinService
 from w3gate.store import ipfs_content
