@@ -27,8 +27,8 @@ from substrateinterface import Keypair
 
 from w3gate import cli
 from w3gate.admission.settings import Limits
+from w3gate.clientaddr import client_address, parse_networks
 from w3gate.config import load_settings
-from w3gate.http.clientaddr import client_address, parse_networks
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "w3gate.example.toml"
 ETH_KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"

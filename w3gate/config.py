@@ -347,7 +347,7 @@ def validate(s: Settings) -> None:
     url = s.database_url
     if url and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
         raise ConfigError("database_url must start with sqlite://, postgres:// or postgresql://")
-    from w3gate.http.clientaddr import parse_networks
+    from w3gate.clientaddr import parse_networks
 
     try:
         parse_networks(s.trusted_proxies)

@@ -22,11 +22,11 @@ from quart_trio import QuartTrio
 
 from w3gate import __version__
 from w3gate.admission.service import Admission, resolve_access
+from w3gate.clientaddr import AddressCounts, Network, parse_networks
 from w3gate.config import Settings
 from w3gate.crust.settings import counted_size
 from w3gate.http import edge
 from w3gate.http.app import Services, create_app
-from w3gate.http.clientaddr import AddressCounts, Network, parse_networks
 from w3gate.http.upload import UploadGateway
 from w3gate.invocation import own_command
 from w3gate.ipfs.upload import Uploader

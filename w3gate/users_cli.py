@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from w3gate.admission.settings import PER_USER
+from w3gate.domain.users import PER_USER
 from w3gate.timestamps import rfc3339_ms
 
 __all__ = ["add_parser", "run"]

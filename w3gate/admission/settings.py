@@ -67,7 +67,6 @@ class Limits:
 
 
 # the limits a user can be given a value of their own (w3gate users set); the per-address one cannot
-PER_USER = ("pins_per_user", "bytes_per_user", "pins_per_day_per_user", "requests_per_minute")
 
 
 @dataclass(frozen=True)

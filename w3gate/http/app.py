@@ -27,9 +27,9 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from w3gate.admission.service import Admission
+from w3gate.clientaddr import AddressCounts, Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.hookspecs import Identity
-from w3gate.http.clientaddr import AddressCounts, Network, client_address
 from w3gate.http.connection import Edge, install
 from w3gate.http.queries import parse_list_query
 from w3gate.http.upload import UploadGateway, install_upload
@@ -145,7 +145,7 @@ def create_app(services: Services) -> QuartTrio:
         return response
 
     def _client() -> str | None:
-        """The request's client address (:mod:`w3gate.http.clientaddr`)."""
+        """The request's client address (:mod:`w3gate.clientaddr`)."""
         return client_address(
             request.remote_addr,
             request.headers.get(services.trusted_proxy_header) if services.trusted_proxy_header else None,

@@ -47,7 +47,7 @@ from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import RequestTimeout
 
-from w3gate.http.clientaddr import AddressCounts, Network, client_address, client_key, is_trusted
+from w3gate.clientaddr import AddressCounts, Network, client_address, client_key, is_trusted
 from w3gate.metrics import UNMATCHED, Metrics
 
 access_log = logging.getLogger("w3gate.access")

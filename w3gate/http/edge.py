@@ -9,7 +9,7 @@
   newcomer get a 503 at once rather than waiting.
 - One client address (IPv6: its /64) may hold at most ``max_connections_per_address`` connections; more are
   answered 429 and closed. A trusted proxy's address is exempt: its clients are counted one by one once a
-  request head names them (:mod:`w3gate.http.connection`), in the same :class:`~w3gate.http.clientaddr.AddressCounts`.
+  request head names them (:mod:`w3gate.http.connection`), in the same :class:`~w3gate.clientaddr.AddressCounts`.
 - When the server ends a connection while the client may still be sending (an answer given before the whole
   body arrived), it half-closes first and reads on for up to ``LINGER`` seconds: closing a socket with unread
   bytes resets the connection, and the client could lose the answer it was sent.
@@ -39,7 +39,7 @@ from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.utils import wrap_app
 
-from w3gate.http.clientaddr import AddressCounts, Network, client_key, is_trusted
+from w3gate.clientaddr import AddressCounts, Network, client_key, is_trusted
 
 log = logging.getLogger(__name__)
 LINGER = 2.0  # seconds a closing connection still reads what its client sends

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from w3gate.admission.settings import PER_USER
+from w3gate.domain.users import PER_USER
 from w3gate.store.rawsql import Handle, Sql
 from w3gate.store.rawsql import dialect as _dialect
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from w3gate.admission.settings import PER_USER
+from w3gate.domain.users import PER_USER
 from w3gate.hookspecs import Quota
 from w3gate.store.pin_rules import ADMIT, WITHIN_ADDRESS_DAY, render
 from w3gate.store.rawsql import Handle, Sql

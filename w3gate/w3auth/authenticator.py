@@ -159,7 +159,7 @@ class Authenticator:
     async def authenticate(self, header: str | None, client: str | None = None,
                            before_check: Callable[[], None] | None = None) -> Identity:
         """Verify from trio: uncached tokens are checked in a worker thread, taking turns by ``client``
-        (the client address, :mod:`w3gate.http.clientaddr`); raises ApiError 429 when that address already has
+        (the client address, :mod:`w3gate.clientaddr`); raises ApiError 429 when that address already has
         its share waiting. ``before_check`` runs for any token not verified before (it may refuse by raising)."""
         return (await self.authenticate_claims(header, client, before_check))[0]
 

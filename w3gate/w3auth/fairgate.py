@@ -16,8 +16,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from w3gate.clientaddr import client_key
 from w3gate.errors import ApiError
-from w3gate.http.clientaddr import client_key
 
 __all__ = ["FairGate", "client_key", "too_many_checks"]
 
