@@ -72,9 +72,10 @@ def _decode(text: str) -> CID:
 
 def _parse_v1_base32(text: str) -> tuple[str, str] | None:
     """(hash name, order text) of a CIDv1 written as its key is (base32 lower case; the library's decoder
-    refuses any other padding bits, so the text is the canonical one): then the key is the text itself. ``CID.decode`` costs ~250 us, most of it in runtime type checks of the objects it
-    builds; here the library's own multibase and varint decoders read the parts, and the codec and hash are
-    named by ``CID.decode`` once per shape of CID (codec, hash, digest length), which is all else it checks.
+    refuses any other padding bits, so the text is the canonical one): then the key is the text itself.
+    ``CID.decode`` costs ~250 us, most of it in runtime type checks of the objects it builds; here the
+    library's own multibase and varint decoders read the parts, and the codec and hash are named by
+    ``CID.decode`` once per shape of CID (codec, hash, digest length), which is all else it checks.
     None: not such a text, or a shape not yet seen; ``CID.decode`` decides (and raises its own errors)."""
     if text[:1] != "b":
         return None
