@@ -71,8 +71,8 @@ def _decode(text: str) -> CID:
 
 
 def _parse_v1_base32(text: str) -> tuple[str, str] | None:
-    """(hash name, order text) of a CIDv1 written as its key is (base32 lower case; the library's decoder
-    refuses any other padding bits, so the text is the canonical one): then the key is the text itself.
+    """(hash name, order text) of a CIDv1 written as its key is (base32 lower case, canonical: the library's
+    decoder also takes upper case letters after the ``b``): then the key is the text itself.
     ``CID.decode`` costs ~250 us, most of it in runtime type checks of the objects it builds; here the
     library's own multibase and varint decoders read the parts, and the codec and hash are named by
     ``CID.decode`` once per shape of CID (codec, hash, digest length), which is all else it checks.
@@ -89,6 +89,8 @@ def _parse_v1_base32(text: str) -> tuple[str, str] | None:
     except Exception:  # noqa: BLE001 - any refusal: CID.decode decides, with its own message
         return None
     if version != 1 or len(raw) - (at + n_hash + n_length) != length:
+        return None
+    if base64.b32encode(raw).decode().lower().rstrip("=") != text[1:]:  # the decoder takes upper case letters too
         return None
     shape = (codec, hash_code, length)
     names = _SHAPES.get(shape)
