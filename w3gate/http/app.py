@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,25 +24,18 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from w3gate.admission.service import Admission
-from w3gate.clientaddr import AddressCounts, Network, client_address
 from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.hookspecs import Identity
 from w3gate.http.connection import Edge, install
+from w3gate.http.gate import PREFIX, Gate, Services, failure_body, failure_headers
+from w3gate.http.hot import HotRoutes
 from w3gate.http.queries import parse_list_query
-from w3gate.http.upload import UploadGateway, install_upload
+from w3gate.http.upload import install_upload
 from w3gate.http.webpage import install_webpage
-from w3gate.metrics import CONTENT_TYPE, Metrics
-from w3gate.services.pins import PinService
-from w3gate.services.tokens import TokenService
-from w3gate.w3auth import bound
-from w3gate.w3auth.authenticator import W3AUTH_OFF, Authenticator, AuthError
+from w3gate.metrics import CONTENT_TYPE
 from w3gate.w3auth.bound import BoundClaims
-from w3gate.w3auth.token import EMPTY_SIGNATURE, INVALID_SIGNATURE, UNSUPPORTED
 
 log = logging.getLogger(__name__)
-PREFIX = "/psa"
-REALM = "w3gate"
 REASONS = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -55,46 +46,8 @@ REASONS = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
-# an authentication failure's details -> its w3gate_auth_results label (a bounded set, never the text itself)
-AUTH_RESULTS = {EMPTY_SIGNATURE: "missing", INVALID_SIGNATURE: "invalid_signature", UNSUPPORTED: "unsupported_chain",
-                W3AUTH_OFF: "w3auth_off"}
-# a bound token's refusal details start with one of these (w3gate.w3auth.bound)
-BOUND_RESULTS = {bound.WRONG_DOMAIN: "wrong_domain", bound.EXPIRED: "expired", bound.REVOKED: "revoked",
-                 bound.NOT_YET_VALID: "not_yet_valid", bound.BAD_SIGNATURE: "invalid_signature",
-                 bound.MALFORMED: "malformed"}
 OPERATOR_PATHS = frozenset({"/healthz", "/metrics"})  # no CORS here (see the module docstring)
-CORS_HEADERS = {
-    "Access-Control-Allow-Methods": "GET,HEAD,POST,DELETE",  # the API's methods, no others
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Max-Age": "86400",
-}
-
-
-@dataclass
-class Services:
-    pins: PinService
-    authenticator: Authenticator
-    health: Callable[[bool], Awaitable[tuple[int, dict[str, Any]]]]  # (detailed) -> (status, body)
-    cors_origins: tuple[str, ...] = ("*",)
-    max_body_bytes: int = 256 * 1024
-    health_token: str | None = None  # the operator's token for /healthz details; None: details to nobody
-    admission: Admission | None = None  # limits and access (None: none)
-    trusted_proxy_header: str = ""  # the header naming the client when the peer is a trusted proxy
-    trusted_proxies: tuple[Network, ...] = ()
-    tokens: TokenService | None = None  # bound tokens: GET /auth/params, POST /auth/revoke
-    metrics: Metrics = field(default_factory=Metrics)
-    stats: Callable[[], Awaitable[list[Any]]] | None = None  # families read at scrape time (services.stats)
-    metrics_token: str | None = None  # None: /metrics is open to anyone who can reach it
-    body_first_byte_timeout: float = 5.0  # seconds from a request head to its body's first byte (then 408)
-    per_client: AddressCounts | None = None  # requests in flight per client named by a trusted proxy
-    upload: UploadGateway = field(default_factory=lambda: UploadGateway(None))  # POST /api/v0/add (api/upload.py)
-
-
-def auth_result(details: str) -> str:
-    """The ``w3gate_auth_results`` label of a refusal's details."""
-    if (label := AUTH_RESULTS.get(details)) is not None:
-        return label
-    return next((label for prefix, label in BOUND_RESULTS.items() if details.startswith(prefix)), "other")
+__all__ = ["REASONS", "Services", "create_app", "failure"]
 
 
 def _json(data: Any, status: int) -> Response:
@@ -103,27 +56,20 @@ def _json(data: Any, status: int) -> Response:
 
 
 def failure(err: ApiError) -> Response:
-    response = _json(err.body(), err.status)
-    if err.retry_after is not None:
-        response.headers["Retry-After"] = str(err.retry_after)
-    if err.status == 401:  # RFC 9110 section 11.6.1: a 401 names the scheme it wants
-        response.headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
+    response = Response(failure_body(err), status=err.status, content_type="application/json")
+    for name, value in failure_headers(err):
+        response.headers[name] = value
     return response
-
-
-def one_authorization() -> str | None:
-    """The request's one ``Authorization`` header; several are refused rather than one picked."""
-    values = request.headers.getlist("Authorization")
-    if len(values) > 1:
-        raise unauthorized(f"{len(values)} Authorization headers were sent; send exactly one")
-    return values[0] if values else None
 
 
 def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("w3gate", static_folder=None, template_folder=None)
-    # connection handling, the access log, request metrics (api/connection.py)
-    install(app, services.metrics, Edge(services.body_first_byte_timeout, services.per_client,
-                                        services.trusted_proxy_header, services.trusted_proxies))
+    gate = Gate(services)
+    edge = Edge(services.body_first_byte_timeout, services.per_client, services.trusted_proxy_header,
+                services.trusted_proxies)
+    # connection handling, the access log, request metrics (http/connection.py); GET and POST /psa/pins on
+    # their direct path (http/hot.py)
+    install(app, services.metrics, edge, HotRoutes(services, gate, edge, app.config))
     app.config["MAX_CONTENT_LENGTH"] = services.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.strict_slashes = False
@@ -137,42 +83,20 @@ def create_app(services: Services) -> QuartTrio:
             response.vary.add("Origin")
         else:
             response.headers["Vary"] = "Origin"
-        origin = next(iter(request.headers.getlist("Origin")), None)
-        if origin and ("*" in services.cors_origins or origin in services.cors_origins):
-            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in services.cors_origins else origin
-            if request.method == "OPTIONS":
-                response.headers.update(CORS_HEADERS)
+        for name, value in gate.cors(next(iter(request.headers.getlist("Origin")), None),
+                                     request.method == "OPTIONS"):
+            response.headers[name] = value
         return response
 
     def _client() -> str | None:
         """The request's client address (:mod:`w3gate.clientaddr`)."""
-        return client_address(
-            request.remote_addr,
-            request.headers.get(services.trusted_proxy_header) if services.trusted_proxy_header else None,
-            services.trusted_proxies,
-        )
+        header = services.trusted_proxy_header
+        return gate.client(request.remote_addr, request.headers.get(header) if header else None)
 
     async def _identify() -> tuple[Identity, BoundClaims | None]:
-        """The request's user, with the auth-failure limit of its client address (raises a Failure), counted
-        against its identity's and its address's request rates; ``g.client`` is the address."""
-        admission = services.admission
+        """The request's user (:meth:`Gate.identify`); ``g.client`` is its client address."""
         client = g.client = _client()
-        try:
-            found = await services.authenticator.authenticate_claims(
-                one_authorization(), client, before_check=None if admission is None else
-                lambda: admission.check_client(client))
-        except AuthError as exc:
-            services.metrics.auth_result(auth_result(exc.details))
-            if admission is not None:
-                admission.auth_failed(client)
-            raise unauthorized(exc.details) from None
-        except ApiError as exc:  # several Authorization headers (401), too many checks or failures (429)
-            services.metrics.auth_result("several_headers" if exc.status == 401 else "throttled")
-            raise
-        services.metrics.auth_result("ok")
-        if admission is not None:
-            admission.check_request(found[0], client)
-        return found
+        return await gate.identify(request.headers.getlist("Authorization"), client)
 
     async def _authorize() -> Identity:
         """Authenticate the request, counted against its rates (:func:`_identify`); a Failure if refused."""

@@ -36,8 +36,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 import trio
@@ -100,6 +101,15 @@ def body_stream(request: Request) -> BodyStream:
     return cast(BodyStream, cast(dict[str, Any], request.scope)[BODY_STREAM])
 
 
+class HotPath(Protocol):
+    """Requests served without the app's request machinery (:mod:`w3gate.http.hot`)."""
+
+    def match(self, scope: MutableMapping[str, Any]) -> tuple[Any, Any] | None: ...
+
+    async def serve(self, route: Any, head: Any, receive: ASGIReceiveCallable, send: ASGISendCallable,
+                    started: float) -> None: ...
+
+
 @dataclass(frozen=True)
 class Edge:
     """What a request is held to at the edge: how soon its body must start, and per-client counting of
@@ -110,12 +120,11 @@ class Edge:
     trusted_proxy_header: str = ""
     trusted_proxies: tuple[Network, ...] = ()
 
-    def proxied_client(self, request: Request) -> str | None:
-        """The key of the client a trusted proxy names, when such requests are counted; else None."""
+    def proxied_client(self, peer: str | None, named: str | None) -> str | None:
+        """The key of the client a trusted proxy (``peer``) names (``named``: the first value of
+        ``trusted_proxy_header``), when such requests are counted; else None."""
         if self.per_client is None or not self.per_client.limit or not self.trusted_proxy_header:
             return None
-        peer = request.remote_addr
-        named = request.headers.get(self.trusted_proxy_header)
         if not named or not is_trusted(peer, self.trusted_proxies):
             return None  # a direct client (counted by its connections), or the proxy's own request
         return client_key(client_address(peer, named, self.trusted_proxies))
@@ -126,11 +135,16 @@ class RequestConnection(TrioASGIHTTPConnection):
 
     metrics: Metrics  # set on the class :func:`install` makes for an app
     edge: Edge
+    hot: HotPath | None
 
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:  # type: ignore[override]
         started = time.perf_counter()
+        if self.hot is not None and (found := self.hot.match(cast(dict[str, Any], self.scope))) is not None:
+            await self.hot.serve(*found, receive, send, started)
+            return
         request = self._create_request_from_scope(send)
-        client = self.edge.proxied_client(request)
+        header = self.edge.trusted_proxy_header
+        client = self.edge.proxied_client(request.remote_addr, request.headers.get(header) if header else None)
         if client is not None and self.edge.per_client is not None:
             if not self.edge.per_client.enter(client):
                 await self._too_many(request, send, started)
@@ -172,13 +186,12 @@ class RequestConnection(TrioASGIHTTPConnection):
         elapsed = time.perf_counter() - started
         rule = request.url_rule
         self.metrics.observe_request(UNMATCHED if rule is None else rule.rule, request.method, status, elapsed)
-        _log(request, status, elapsed)
+        log_access(request.method, request.path, status, elapsed,
+                   cast(dict[str, Any], request.scope).get(USER_KEY) or "-")
 
     async def _too_many(self, request: Request, send: ASGISendCallable, started: float) -> None:
         limit = self.edge.per_client.limit if self.edge.per_client is not None else 0
-        error = {"error": {"reason": "TOO_MANY_CONNECTIONS", "details": f"{limit} requests from this address are "
-                           "already in progress (max_connections_per_address)"}}
-        response = Response(orjson.dumps(error), status=429, content_type="application/json",
+        response = Response(too_many_body(limit), status=429, content_type="application/json",
                             headers={"Retry-After": "1", "Connection": "close"})
         with trio.move_on_after(_timeout(response, self.app.config["RESPONSE_TIMEOUT"])):
             await self._send_response(send, response)  # type: ignore[arg-type]
@@ -225,13 +238,24 @@ def _timeout(response: Any, default: float | None) -> float:
     return math.inf if timeout is None else timeout
 
 
-def _log(req: Request, status: int | str, elapsed: float) -> None:
+def too_many_body(limit: int) -> bytes:
+    """The Failure body of a request over ``max_connections_per_address``."""
+    return orjson.dumps({"error": {"reason": "TOO_MANY_CONNECTIONS", "details": f"{limit} requests from this "
+                                   "address are already in progress (max_connections_per_address)"}})
+
+
+def user_label(owner: str) -> str:
+    """The access log's name for a user key: its chain and the start of its account."""
+    chain, _, account = owner.partition(":")
+    return f"{chain}:{account[:12]}"
+
+
+def log_access(method: str, path: str, status: int | str, elapsed: float, user: str) -> None:
     """``METHOD /path STATUS 1.2ms user``: no query string (it can carry anything), never a header.
     A request the client left before its answer shows status ``-``."""
     if access_log.isEnabledFor(logging.INFO):
-        user = cast(dict[str, Any], req.scope).get(USER_KEY) or "-"
         ms = round(elapsed * 1000, 1)
-        fields = {"method": req.method, "path": req.path[:200], "status": status if status != "closed" else "-",
+        fields = {"method": method, "path": path[:200], "status": status if status != "closed" else "-",
                   "duration_ms": ms, "user": user}
         access_log.info("%s %s %s %.1fms %s", fields["method"], fields["path"], fields["status"], ms, user,
                         extra=fields)
@@ -241,14 +265,13 @@ async def _note_user(response: Response) -> Response:
     """Hand the authenticated user (``g.owner``) to the access log, shortened: chain and account prefix."""
     owner = g.get("owner")
     if owner:
-        chain, _, account = owner.partition(":")
-        cast(dict[str, Any], request.scope)[USER_KEY] = f"{chain}:{account[:12]}"
+        cast(dict[str, Any], request.scope)[USER_KEY] = user_label(owner)
     return response
 
 
-def install(app: QuartTrio, metrics: Metrics, edge: Edge | None = None) -> None:
+def install(app: QuartTrio, metrics: Metrics, edge: Edge | None = None, hot: HotPath | None = None) -> None:
     """Serve ``app``'s requests through :class:`RequestConnection`, counted in ``metrics`` and held to ``edge``, and
-    note each request's user for the access log."""
+    note each request's user for the access log; the requests ``hot`` matches are served by it instead."""
     app.asgi_http_class = type("RequestConnection", (RequestConnection,),  # type: ignore[assignment]
-                               {"metrics": metrics, "edge": edge or Edge()})
+                               {"metrics": metrics, "edge": edge or Edge(), "hot": hot})
     app.after_request(_note_user)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
@@ -152,6 +154,38 @@ async def create_pin(db: Handle, owner: str, pin: NewPin, created_ms: int, quota
             return _new_record(row, order), created_ms
     return await _with_unique_created(db, lambda conn, ms: _insert(conn, owner, pin, ms, quota, size, address),
                                       created_ms)
+
+
+@dataclass(frozen=True)
+class PinWrite:
+    """The arguments of one :func:`create_pin`, for :func:`create_pins`."""
+
+    owner: str
+    pin: NewPin
+    created_ms: int
+    quota: Quota = UNBOUNDED
+    size: int = 0
+    address: AddressQuota | None = None
+
+
+async def create_pins(db: Handle, writes: Sequence[PinWrite]) -> list[tuple[PinRecord, int] | Exception]:
+    """:func:`create_pin`'s general path for several pins in one transaction (group commit, SQLite:
+    :mod:`w3gate.store.group_commit`), each in a savepoint of its own: for each its result, or the exception that
+    undid its writes alone (:class:`~w3gate.store.users.QuotaExceeded`, say)."""
+    results: list[tuple[PinRecord, int] | Exception] = []
+    async with db.transaction() as tx:
+        within = db.within(tx)
+        for w in writes:
+            try:
+                results.append(await _with_unique_created(
+                    within, partial(_insert_as, w), w.created_ms))
+            except Exception as exc:  # noqa: BLE001 - handed to that write's caller
+                results.append(exc)
+    return results
+
+
+async def _insert_as(w: PinWrite, conn: Any, created_ms: int) -> PinRecord:
+    return await _insert(conn, w.owner, w.pin, created_ms, w.quota, w.size, w.address)
 
 
 async def replace_pin(db: Handle, owner: str, requestid: str, pin: NewPin, created_ms: int, quota: Quota = UNBOUNDED,
