@@ -82,7 +82,7 @@ async def test_a_refused_write_in_a_batch_undoes_only_its_own_changes(tmp_path) 
         await db.close()
 
 
-@pytest.mark.skipif(POSTGRES, reason="group commit is SQLite's")
+@pytest.mark.skipif(bool(POSTGRES), reason="group commit is SQLite's")
 async def test_same_millisecond_in_one_batch_moves_the_second_on(tmp_path) -> None:
     """``created`` is unique: a write whose time was taken meanwhile moves on by 1 ms, inside the batch."""
     db = await open_store(tmp_path)

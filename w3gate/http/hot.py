@@ -32,6 +32,7 @@ from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import RequestTimeout
 
 from w3gate.errors import ApiError, bad_request
+from w3gate.hookspecs import Identity
 from w3gate.http.connection import Edge, log_access, too_many_body, user_label
 from w3gate.http.gate import PREFIX, Gate, Services, failure_body, failure_headers
 from w3gate.http.queries import parse_list_query
@@ -78,10 +79,11 @@ class Body:
         self.arrived.set()
 
     async def read(self, timeout: float | None) -> bytes:
-        with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
-            await self.arrived.wait()
-        if scope.cancelled_caught:
-            raise ApiError(408, "REQUEST_TIMEOUT", RequestTimeout.description)
+        if not self.arrived.is_set():  # most bodies come with their head
+            with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
+                await self.arrived.wait()
+            if scope.cancelled_caught:
+                raise ApiError(408, "REQUEST_TIMEOUT", RequestTimeout.description)
         if self.error is not None:
             raise self.error
         return b"".join(self.chunks)
@@ -206,10 +208,10 @@ class HotRoutes:
     # --- the routes: (status, body, headers) with the content length left to _send --------------------------
     async def _list(self, head: Head, body: Body | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
-            owner = await self._authorize(head)
+            identity, _client = await self._authorize(head)
             args = ImmutableMultiDict(parse_qsl(head.query.decode(), keep_blank_values=True,
                                                 errors="werkzeug.url_quote"))
-            page = await self.services.pins.list(owner, parse_list_query(args))
+            page = await self.services.pins.list(identity.user_key, parse_list_query(args))
             return self._answer(head, 200, orjson.dumps(page))
         except ApiError as err:
             return self._failure(head, err)
@@ -219,9 +221,7 @@ class HotRoutes:
     async def _add(self, head: Head, body: Body | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         assert body is not None
         try:
-            client = self.gate.client(head.peer, head.named)
-            identity, _claims = await self.gate.identify(head.authorizations, client)
-            head.user = user_label(identity.user_key)
+            identity, client = await self._authorize(head)
             raw = await body.read(self.config["BODY_TIMEOUT"])
             if not raw:
                 raise bad_request("the request body is empty; a JSON Pin object is required")
@@ -236,10 +236,12 @@ class HotRoutes:
         except Exception:
             return self._internal(head)
 
-    async def _authorize(self, head: Head) -> str:
-        identity, _claims = await self.gate.identify(head.authorizations, self.gate.client(head.peer, head.named))
+    async def _authorize(self, head: Head) -> tuple[Identity, str | None]:
+        """The request's user and client address (:meth:`Gate.identify`), noted for the access log."""
+        client = self.gate.client(head.peer, head.named)
+        identity, _claims = await self.gate.identify(head.authorizations, client)
         head.user = user_label(identity.user_key)
-        return identity.user_key
+        return identity, client
 
     def _answer(self, head: Head, status: int, payload: bytes,
                 extra: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()) -> tuple[int, bytes, list[Any]]:

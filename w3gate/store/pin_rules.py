@@ -51,8 +51,8 @@ INSERT_PIN = ("INSERT INTO pins (requestid, owner, cid, cid_key, name, status, c
               f"SELECT :requestid, :owner, :cid, :key, :name, {PIN_STATUS}, :now, :origins, :meta, :size "
               f"FROM {{source}} WHERE {{gate}}{TAKES_A_PIN} RETURNING id, status")
 
-# the general path's statements: the order if new, then the pin from it
-NEW_ORDER = INSERT_ORDER.format(gate="WHERE TRUE")
+# the general path's statements: the order if new (its columns if inserted), then the pin from it
+NEW_ORDER = INSERT_ORDER.format(gate="WHERE TRUE") + f" RETURNING {ORDER_COLUMNS}"
 NEW_PIN = INSERT_PIN.format(source="orders o", gate="o.cid_key = :key AND ")
 
 # the owner's ``users`` row within the quota (0: no bound) for one more pin of ``size`` bytes today (UTC days)

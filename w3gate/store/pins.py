@@ -97,21 +97,23 @@ async def _insert(conn: Any, owner: str, pin: NewPin, created_ms: int, quota: Qu
     await users.admit_address(conn, owner, address, created_ms)  # the same lock order as the one statement's
     row = _new_row(pin, created_ms)
     values = _values(owner, pin, row, size)
-    await conn.execute_query(*render(dialect, NEW_ORDER, values))
+    new_order = await conn.execute_query_dict(*render(dialect, NEW_ORDER, values))
     insert_pin = render(dialect, NEW_PIN, values)
     inserted = await conn.execute_query_dict(*insert_pin)
     if not inserted:
+        new_order = []  # the order was there and has just been changed to take the pin
         await _ensure_order(conn, dialect, pin, created_ms)
         inserted = await conn.execute_query_dict(*insert_pin)
     if pin.meta:
         await PinMeta.bulk_create(
             [PinMeta(pin_id=inserted[0]["id"], key=k, value=v) for k, v in pin.meta.items()], using_db=conn
         )
-    sql = _Sql(dialect)
-    order = await conn.execute_query_dict(
-        f"SELECT {ORDER_COLUMNS} FROM orders WHERE cid_key = {sql.arg(pin.key)}", sql.args)
+    if not new_order:  # an order of earlier pins: as it is now
+        sql = _Sql(dialect)
+        new_order = await conn.execute_query_dict(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE cid_key = {sql.arg(pin.key)}", sql.args)
     row["status"] = inserted[0]["status"]
-    return _new_record(row, order[0])
+    return _new_record(row, new_order[0])
 
 
 async def _with_unique_created(db: Handle, work: Any, created_ms: int) -> tuple[PinRecord, int]:
