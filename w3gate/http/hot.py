@@ -143,8 +143,9 @@ class HotRoutes:
             await self._serve(route, head, receive, send, started)
             return
         if not edge.per_client.enter(proxied):
-            headers = [*JSON, (b"content-length", b""), (b"retry-after", b"1"), CLOSE]
-            await self._send(send, 429, too_many_body(edge.per_client.limit), headers)
+            payload = too_many_body(edge.per_client.limit)
+            headers = [(b"retry-after", b"1"), CLOSE, *JSON, (b"content-length", str(len(payload)).encode())]
+            await self._send(send, 429, payload, headers)
             self._finished(head, 429, started)
             return
         try:
@@ -174,7 +175,6 @@ class HotRoutes:
 
     async def _send(self, send: ASGISendCallable, status: int, payload: bytes,
                     headers: list[tuple[bytes, bytes]]) -> None:
-        headers[1] = (b"content-length", str(len(payload)).encode())
         timeout = self.config["RESPONSE_TIMEOUT"]
         with trio.move_on_after(float("inf") if timeout is None else timeout):
             await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -205,7 +205,7 @@ class HotRoutes:
                 return
             message = await receive()
 
-    # --- the routes: (status, body, headers) with the content length left to _send --------------------------
+    # --- the routes: (status, body, headers) ----------------------------------------------------------------
     async def _list(self, head: Head, body: Body | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
             identity, _client = await self._authorize(head)
@@ -245,7 +245,7 @@ class HotRoutes:
 
     def _answer(self, head: Head, status: int, payload: bytes,
                 extra: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()) -> tuple[int, bytes, list[Any]]:
-        headers: list[tuple[bytes, bytes]] = [*JSON, (b"content-length", b"")]
+        headers: list[tuple[bytes, bytes]] = [*JSON, (b"content-length", str(len(payload)).encode())]
         headers += [(name.lower().encode("latin1"), value.encode("latin1")) for name, value in extra]
         if self.services.cors_origins:
             headers.append(VARY)
