@@ -32,8 +32,6 @@ from w3gate.hookspecs import Identity
 from w3gate.http.connection import STREAMED_BODIES, BodyStream, body_stream
 from w3gate.ipfs.upload import BodyTooLarge, Uploader, check_content_type, upload_params
 from w3gate.services.pins import MAX_NAME, PinService
-from w3gate.store import ipfs_content
-from w3gate.store import pins as store_pins
 from w3gate.store.interface import Store
 from w3gate.timestamps import now_ms
 
@@ -79,7 +77,7 @@ async def _held(db: Store, cids: list[str]) -> set[str]:
         except CidError:
             continue
 
-    return {keys[k] for k in await db.run(store_pins.held_keys, list(keys))} if keys else set()
+    return {keys[k] for k in await db.held_keys(list(keys))} if keys else set()
 
 
 def kubo_failure(response: Response, err: ApiError) -> Response:
@@ -129,7 +127,7 @@ def install_upload(app: QuartTrio, gateway: UploadGateway, pins: PinService,
             pin = {"cid": added.root, "name": added.name and added.name[:MAX_NAME]}
             status = await pins.add(identity.user_key, pin, identity, g.get("client"))  # per-address limits too
             if pinned_on_node:  # the node's pin is w3gate's: released by the hold mode, whenever the pin goes
-                await pins.db.run(ipfs_content.uploaded, parse(added.root).key, added.root, now_ms())
+                await pins.db.ipfs_uploaded(parse(added.root).key, added.root, now_ms())
         except ApiError:
             if pinned_on_node:
                 added_cids = list(dict.fromkeys([*added.tops, added.root]))

@@ -12,8 +12,7 @@ import logging
 from dataclasses import replace
 
 from w3gate.ordering.status import BudgetStatus, now_ms
-from w3gate.store import orders
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 class Budget:
     """Today's spending against ``cru_per_day`` (0: no budget); :attr:`status` shows it."""
 
-    def __init__(self, db: Database, cru_per_day: int) -> None:
+    def __init__(self, db: Store, cru_per_day: int) -> None:
         self.db = db
         self._status = BudgetStatus(cru_per_day=cru_per_day)
 
@@ -34,7 +33,7 @@ class Budget:
         per_day = self._status.cru_per_day
         if not per_day:
             return True
-        spent = await self.db.run(orders.spent_on_day, now_ms())
+        spent = await self.db.spent_on_day(now_ms())
         over = spent >= per_day
         if over != self._status.budget_spent:
             if over:

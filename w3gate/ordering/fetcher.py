@@ -31,8 +31,8 @@ from w3gate.ipfs.settings import IpfsSettings
 from w3gate.metrics import Metrics
 from w3gate.ordering import lifecycle
 from w3gate.ordering.status import now_ms
-from w3gate.store import ipfs_content as store
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
+from w3gate.store.ipfs_content import Due
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Fetcher:
     """The fetch stage of ordering; :attr:`status` shows the node. ``max_file_size``: the chain's limit (None
     until the chain was reached)."""
 
-    def __init__(self, db: Database, settings: IpfsSettings, max_file_size: Callable[[], int | None],
+    def __init__(self, db: Store, settings: IpfsSettings, max_file_size: Callable[[], int | None],
                  delegates: MutableSequence[str], kubo: Kubo | None = None, metrics: Metrics | None = None) -> None:
         self.db, self.settings, self.max_file_size = db, settings, max_file_size
         self.metrics = metrics or Metrics()
@@ -114,10 +114,10 @@ class Fetcher:
             await self.release()
             free = self.settings.fetch_concurrency - len(self.busy)
             if free > 0:
-                for item in await self.db.run(store.due, free, now_ms(), list(self.busy)):
+                for item in await self.db.ipfs_due(free, now_ms(), list(self.busy)):
                     self.busy[item.key] = trio.CancelScope()
                     nursery.start_soon(self.fetch, item)
-            self._show(fetching=len(self.busy), held=await self.db.run(store.counts))
+            self._show(fetching=len(self.busy), held=await self.db.ipfs_counts())
         except NodeUnavailable as exc:
             self.lost(str(exc))
         except Exception as exc:  # noqa: BLE001 - the service keeps serving; pins wait
@@ -154,18 +154,18 @@ class Fetcher:
                 continue
         self.node_pins = pinned
         lost = 0
-        for r in await self.db.run(store.all_rows):
+        for r in await self.db.ipfs_all_rows():
             if r["state"] == "held" and r["cid_key"] not in pinned:
-                await self.db.run(store.forget, r["cid_key"])
+                await self.db.ipfs_forget(r["cid_key"])
                 lost += 1
-        await self.db.run(store.restart_clocks, now_ms())
+        await self.db.ipfs_restart_clocks(now_ms())
         if lost:
             log.warning("ipfs node: %d contents w3gate held are no longer pinned there: fetched again where needed",
                         lost)
 
     async def release(self) -> None:
         """Unpin what the hold mode no longer needs (only what w3gate pinned), and forget it."""
-        for r in await self.db.run(store.releasable, self.settings.hold, 100):
+        for r in await self.db.ipfs_releasable(self.settings.hold, 100):
             key = r["cid_key"]
             if key in self.busy:  # no longer wanted while it is being fetched: stop; the next pass forgets it
                 self.busy[key].cancel()
@@ -177,10 +177,10 @@ class Fetcher:
                     log.warning("ipfs node: pin/rm %s: %s", r["cid"], exc)
                     continue
                 log.info("ipfs node: released %s (hold %s)", r["cid"], self.settings.hold)
-            await self.db.run(store.forget, key)
+            await self.db.ipfs_forget(key)
 
     # one fetch --------------------------------------------------------------------------------------
-    async def fetch(self, item: store.Due) -> None:
+    async def fetch(self, item: Due) -> None:
         self.metrics.fetches_started.inc()
         outcome = "cancelled"  # stays so when release() stops the fetch (or the service stops)
         try:
@@ -205,17 +205,17 @@ class Fetcher:
         n = self.tries[key] = self.tries.get(key, 0) + 1
         return min(RETRY_MAX, self.settings.stall_timeout, 2.0 * 2 ** (n - 1))
 
-    async def _wait(self, item: store.Due, reason: str, delay: float) -> None:
+    async def _wait(self, item: Due, reason: str, delay: float) -> None:
         with trio.CancelScope(shield=True):
-            await self.db.run(store.waiting, item.key, reason, now_ms() + int(delay * 1000), now_ms())
+            await self.db.ipfs_waiting(item.key, reason, now_ms() + int(delay * 1000), now_ms())
 
-    async def _fetch(self, item: store.Due) -> str:
+    async def _fetch(self, item: Due) -> str:
         """One try: its outcome, ``fetched`` or a reason of :data:`w3gate.metrics.FETCH_FAILURES`."""
         s = self.settings
         # pinned on the node before w3gate asked (seen at the last reconciliation; ``pin/ls`` of one CID would
         # fetch it): then it is not w3gate's to unpin
         ours = item.key not in self.node_pins
-        started, ours = await self.db.run(store.begin, item.key, item.cid, ours, now_ms())
+        started, ours = await self.db.ipfs_begin(item.key, item.cid, ours, now_ms())
         while True:
             # at least one try, even past the deadline: content the node already holds (a re-pin, a restart after
             # the fetch ended) is then found at once rather than given up
@@ -231,7 +231,7 @@ class Fetcher:
             if remaining <= 0:
                 if ours:  # the node may finish a pin w3gate stopped waiting for: none may stay without a record
                     await self.kubo.pin_rm(item.cid)
-                await self.db.run(store.give_up, item.key, (
+                await self.db.ipfs_give_up(item.key, (
                     f"could not be fetched: no provider gave its blocks within fetch_timeout ({s.fetch_timeout:g} s)"
                     f"; tried {len(item.origins)} origins"), now_ms())
                 self.tries.pop(item.key, None)
@@ -255,10 +255,10 @@ class Fetcher:
         if refused is not None:
             if ours:
                 await self.kubo.pin_rm(item.cid)
-            await self.db.run(store.give_up, item.key, refused, now_ms())
+            await self.db.ipfs_give_up(item.key, refused, now_ms())
             log.warning("ipfs fetch of %s: %d bytes is at or over MaximumFileSize %d: failed", item.cid, size, cap)
             return "too_large"
-        await self.db.run(store.fetched, item.key, size, now_ms())
+        await self.db.ipfs_fetched(item.key, size, now_ms())
         self.metrics.fetch_ended("fetched", size, max(0.0, (now_ms() - started) / 1000))
         log.info("ipfs node fetched %s: %d bytes", item.cid, size)
         try:
@@ -272,7 +272,7 @@ class Fetcher:
         return "fetched"
 
 
-def ipfs_tasks(db: Database, settings: IpfsSettings, max_file_size: Callable[[], int | None],
+def ipfs_tasks(db: Store, settings: IpfsSettings, max_file_size: Callable[[], int | None],
                delegates: MutableSequence[str], metrics: Metrics | None = None) -> tuple[Fetcher | None, list[Any]]:
     """The node's work: (the fetcher, whose ``run`` is leader work, so that one instance of a fleet fetches; the
     delegates' refresh, a task for every instance). None and [] without a node, and the start-up log says what is

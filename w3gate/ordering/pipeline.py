@@ -16,7 +16,7 @@ from w3gate.ordering.poller import Poller
 from w3gate.ordering.status import ChainStatus, OrderingStatus, PollerStatus, SubmitterStatus
 from w3gate.ordering.submitter import Submitter
 from w3gate.redact import redact_url
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 
 log = logging.getLogger(__name__)
 Task = Callable[[], Awaitable[None]]
@@ -30,7 +30,7 @@ class Ordering:
     leader (:class:`w3gate.ordering.leader.Leadership`), whose ``role`` is shown. Chain calls and order verdicts
     are counted in ``metrics``. With no ordering account nothing is built: :meth:`tasks` is empty."""
 
-    def __init__(self, db: Database, settings: CrustSettings, *, cru_per_day: int = 0,
+    def __init__(self, db: Store, settings: CrustSettings, *, cru_per_day: int = 0,
                  client_factory: ClientFactory | None = None, guard: Callable[[], Awaitable[None]] | None = None,
                  role: Callable[[], str | None] = lambda: None, metrics: Metrics | None = None,
                  fetched_only: bool = False) -> None:

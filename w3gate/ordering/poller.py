@@ -18,8 +18,7 @@ from w3gate.crust.settings import CrustSettings
 from w3gate.ordering import lifecycle
 from w3gate.ordering.connection import ChainConnection
 from w3gate.ordering.status import PollerStatus, now_ms
-from w3gate.store import orders
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 
 log = logging.getLogger(__name__)
 # updates written per transaction: on SQLite the store runs in the service's own thread, and 1,900 changed
@@ -30,7 +29,7 @@ APPLY_CHUNK = 100
 class Poller:
     """Follows the file records of placed orders; :attr:`status` shows its last pass and record size."""
 
-    def __init__(self, db: Database, settings: CrustSettings, conn: ChainConnection) -> None:
+    def __init__(self, db: Store, settings: CrustSettings, conn: ChainConnection) -> None:
         self.db, self.settings, self.conn = db, settings, conn
         self.known = KnownRecords()  # decoded records, by digest of their bytes
         self.rules = lifecycle.PollRules(settings.replicas, settings.renewal_window, settings.order_timeout)
@@ -50,7 +49,7 @@ class Poller:
         record_bytes = self._status.record_bytes
         while True:
             keys = page_keys(self.settings, record_bytes)
-            page = await self.db.run(orders.watched_page, after, keys)
+            page = await self.db.watched_page(after, keys)
             if not page:
                 break
             cids = [p.cid for p in page]
@@ -67,7 +66,7 @@ class Poller:
             stats["records"] += found
             updates = [u for p in page if (u := lifecycle.observe(p, records.get(p.cid), head, now, self.rules))]
             for start in range(0, len(updates), APPLY_CHUNK):  # each update stands alone: no need for one transaction
-                await self.db.run(orders.apply_poll, updates[start:start + APPLY_CHUNK], now)
+                await self.db.apply_poll(updates[start:start + APPLY_CHUNK], now)
             stats["updated"] += len(updates)
             stats["orders"] += len(page)
             after = page[-1].cid

@@ -38,7 +38,7 @@ from w3gate.ordering.lifecycle import BatchCall, Outcome, RecordedBatch, Verdict
 from w3gate.ordering.status import LastError, SubmitterStatus, now_ms
 from w3gate.ordering.webhook import notify_webhook
 from w3gate.store import orders
-from w3gate.store.db import Database
+from w3gate.store.interface import Store
 
 log = logging.getLogger(__name__)
 STALE_CLAIM_MS = 30_000
@@ -52,7 +52,7 @@ COUNTS_EVERY_MS = 30_000  # the /healthz order counts scan the orders table: not
 class Submitter:
     """Places and renews orders, one batch at a time; :attr:`status` shows the account, pauses and counts."""
 
-    def __init__(self, db: Database, settings: CrustSettings, conn: ChainConnection, budget: Budget | None = None,
+    def __init__(self, db: Store, settings: CrustSettings, conn: ChainConnection, budget: Budget | None = None,
                  guard: Callable[[], Awaitable[None]] | None = None, fetched_only: bool = False) -> None:
         self.db, self.settings, self.conn = db, settings, conn
         self.budget = budget or Budget(db, 0)  # [limits] cru_per_day
@@ -107,12 +107,12 @@ class Submitter:
     # one step -----------------------------------------------------------------------------------
     async def step(self) -> bool:
         """Settle open extrinsics, then place one batch; False when there was nothing to do."""
-        for tx in await self.db.run(orders.open_txs):
+        for tx in await self.db.open_txs():
             await self.settle(tx, fresh=False)
         now = now_ms()
-        await self.db.run(orders.release_stale_claims, now - STALE_CLAIM_MS, now)
+        await self.db.release_stale_claims(now - STALE_CLAIM_MS, now)
         if now - self.counted_ms >= COUNTS_EVERY_MS:
-            self._show(counts=await orders.counts(self.db))
+            self._show(counts=await self.db.order_counts())
             self.counted_ms = now
         if trio.current_time() < self.paused_until:
             return False
@@ -127,7 +127,7 @@ class Submitter:
                        "with PlaceOrderNotAvailable and still pay its fee; pins stay queued")
             return False
         token = orders.CLAIM_PREFIX + uuid.uuid4().hex
-        claimed = await self.db.run(orders.claim, token, self.batch_cap, now_ms(), self.fetched_only)
+        claimed = await self.db.claim_orders(token, self.batch_cap, now_ms(), self.fetched_only)
         if not claimed:
             return False
         try:
@@ -146,13 +146,13 @@ class Submitter:
             if too_large:
                 for cid, reason in too_large.items():
                     log.warning("crust order of %s refused before sending: %s", cid, reason)
-                    await self.db.run(orders.refuse_claimed, token, [cid], reason, now_ms())
+                    await self.db.refuse_claimed(token, [cid], reason, now_ms())
                 claimed = [c for c in claimed if c.cid not in too_large]
                 if not claimed:
                     return True
             if by_prepaid:
                 calls, idle = await self.conn.call(plan_prepaid, self.client, by_prepaid, head)
-                await self.db.run(orders.prepaid_covers, token, idle, now_ms())
+                await self.db.prepaid_covers(token, idle, now_ms())
                 claimed = [c for c in claimed if c.cid not in idle]
                 items += calls
                 if not items:
@@ -163,7 +163,7 @@ class Submitter:
                                  await self.conn.call(self.client.extrinsic_fee, signed.extrinsic))
             cost = sum(costs.values())
             if cost > account.usable:
-                await self.db.run(orders.release_claim, token, now_ms())
+                await self.db.release_claim(token, now_ms())
                 self.pause(f"a batch of {len(items)} orders costs {cost} and the account can spend {account.usable} "
                            f"(free {account.free}, the rest frozen); pins stay queued until it is funded")
                 await notify_webhook(self.settings.webhook, {
@@ -175,15 +175,15 @@ class Submitter:
                                signed.spec_version, batch)
             if self.guard is not None:  # the last moment to find out another instance may be ordering now
                 await self.guard()
-            await self.db.run(orders.record_tx, token, tx, [c.cid for c in claimed], now_ms(), costs,
-                              self.client.renewal, batch)
+            await self.db.record_tx(token, tx, [c.cid for c in claimed], now_ms(), costs, self.client.renewal,
+                                    batch)
         except orders.ClaimLost as exc:
             log.warning("crust batch abandoned before sending: %s", exc)
-            await self.db.run(orders.release_claim, token, now_ms())
+            await self.db.release_claim(token, now_ms())
             return True
         except BaseException:
             with trio.CancelScope(shield=True):
-                await self.db.run(orders.release_claim, token, now_ms())
+                await self.db.release_claim(token, now_ms())
             raise
         self._show(last_batch_cost=cost)
         log.info("crust batch of %d calls for %d CIDs signed (nonce %d, cost %d, %s)", len(items), len(claimed),
@@ -206,8 +206,8 @@ class Submitter:
         return not low
 
     async def _resolve(self, tx: RecordedBatch, outcome: dict[str, Outcome], block: int | None) -> dict[str, int]:
-        counts = await self.db.run(orders.resolve_tx, tx.hash, outcome, block, now_ms(),
-                                   self.settings.max_attempts, self.delays)
+        counts = await self.db.resolve_tx(tx.hash, outcome, block, now_ms(), self.settings.max_attempts,
+                                          self.delays)
         self.conn.metrics.order_verdicts(counts)
         return counts
 

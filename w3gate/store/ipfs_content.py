@@ -1,4 +1,5 @@
-"""What w3gate holds on the operator's IPFS node (asyncio side: call through ``db.run``).
+"""What w3gate holds on the operator's IPFS node (asyncio side: the store's named operations
+run these, w3gate.store.calls).
 
 A content's life there (w3gate.ordering.fetcher): its order is ``queued`` and no ``ipfs_content`` row is
 ``held`` -> :func:`begin` (row ``fetching``) -> the node pins it -> :func:`fetched` (row ``held``, the order's

@@ -1,4 +1,4 @@
-"""Crust order bookkeeping (asyncio side: call through ``db.run``).
+"""Crust order bookkeeping (asyncio side: the store's named operations run these, w3gate.store.calls).
 
 Every state change of an order updates the ``pins.status`` of its content (``cid_key``: the pins of every
 text form of the CID) in the same transaction. ``orders.cid`` is the text ordered on chain. Claims
