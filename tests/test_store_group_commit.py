@@ -11,6 +11,7 @@ import pytest
 import trio
 from conftest import POSTGRES, open_store
 
+from w3gate.domain.pins import NewPin
 from w3gate.hookspecs import Quota
 from w3gate.services.pins import parse_pin
 from w3gate.store.group_commit import GroupCommit
@@ -145,3 +146,30 @@ async def test_a_writer_cancelled_while_waiting_does_not_cancel_the_batch() -> N
                 await group.write(1)
     assert started.is_set()
     assert got == [2]
+
+
+@pytest.mark.skipif(bool(POSTGRES), reason="group commit is SQLite's")
+async def test_an_unexpected_error_in_one_write_stores_nothing_of_its_batch(tmp_path) -> None:
+    """Only a quota refusal is one write's own: any other error (here a meta key longer than the store's column,
+    which the API refuses before the store) ends the transaction, and every write of the batch gets it."""
+    db = await open_store(tmp_path)
+    try:
+        results: list[Any] = [None] * 3
+
+        async def one(i: int, pin: NewPin) -> None:
+            try:
+                results[i] = await db.create_pin("erin", pin, 7_000 + i)
+            except Exception as exc:  # noqa: BLE001 - compared below
+                results[i] = exc
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, 0, NewPin(cid=cid(300)))
+            nursery.start_soon(one, 1, NewPin(cid=cid(301), meta={"k" * 300: "v"}))
+            nursery.start_soon(one, 2, NewPin(cid=cid(302)))
+        assert db.pin_writes.batches == 1
+        assert all(isinstance(r, Exception) and not isinstance(r, QuotaExceeded) for r in results), results
+        assert await db.run(lambda h: Pin.all().using_db(h.client).count()) == 0
+        assert await db.run(lambda h: Order.all().using_db(h.client).count()) == 0
+        assert (await db.create_pin("erin", NewPin(cid=cid(303)), 7_010))[0].cid == cid(303)  # the store goes on
+    finally:
+        await db.close()

@@ -172,16 +172,17 @@ class PinWrite:
 
 async def create_pins(db: Handle, writes: Sequence[PinWrite]) -> list[tuple[PinRecord, int] | Exception]:
     """:func:`create_pin`'s general path for several pins in one transaction (group commit, SQLite:
-    :mod:`w3gate.store.group_commit`), each in a savepoint of its own: for each its result, or the exception that
-    undid its writes alone (:class:`~w3gate.store.users.QuotaExceeded`, say)."""
+    :mod:`w3gate.store.group_commit`), each in a savepoint of its own: for each its result, or the quota refusal
+    (:class:`~w3gate.store.users.QuotaExceeded`) that undid its writes alone. Any other error ends the whole
+    transaction, nothing of it stored (SQLite may already have rolled it back: a full disk, say), and every
+    write of the batch gets it."""
     results: list[tuple[PinRecord, int] | Exception] = []
     async with db.transaction() as tx:
         within = db.within(tx)
         for w in writes:
             try:
-                results.append(await _with_unique_created(
-                    within, partial(_insert_as, w), w.created_ms))
-            except Exception as exc:  # noqa: BLE001 - handed to that write's caller
+                results.append(await _with_unique_created(within, partial(_insert_as, w), w.created_ms))
+            except users.QuotaExceeded as exc:
                 results.append(exc)
     return results
 
