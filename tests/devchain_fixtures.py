@@ -71,6 +71,14 @@ class Devchain:
         return [str(RUN), str(self.port), "Manual", "--runtime-log-level", "1"]
 
     def start(self, timeout: float = 120) -> None:
+        from helpers import machine_lock
+
+        # ../shared/crust-devchain/run installs chopsticks on first use and writes rocky's config to one file
+        # before chopsticks reads it: one chain at a time gets that far on this machine
+        with machine_lock("crust-devchain"):
+            self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.command(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -10,7 +11,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,19 @@ def wait_for(fn: Any, timeout: float = 60, every: float = 0.2) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting ({fn})")
         time.sleep(every)
+
+
+@contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """Held by one process of this machine at a time: for the tools in ../shared that write to one fixed place
+    (their install, a config file, a report), while tests run in parallel (tests/run's workers, passes side by
+    side)."""
+    with open(Path(tempfile.gettempdir()) / f"w3gate-tests-{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def free_port() -> int:
