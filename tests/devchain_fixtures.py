@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -34,9 +33,9 @@ CLOSE_TIMEOUT = 0.5
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from helpers import free_port  # one counter of ports for the machine (tests run side by side)
+
+    return free_port()
 
 
 # the runtimes ../shared/crust-devchain/run can start (CRUST_RUNTIME) -> the chain name it answers with
