@@ -120,6 +120,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 or any(item.get_closest_marker(mark) for mark in SLOW_MARKS)
                 or item.module is not None and item.module.__name__ in SLOW_MODULES):
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _longest_files_first(items)
     if not POSTGRES:
         return
     repeats = [item for item in items if "crust_db" in getattr(item, "fixturenames", ())
@@ -127,3 +129,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if repeats:
         config.hook.pytest_deselected(items=repeats)
         items[:] = [item for item in items if item not in repeats]
+
+
+def _weight(item: pytest.Item) -> float:
+    """Roughly how long a test takes: the conformance suite (about 50 s of one request a second), a test on the
+    Crust devchain or with IPFS nodes, another slow one, a fast one."""
+    if item.get_closest_marker("compliance"):
+        return 50
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if item.get_closest_marker("devchain") or fixtures & {"devchain", "relay", "devnode", "two_nodes", "node"}:
+        return 8
+    return 2 if item.get_closest_marker("slow") else 0.05
+
+
+def _longest_files_first(items: list[pytest.Item]) -> None:
+    """Under tests/run's workers (pytest-xdist, one file to a worker at a time, handed out in this order): the
+    files that take longest first, so that the run does not end with one long file on one worker while the others
+    wait. Within a file the order stays as written."""
+    files: dict[str, float] = {}
+    for item in items:
+        files[item.nodeid.split("::")[0]] = files.get(item.nodeid.split("::")[0], 0) + _weight(item)
+    rank = {name: i for i, name in enumerate(sorted(files, key=lambda name: -files[name]))}
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -34,9 +33,9 @@ CLOSE_TIMEOUT = 0.5
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from helpers import free_port  # one counter of ports for the machine (tests run side by side)
+
+    return free_port()
 
 
 # the runtimes ../shared/crust-devchain/run can start (CRUST_RUNTIME) -> the chain name it answers with
@@ -71,6 +70,14 @@ class Devchain:
         return [str(RUN), str(self.port), "Manual", "--runtime-log-level", "1"]
 
     def start(self, timeout: float = 120) -> None:
+        from helpers import machine_lock
+
+        # ../shared/crust-devchain/run installs chopsticks on first use and writes rocky's config to one file
+        # before chopsticks reads it: one chain at a time gets that far on this machine
+        with machine_lock("crust-devchain"):
+            self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.command(),

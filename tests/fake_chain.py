@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import sys
 import threading
 from hashlib import blake2b
@@ -34,9 +33,9 @@ def _key(method: str, params: Any) -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from helpers import free_port  # one counter of ports for the machine (tests run side by side)
+
+    return free_port()
 
 
 class FakeNode:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -10,7 +11,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,10 +64,53 @@ def wait_for(fn: Any, timeout: float = 60, every: float = 0.2) -> Any:
         time.sleep(every)
 
 
+@contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """Held by one process of this machine at a time: for the tools in ../shared that write to one fixed place
+    (their install, a config file, a report), while tests run in parallel (tests/run's workers, passes side by
+    side)."""
+    with open(Path(tempfile.gettempdir()) / f"w3gate-tests-{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _port_range() -> tuple[int, int]:
+    """Ports no outgoing connection takes: below the kernel's ephemeral range (or above it, if it starts low)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return (10000, low) if low >= 20000 else (high + 1, 65536)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port for a server a test starts. Asking the kernel for one (bind to port 0, close, hand it on)
+    raced when tests run side by side (tests/run's workers, its passes): another process could be handed the same
+    port before the first server bound it, or take it as an outgoing connection's source port. Ports are taken in
+    turn from one counter for the machine instead (a file, under machine_lock), outside the ephemeral range, so a
+    port is handed out again only after the whole range has been, and one something listens on is passed over."""
+    low, high = _port_range()
+    counter = Path(tempfile.gettempdir()) / "w3gate-tests-next-port"
+    with machine_lock("ports"):
+        try:
+            port = int(counter.read_text())
+        except (OSError, ValueError):
+            port = low
+        for _ in range(high - low):
+            if not low <= port < high:
+                port = low
+            candidate, port = port, port + 1
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", candidate))
+                except OSError:
+                    continue
+            counter.write_text(str(port))
+            return candidate
+    raise RuntimeError(f"no free port in {low}-{high - 1}")
 
 
 def new_postgres_database(base_url: str) -> str:

@@ -27,7 +27,15 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import database_url_for_test
-from helpers import REPO, SHARED, Server, new_postgres_database, start_server_process, substrate_token
+from helpers import (
+    REPO,
+    SHARED,
+    Server,
+    machine_lock,
+    new_postgres_database,
+    start_server_process,
+    substrate_token,
+)
 
 BINARY = os.environ.get("W3GATE_BINARY", "")
 pytestmark = [
@@ -402,11 +410,12 @@ def test_conformance_suite_passes_9_of_9_against_the_binary(tmp_path: Path) -> N
     assert shutil.which("npm"), "the conformance suite needs node and npm"
     server = start(tmp_path, database_url=database_url_for_test())
     report = tmp_path / "report.md"
-    proc = subprocess.run(
-        [str(TOOL), server.psa_url, substrate_token("//Alice").removeprefix("Bearer ")],
-        capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "PSA_COMPLIANCE_REPORT": str(report)},
-    )
+    with machine_lock("psa-compliance"):  # the tool writes its report to one place in its install
+        proc = subprocess.run(
+            [str(TOOL), server.psa_url, substrate_token("//Alice").removeprefix("Bearer ")],
+            capture_output=True, text=True, timeout=600, check=False,
+            env={**os.environ, "PSA_COMPLIANCE_REPORT": str(report)},
+        )
     summary = [line for line in proc.stdout.splitlines() if line.startswith("psa-compliance:")]
     detail = report.read_text()[-6000:] if report.exists() else proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, f"{summary}\n{detail}"

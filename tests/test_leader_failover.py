@@ -37,9 +37,12 @@ class Fleet:
 
     def start(self, n: int = 1) -> None:
         with ThreadPoolExecutor(n) as pool:
-            new = list(pool.map(lambda _: start_server_process(env=self.env, database_url=self.database_url,
-                                                               data_dir=self.tmp.mktemp("w3gate")), range(n)))
-        self.servers += new
+            started = [pool.submit(start_server_process, env=self.env, database_url=self.database_url,
+                                   data_dir=self.tmp.mktemp("w3gate")) for _ in range(n)]
+        # every server that started is the fleet's (and stopped with it), also when another one failed to
+        self.servers += [f.result() for f in started if f.exception() is None]
+        for f in started:
+            f.result()
 
     def roles(self) -> list[tuple[Server, str | None]]:
         return [(s, s.health().json()["ordering"]["role"]) for s in self.servers]
