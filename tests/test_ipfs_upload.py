@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import Server, substrate_token
+from helpers import Server, substrate_token, wait_for
 from ipfs_fixtures import IpfsNode, devnode
 from multiformats import CID
 from substrateinterface import Keypair
@@ -128,8 +128,11 @@ def test_wrap_with_directory_pins_the_directory(gateway: Server, node: IpfsNode,
 
 
 def test_pin_false_reaches_the_node(gateway: Server, node: IpfsNode, token: str) -> None:
+    """The add leaves the content unpinned; w3gate's own fetcher, which looks for new pins every second, then pins
+    it as it does any pin's content (under load that can come before the check: then it must be that fetch)."""
     root = objects(upload(gateway, token, [("x", os.urandom(2000))], pin="false"))[-1]["Hash"]
-    assert not node.has_pin(root)
+    if node.has_pin(root):
+        wait_for(lambda: f"ipfs node fetched {root}" in gateway.log_text(), timeout=30)
     assert [p for p in my_pins(gateway, token) if same_cid(p["pin"]["cid"], root)]  # w3gate's pin all the same
 
 
