@@ -24,10 +24,10 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from w3gate.errors import ApiError, bad_request, unauthorized
+from w3gate.errors import ApiError, unauthorized
 from w3gate.hookspecs import Identity
 from w3gate.http.connection import Edge, install
-from w3gate.http.gate import PREFIX, Gate, Services, failure_body, failure_headers
+from w3gate.http.gate import PREFIX, Gate, Services, failure_body, failure_headers, pin_body
 from w3gate.http.hot import HotRoutes
 from w3gate.http.queries import parse_list_query
 from w3gate.http.upload import install_upload
@@ -116,13 +116,7 @@ def create_app(services: Services) -> QuartTrio:
     app.after_request(_cors)
 
     async def _body() -> Any:
-        raw = await request.get_data(cache=False)
-        if not raw:
-            raise bad_request("the request body is empty; a JSON Pin object is required")
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:  # also invalid UTF-8, lone surrogates, nesting over 1024
-            raise bad_request(f"the request body is not valid JSON: {exc}") from None
+        return pin_body(await request.get_data(cache=False))
 
     @app.get(f"{PREFIX}/pins")
     async def list_pins() -> Response:

@@ -202,7 +202,7 @@ class RequestConnection(TrioASGIHTTPConnection):
             message = await receive()
         if first.cancelled_caught:  # the head came, the body never started: a handler waiting for it gets 408
             request.body._must_raise = RequestTimeout(  # quart's own way to fail a body
-                f"no byte of the request body arrived within {self.edge.first_byte_timeout:g} s of its head")
+                no_first_byte(self.edge.first_byte_timeout))
             request.body.set_complete()
             message = await receive()
         while True:
@@ -236,6 +236,11 @@ def _declares_body(request: Request) -> bool:
 def _timeout(response: Any, default: float | None) -> float:
     timeout = response.timeout if isinstance(response, Response) and response.timeout is not Ellipsis else default
     return math.inf if timeout is None else timeout
+
+
+def no_first_byte(seconds: float) -> str:
+    """The details of the 408 for a body whose first byte did not come in time."""
+    return f"no byte of the request body arrived within {seconds:g} s of its head"
 
 
 def too_many_body(limit: int) -> bytes:

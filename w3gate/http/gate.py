@@ -12,7 +12,7 @@ import orjson
 
 from w3gate.admission.service import Admission
 from w3gate.clientaddr import AddressCounts, Network, client_address
-from w3gate.errors import ApiError, unauthorized
+from w3gate.errors import ApiError, bad_request, unauthorized
 from w3gate.hookspecs import Identity
 from w3gate.http.upload import UploadGateway
 from w3gate.metrics import Metrics
@@ -74,6 +74,16 @@ def failure_headers(err: ApiError) -> list[tuple[str, str]]:
     if err.status == 401:  # RFC 9110 section 11.6.1: a 401 names the scheme it wants
         headers.append(("WWW-Authenticate", f'Bearer realm="{REALM}"'))
     return headers
+
+
+def pin_body(raw: bytes | str) -> Any:
+    """A request body's JSON (a Pin object, checked by the pin service), or the spec's 400."""
+    if not raw:
+        raise bad_request("the request body is empty; a JSON Pin object is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # also invalid UTF-8, lone surrogates, nesting over 1024
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
 
 
 def failure_body(err: ApiError) -> bytes:

@@ -31,10 +31,10 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import RequestTimeout
 
-from w3gate.errors import ApiError, bad_request
+from w3gate.errors import ApiError
 from w3gate.hookspecs import Identity
-from w3gate.http.connection import Edge, log_access, too_many_body, user_label
-from w3gate.http.gate import PREFIX, Gate, Services, failure_body, failure_headers
+from w3gate.http.connection import Edge, log_access, no_first_byte, too_many_body, user_label
+from w3gate.http.gate import PREFIX, Gate, Services, failure_body, failure_headers, pin_body
 from w3gate.http.queries import parse_list_query
 
 log = logging.getLogger("w3gate.http.app")  # the app's logger: an internal error is logged alike on both paths
@@ -191,8 +191,7 @@ class HotRoutes:
             with trio.move_on_after(self.edge.first_byte_timeout) as first:
                 message = await receive()
             if first.cancelled_caught:  # the head came, the body never started: the handler gets 408
-                body.fail(ApiError(408, "REQUEST_TIMEOUT", "no byte of the request body arrived within "
-                                   f"{self.edge.first_byte_timeout:g} s of its head"))
+                body.fail(ApiError(408, "REQUEST_TIMEOUT", no_first_byte(self.edge.first_byte_timeout)))
                 message = await receive()
         else:
             message = await receive()
@@ -222,13 +221,7 @@ class HotRoutes:
         assert body is not None
         try:
             identity, client = await self._authorize(head)
-            raw = await body.read(self.config["BODY_TIMEOUT"])
-            if not raw:
-                raise bad_request("the request body is empty; a JSON Pin object is required")
-            try:
-                pin = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:  # also invalid UTF-8, lone surrogates, nesting over 1024
-                raise bad_request(f"the request body is not valid JSON: {exc}") from None
+            pin = pin_body(await body.read(self.config["BODY_TIMEOUT"]))
             status = await self.services.pins.add(identity.user_key, pin, identity, client)
             return self._answer(head, 202, orjson.dumps(status))
         except ApiError as err:
