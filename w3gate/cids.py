@@ -71,8 +71,8 @@ def _decode(text: str) -> CID:
 
 
 def _parse_v1_base32(text: str) -> tuple[str, str] | None:
-    """(hash name, order text) of a CIDv1 written as its key is (base32 lower case, canonical: the library's
-    decoder also takes upper case letters after the ``b``): then the key is the text itself.
+    """(hash name, order text) of a CIDv1 written as its key is (base32 lower case and canonical: no upper case,
+    no stray bits, checked by encoding the bytes again): then the key is the text itself.
     ``CID.decode`` costs ~250 us, most of it in runtime type checks of the objects it builds; here the
     standard library's base32 decoder and the library's varint decoder read the parts, and the codec and
     hash are named by ``CID.decode`` once per shape of CID (codec, hash, digest length), which is all else it
