@@ -283,9 +283,26 @@ def _where(sql: _Sql, owner: str, q: PinQuery) -> str:
             parts.append(f"p.name LIKE {sql.arg(_like(q.name))} ESCAPE '\\'")
         else:
             parts.append(f"UPPER(p.name) LIKE UPPER({sql.arg(_like(q.name))}) ESCAPE '\\'")
-    for key, value in q.meta:
-        parts.append(f"p.id IN (SELECT pin_id FROM pin_meta WHERE key = {sql.arg(key)} AND value = {sql.arg(value)})")
+    if q.meta:
+        parts.append(_meta_match(sql, q.meta))
     return " AND ".join(parts)
+
+
+# Up to this many keys, a meta filter is one subquery per key, so that the planner starts from the rarest pair
+# (PostgreSQL: 0.3 ms for {"app": <every pin>, "i": <one>} over 100k pins, where one grouped subquery took 118 ms).
+# Beyond it, planning grows faster than the work: 16 keys planned in 24 ms, 64 in 338 ms, for a run of 1 ms.
+META_EACH_MAX = 8
+
+
+def _meta_match(sql: _Sql, meta: tuple[tuple[str, str], ...]) -> str:
+    """Pins holding every pair of ``meta``: a subquery per key, or beyond :data:`META_EACH_MAX` keys one subquery
+    of the pins with as many of the pairs as there are (a pin holds one value per key)."""
+    distinct = sorted(set(meta))
+    if len(distinct) <= META_EACH_MAX:
+        return " AND ".join(f"p.id IN (SELECT pin_id FROM pin_meta WHERE key = {sql.arg(key)} AND value = "
+                            f"{sql.arg(value)})" for key, value in distinct)
+    pairs = " OR ".join(f"(key = {sql.arg(key)} AND value = {sql.arg(value)})" for key, value in distinct)
+    return f"p.id IN (SELECT pin_id FROM pin_meta WHERE {pairs} GROUP BY pin_id HAVING COUNT(*) = {len(distinct)})"
 
 
 def _from_row(row: Mapping[str, Any]) -> PinRecord:
