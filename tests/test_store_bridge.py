@@ -1,26 +1,33 @@
-"""The two ways trio reaches the asyncio ORM (w3gate.store.bridge), checked on real asyncio primitives.
+"""The ways trio reaches the asyncio ORM (w3gate.store.bridge), checked on real asyncio primitives.
 
 InlineLoop steps a call by hand and hands it to its loop only when it waits: these tests make calls
 that do and do not wait, and check what the ORM relies on across that hand-over (context variables,
 locks, exceptions) as well as trio's side (cancellation before a call, other tasks running between).
+TrioDrivenLoop turns its loop from a trio task: real sockets, another thread's wake-up, timers, a caller
+cancelled mid-call and a second trio run must all keep it going.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
+import time
 
 import pytest
 import trio
 
-from w3gate.store.bridge import AsyncioThread, InlineLoop
+from w3gate.store.bridge import AsyncioThread, InlineLoop, TrioDrivenLoop
 
 CURRENT = contextvars.ContextVar("CURRENT", default="none")
 
 
-@pytest.fixture(params=["inline", "thread"])
-def runner(request):
-    runner = InlineLoop() if request.param == "inline" else AsyncioThread()
+RUNNERS = {"inline": InlineLoop, "thread": AsyncioThread, "trio-driven": TrioDrivenLoop}
+
+
+@pytest.fixture(params=list(RUNNERS))
+async def runner(request):
+    runner = RUNNERS[request.param]()
     yield runner
     runner.stop()
 
@@ -130,10 +137,11 @@ async def test_other_trio_tasks_run_between_inline_calls() -> None:
         runner.stop()
 
 
-async def test_many_calls_at_once_each_get_their_own_result() -> None:
-    """AsyncioThread hands calls and results across in batches: every caller of a burst gets its own result
-    or error, including callers whose calls end in another order than they started, and one that gave up."""
-    runner = AsyncioThread()
+@pytest.mark.parametrize("make", [AsyncioThread, TrioDrivenLoop])
+async def test_many_calls_at_once_each_get_their_own_result(make) -> None:
+    """Calls and results go across in batches: every caller of a burst gets its own result or error,
+    including callers whose calls end in another order than they started, and one that gave up."""
+    runner = make()
     try:
         async def call(i: int) -> int:
             await asyncio.sleep((i * 7 % 5) / 1000)  # finish out of order
@@ -160,5 +168,139 @@ async def test_many_calls_at_once_each_get_their_own_result() -> None:
                 nursery.start_soon(caller, i)
         assert got == {-1: "gave up", **{i: -i if i % 7 == 0 else i * i for i in range(1, 200)}}
         assert await runner.run(call, 3) == 9  # and the next call after the burst
+    finally:
+        runner.stop()
+
+
+async def test_trio_driven_loop_serves_real_sockets_while_trio_runs_on() -> None:
+    """An asyncio server and client on loopback exchange 200 messages through the loop the trio task turns,
+    while a trio task ticks: the loop wakes on its sockets' readiness, and never holds trio up."""
+    runner = TrioDrivenLoop()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0.001)
+
+    async def echo_exchange() -> list[bytes]:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                writer.write(line.upper())
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        got = []
+        for i in range(200):
+            writer.write(b"ping %d\n" % i)
+            got.append(await reader.readline())
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return got
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            got = await runner.run(echo_exchange)
+            before = ticks
+            await trio.sleep(0.05)  # trio keeps running after the calls
+            assert ticks > before
+            nursery.cancel_scope.cancel()
+        assert got == [b"PING %d\n" % i for i in range(200)]
+    finally:
+        runner.stop()
+
+
+async def test_trio_driven_loop_wakes_for_another_threads_callback_and_its_timers() -> None:
+    """What another thread hands the loop (``call_soon_threadsafe``, as an executor's result comes back)
+    and an asyncio timer each wake the trio task that turns it, with no other call to prompt it."""
+    runner = TrioDrivenLoop()
+
+    async def from_a_thread() -> str:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def later() -> None:
+            time.sleep(0.05)
+            loop.call_soon_threadsafe(future.set_result, "from the thread")
+
+        threading.Thread(target=later).start()
+        return await future
+
+    async def after_a_timer() -> float:
+        start = time.monotonic()
+        await asyncio.sleep(0.05)
+        return time.monotonic() - start
+
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    try:
+        assert await runner.run(from_a_thread) == "from the thread"
+        assert 0.05 <= await runner.run(after_a_timer) < 1
+        assert await runner.run(running_loop) is runner.loop
+    finally:
+        runner.stop()
+
+
+async def test_trio_driven_loop_finishes_a_call_whose_caller_was_cancelled() -> None:
+    """A cancelled caller waits for its call (shielded): the asyncio side ends its work (a transaction's
+    ROLLBACK or COMMIT) before the caller goes on; with ``shield=False`` the caller leaves, and the call still
+    runs to its end."""
+    runner = TrioDrivenLoop()
+    ended: list[str] = []
+
+    async def work(name: str) -> str:
+        await asyncio.sleep(0.05)
+        ended.append(name)
+        return name
+
+    try:
+        with trio.move_on_after(0.01) as scope:
+            assert await runner.run(work, "shielded") == "shielded"
+        assert ended == ["shielded"] and scope.cancel_called
+        with trio.move_on_after(0.01):
+            await runner.run(work, "given up", shield=False)
+        assert ended == ["shielded"]
+        await trio.sleep(0.1)
+        assert ended == ["shielded", "given up"]
+    finally:
+        runner.stop()
+
+
+def test_trio_driven_loop_outlives_a_trio_run_and_stops_cleanly() -> None:
+    """The same loop serves a second trio run (the store opened in one, used in the next, as the tests do);
+    stop() cancels what is still running and closes the loop, after which a call is refused."""
+    runner = TrioDrivenLoop()
+
+    async def add(a: int, b: int) -> int:
+        await asyncio.sleep(0)
+        return a + b
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def first() -> int:
+        return await runner.run(add, 1, 2)
+
+    async def second() -> int:
+        with trio.move_on_after(0.01):
+            await runner.run(forever, shield=False)
+        return await runner.run(add, 3, 4)
+
+    try:
+        assert trio.run(first) == 3
+        assert trio.run(second) == 7
+        pending = asyncio.all_tasks(runner.loop)
+        assert len(pending) == 1  # forever(), given up on by its caller
+        runner.stop()
+        assert runner.loop.is_closed() and all(task.done() for task in pending)
+        with pytest.raises(RuntimeError, match="closed"):
+            trio.run(first)
     finally:
         runner.stop()

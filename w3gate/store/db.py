@@ -21,7 +21,7 @@ from w3gate.domain.pins import NewPin, PinRecord
 from w3gate.hookspecs import Quota
 from w3gate.redact import redact_url
 from w3gate.store import migrations, pins, postgres_direct, private_files, sqlite_inline
-from w3gate.store.bridge import AsyncioThread, InlineLoop
+from w3gate.store.bridge import InlineLoop, TrioDrivenLoop
 from w3gate.store.calls import StoreCalls
 from w3gate.store.group_commit import GroupCommit
 from w3gate.store.interface import LeaderLock
@@ -129,9 +129,10 @@ class Database(StoreCalls):
     :class:`w3gate.store.interface.Store`.
 
     ``Database(url)`` makes the implementation for the URL's database. SQLite runs in the calling trio task
-    (its statements are local and short); PostgreSQL runs on an asyncio loop in its own thread (asyncpg waits
-    on the network). See :mod:`w3gate.store.bridge`. ``statement_timeout`` (seconds, None: no limit) bounds the
-    statements that may scan: see :meth:`read_aside` and :func:`w3gate.store.pins.list_pins_bounded`.
+    (its statements are local and short); PostgreSQL runs on an asyncio loop that a trio task turns whenever
+    the server answers (asyncpg waits on the network). See :mod:`w3gate.store.bridge`. ``statement_timeout``
+    (seconds, None: no limit) bounds the statements that may scan: see :meth:`read_aside` and
+    :func:`w3gate.store.pins.list_pins_bounded`.
     """
 
     def __new__(cls, url: str, statement_timeout: float | None = None) -> Database:
@@ -142,7 +143,7 @@ class Database(StoreCalls):
     def __init__(self, url: str, statement_timeout: float | None = None) -> None:
         self.url = url
         self.statement_timeout = statement_timeout
-        self._runner: AsyncioThread | InlineLoop | None = None
+        self._runner: TrioDrivenLoop | InlineLoop | None = None
         self._handle: Handle | None = None
         self._held: trio.Event | None = None  # set while maintain empties the SQLite log
 
@@ -160,7 +161,7 @@ class Database(StoreCalls):
     def dialect(self) -> str:
         return "sqlite" if self.url.startswith("sqlite") else "postgres"
 
-    def _new_runner(self) -> AsyncioThread | InlineLoop:
+    def _new_runner(self) -> TrioDrivenLoop | InlineLoop:
         raise NotImplementedError
 
     async def open(self, *, upgrade_to: int | None = None) -> tuple[int, int]:
@@ -354,12 +355,12 @@ class SqliteDatabase(Database):
 
 
 class PostgresDatabase(Database):
-    """The store on a PostgreSQL server, on an asyncio loop in its own thread
-    (:class:`~w3gate.store.bridge.AsyncioThread`), with the hot paths' pool (:mod:`w3gate.store.postgres_direct`)
+    """The store on a PostgreSQL server, on an asyncio loop turned by trio
+    (:class:`~w3gate.store.bridge.TrioDrivenLoop`), with the hot paths' pool (:mod:`w3gate.store.postgres_direct`)
     and the leader's advisory lock (:class:`~w3gate.store.leader_lock.PostgresLock`)."""
 
-    def _new_runner(self) -> AsyncioThread:
-        return AsyncioThread()
+    def _new_runner(self) -> TrioDrivenLoop:
+        return TrioDrivenLoop()
 
     async def _open_pool(self) -> Any:
         return await postgres_direct.open_pool(asyncpg_params(self.url))
@@ -378,7 +379,7 @@ class PostgresDatabase(Database):
         the trio side waits unshielded (a ping holds no transaction), so a hung connection cannot hold the
         caller either."""
         handle, runner = self._handle, self._runner
-        if timeout is None or handle is None or not isinstance(runner, AsyncioThread):
+        if timeout is None or handle is None or not isinstance(runner, TrioDrivenLoop):
             return await super().ping(timeout)
 
         async def _ping() -> bool:

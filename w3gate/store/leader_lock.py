@@ -48,14 +48,22 @@ class PostgresLock:
         self.params, self.key, self.timeout = params, key, timeout
         self.runner = AsyncioThread("w3gate-leader")
         self.conn: Any = None
+        # asyncpg runs one operation at a time on a connection, and the leader's own check and the submitter's
+        # before a batch (w3gate.ordering.leader) can ask at once: the second got InterfaceError ("another
+        # operation is in progress"), and a leader whose lock was fine stepped down
+        self._one_at_a_time = asyncio.Lock()
 
     async def _call(self, fn: Callable[[], Awaitable[Any]], deadline: float) -> Any:
         """Run ``fn`` on the lock's loop; False on any error or past ``deadline`` seconds (both sides), and then
         the connection is dropped (a hung connection cannot be trusted with the lock)."""
 
+        async def in_turn() -> Any:
+            async with self._one_at_a_time:
+                return await fn()
+
         async def bounded() -> Any:
             try:
-                return await asyncio.wait_for(fn(), deadline)
+                return await asyncio.wait_for(in_turn(), deadline)
             except BaseException:
                 if self.conn is not None:
                     self.conn.terminate()

@@ -213,17 +213,8 @@ async def replace_pin(db: Handle, owner: str, requestid: str, pin: NewPin, creat
 async def get_pin(db: Handle, owner: str, requestid: str) -> PinRecord | None:
     sql = _Sql(db.dialect)
     where = f"p.owner = {sql.arg(owner)} AND p.requestid = {sql.arg(requestid)}"
-    rows = await _read(db, f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
+    rows = await db.read(f"SELECT {_COLUMNS} FROM pins p {_JOIN} WHERE {where}", sql.args)
     return _from_row(rows[0]) if rows else None
-
-
-async def _read(db: Handle, sql: str, args: list[Any]) -> Sequence[Mapping[str, Any]]:
-    """Rows of a hot read, as the driver gives them (sqlite3.Row, asyncpg Record), read by column name:
-    on PostgreSQL through :mod:`w3gate.store.postgres_direct` (generic plans), else the store's connection."""
-    if db.pool is not None:
-        return await postgres_direct.fetch(db.pool, sql, args)
-    _, rows = await db.client.execute_query(sql, args)
-    return rows
 
 
 async def held_keys(db: Handle, keys: list[str]) -> list[str]:
@@ -361,7 +352,7 @@ def _list_result(rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[PinRecord
 async def list_pins(db: Handle, owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:
     """(total matches, newest ``q.limit`` of them), in one statement on the store's connection."""
     sql, args = _list_sql(db.dialect, owner, q)
-    return _list_result(await _read(db, sql, args))
+    return _list_result(await db.read(sql, args))
 
 
 async def list_pins_bounded(db: Store, owner: str, q: PinQuery) -> tuple[int, list[PinRecord]]:

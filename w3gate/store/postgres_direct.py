@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from w3gate.store.pin_rules import create_pin_statement, render
+from w3gate.store.rawsql import sql_log
 from w3gate.store.users import DAY_MS, AddressQuota
 
 CREATED_RETRIES = 50
@@ -35,8 +36,6 @@ CREATED_RETRIES = 50
 CLOSE_TIMEOUT = 10.0  # seconds, as Tortoise gives its own pool
 
 
-# the ORM's statement log, which ``log_sql`` turns on (w3gate.store.db.configure_sql_log): these statements too
-sql_log = logging.getLogger("tortoise.db_client")
 
 
 async def open_pool(params: Mapping[str, Any]) -> Any:
@@ -56,13 +55,6 @@ async def close_pool(pool: Any, timeout: float = CLOSE_TIMEOUT) -> None:
         await asyncio.wait_for(pool.close(), timeout)
     except TimeoutError:
         pool.terminate()
-
-
-async def fetch(pool: Any, sql: str, args: list[Any]) -> list[Any]:
-    """The rows of one read (asyncpg records, read by column name)."""
-    if sql_log.isEnabledFor(logging.DEBUG):
-        sql_log.debug("%s: %s", sql, args)
-    return await pool.fetch(sql, *args)  # type: ignore[no-any-return]
 
 
 async def create_pin(pool: Any, values: Mapping[str, Any], quota: tuple[int, int, int] | None = None,

@@ -7,12 +7,17 @@ cannot express. Only the placeholders differ between the dialects.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionContext
 from tortoise.transactions import in_transaction
+
+# the ORM's statement log, which ``log_sql`` turns on (w3gate.store.db.configure_sql_log): the statements w3gate
+# sends on its own pool too
+sql_log = logging.getLogger("tortoise.db_client")
 
 
 class Sql:
@@ -38,6 +43,16 @@ class Handle:
     client: BaseDBAsyncClient
     dialect: str
     pool: Any | None = None
+
+    async def read(self, sql: str, args: Sequence[Any]) -> Sequence[Mapping[str, Any]]:
+        """Rows of a read on an indexed lookup, as the driver gives them (sqlite3.Row, asyncpg Record), read by
+        column name: on PostgreSQL from the hot paths' pool (generic plans, no ORM wrappers), else the client."""
+        if self.pool is not None:
+            if sql_log.isEnabledFor(logging.DEBUG):
+                sql_log.debug("%s: %s", sql, args)
+            return await self.pool.fetch(sql, *args)  # type: ignore[no-any-return]
+        _, rows = await self.client.execute_query(sql, list(args))
+        return rows
 
     def transaction(self) -> TransactionContext:
         """A transaction on this database (its statements through the client it yields)."""

@@ -164,9 +164,8 @@ async def forget_address_days(db: Handle, now_ms: int) -> int:
 async def known_file_size(db: Handle, key: str) -> int | None:
     """The chain-reported size of a content's order, else the size the IPFS node measured, if either is known
     (what the submitter will order)."""
-    conn = db.client
-    sql = Sql(_dialect(conn))
-    rows = await conn.execute_query_dict(
+    sql = Sql(db.dialect)
+    rows = await db.read(
         f"SELECT COALESCE(file_size, dag_size) AS file_size FROM orders WHERE cid_key = {sql.arg(key)}", sql.args)
     return int(rows[0]["file_size"]) if rows and rows[0]["file_size"] is not None else None
 
