@@ -170,14 +170,11 @@ def main() -> None:
             try:
                 pg_url = args.postgres or (pg := Postgres()).url
                 databases["w3gate PostgreSQL"] = new_postgres_database(pg_url)
-                if pg is not None:  # the same server through its Unix socket
-                    name = new_postgres_database(pg_url).rpartition("/")[2]
-                    databases["w3gate PostgreSQL unix"] = f"postgres://postgres@:{pg.port}/{name}?host={pg.dir}"
             except (FileNotFoundError, subprocess.CalledProcessError) as exc:
                 print(f"PostgreSQL left out: {exc}")
         owner = owner_of(token)
         for name, db_url in databases.items():
-            data_dir = work / ("baseline" if name.startswith("baseline") else "-".join(name.split()[1:]).lower())
+            data_dir = work / ("baseline" if name.startswith("baseline") else name.split()[-1].lower())
             data_dir.mkdir(exist_ok=True)
             fill(db_url, owner, args.pins)
             port = free_port()
