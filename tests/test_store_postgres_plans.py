@@ -1,0 +1,56 @@
+"""How PostgreSQL runs the API's hot reads on w3gate's own pool (generic plans): each reads the rows it returns,
+not every pin of the owner. Checked with ``EXPLAIN ANALYZE`` of the statement as the pool's sessions prepare it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import POSTGRES, open_store
+
+from w3gate.store import pins as store
+from w3gate.store.db import Database
+from w3gate.store.pins import PinQuery
+
+pytestmark = pytest.mark.skipif(not POSTGRES, reason="needs PostgreSQL")
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _nodes(child))]
+
+
+async def _generic_plan(db: Database, sql: str, args: list[Any]) -> list[dict[str, Any]]:
+    """The executed generic plan's nodes of ``sql`` on a connection of the hot paths' pool."""
+    async def explain(h: Any) -> str:
+        async with h.pool.acquire() as conn:
+            types = ", ".join("bigint" if isinstance(a, int) else "text" for a in args)
+            await conn.execute(f"PREPARE hot_statement ({types}) AS {sql}")
+            try:
+                values = ", ".join(str(a) if isinstance(a, int) else "'" + a.replace("'", "''") + "'" for a in args)
+                return await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE hot_statement ({values})")
+            finally:
+                await conn.execute("DEALLOCATE hot_statement")
+
+    return _nodes(json.loads(await db.run(explain))[0]["Plan"])
+
+
+async def test_the_newest_pins_in_one_status_are_read_from_their_index(tmp_path) -> None:
+    """GET /pins lists the newest pins in one status (``pinned`` by default). With 10,000 older pins pinned and
+    3,000 newer ones queued (a user who just added many), the page of 10 reads 10 pins: with PostgreSQL's default
+    page costs the generic plan walked the ``created_ms`` index back through the 3,000 newer pins first."""
+    db = await open_store(tmp_path)
+    try:
+        await db.run(lambda h: h.client.execute_script(
+            "INSERT INTO pins (requestid, owner, cid, cid_key, status, created_ms, origins, meta) "
+            "SELECT 'r' || i, 'owner', 'c' || i, 'c' || i, CASE WHEN i < 10000 THEN 'pinned' ELSE 'queued' END, "
+            "1000 + i, '[]', '{}' FROM generate_series(0, 12999) i; ANALYZE"))
+        count, page = await store.list_pins_bounded(db, "owner", PinQuery(statuses=("pinned",)))
+        assert count == 10_000 and [p.created_ms for p in page] == list(range(10_999, 10_989, -1))
+
+        sql, args = store._list_sql("postgres", "owner", PinQuery(statuses=("pinned",)))
+        nodes = await _generic_plan(db, sql, args)
+        pin_scans = [n for n in nodes if n.get("Relation Name") == "pins"]
+        assert [(n["Actual Rows"], n.get("Rows Removed by Filter", 0)) for n in pin_scans] == [(10, 0)], pin_scans
+    finally:
+        await db.close()
