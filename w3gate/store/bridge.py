@@ -84,11 +84,7 @@ class TrioDrivenLoop:
         self._called = True
         if self._waiting is not None:
             self._waiting.cancel()
-        with trio.CancelScope(shield=shield):
-            await slot.done.wait()
-        if slot.error is not None:
-            raise slot.error
-        return slot.value  # type: ignore[no-any-return]
+        return await slot.result(shield)  # type: ignore[no-any-return]
 
     async def _drive(self) -> None:
         loop, token, fd = self._loop, self._token, self._selector.fileno()
@@ -191,12 +187,7 @@ class AsyncioThread:
         return self._loop
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, shield: bool = True) -> T:
-        """Run ``fn(*args)`` on the asyncio loop and return its result to the calling trio task.
-
-        The wait is shielded from trio cancellation: the asyncio side always runs to completion. Only a
-        call that holds no transaction (a ping) may pass ``shield=False`` and be given up on; it still
-        runs to its end in asyncio.
-        """
+        """As :meth:`TrioDrivenLoop.run`: shielded unless ``shield`` is False."""
         token = trio.lowlevel.current_trio_token()
         if self._token is not token:  # the first call, or a new trio run: results go to it from now on
             self._token = token
@@ -206,11 +197,7 @@ class AsyncioThread:
         if not self._calls_woken:
             self._calls_woken = True
             self._loop.call_soon_threadsafe(self._start_calls)
-        with trio.CancelScope(shield=shield):
-            await slot.done.wait()
-        if slot.error is not None:
-            raise slot.error
-        return slot.value  # type: ignore[no-any-return]
+        return await slot.result(shield)  # type: ignore[no-any-return]
 
     def _start_calls(self) -> None:
         """In asyncio: a task for every call queued (the flag is cleared first, so none is left behind)."""
@@ -251,6 +238,15 @@ class _Slot:
         self.done = trio.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+
+    async def result(self, shield: bool) -> Any:
+        """Wait for the call (shielded from trio cancellation unless ``shield`` is False); its value, or its error
+        raised."""
+        with trio.CancelScope(shield=shield):
+            await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class InlineLoop:
