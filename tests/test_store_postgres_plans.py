@@ -1,5 +1,6 @@
 """How PostgreSQL runs the API's hot reads on w3gate's own pool (generic plans): each reads the rows it returns,
-not every pin of the owner. Checked with ``EXPLAIN ANALYZE`` of the statement as the pool's sessions prepare it."""
+not every pin of the owner or every order. Checked with ``EXPLAIN ANALYZE`` of the statement as the pool's sessions
+prepare it, and with the server's own count of the rows a GET read."""
 
 from __future__ import annotations
 
