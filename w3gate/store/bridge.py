@@ -2,10 +2,10 @@
 
 :class:`TrioDrivenLoop`, the PostgreSQL store's: an asyncio event loop turned by a trio task in trio's own
 thread. Its selector's epoll descriptor is one more file trio waits on; when it is readable (a reply from the
-server), when a call comes, or when an asyncio timer is due, the task runs one turn of the loop. Under
-``GET /pins`` on PostgreSQL this took the service from 854 to 639 us of CPU per request (SQLite: 566), and from
-5.6 voluntary context switches per request to none (``bench/bench_vs_floor.py``): with the loop in a thread of its
-own, the two threads passed the GIL back and forth several times per request.
+server), when a call comes, or when an asyncio timer is due, the task runs one turn of the loop. With the loop
+in a thread of its own, the two threads passed the GIL back and forth several times per request: a ``GET /pins``
+on PostgreSQL made 4.8 voluntary context switches, none now (``bench/bench_threads.py``; the figures are in
+bench/RESULTS.md, "PostgreSQL in the service's thread").
 
 :class:`AsyncioThread`, the leader lock's: one asyncio event loop in a dedicated thread. trio-asyncio was
 measured too, and cost more than either (530 us of CPU per ``fetch`` against about 330 in a thread).
@@ -60,7 +60,6 @@ class TrioDrivenLoop:
         self._loop = asyncio.SelectorEventLoop(self._selector)
         self._token: trio.lowlevel.TrioToken | None = None
         self._waiting: trio.CancelScope | None = None  # the driver's wait between turns
-        self._called = False  # a call came since the driver's last turn began
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -80,8 +79,7 @@ class TrioDrivenLoop:
             self._token = token
             trio.lowlevel.spawn_system_task(self._drive, name="w3gate-db-loop")
         slot = _Slot()
-        self._loop.create_task(_into(slot, fn, args), context=contextvars.copy_context())
-        self._called = True
+        self._loop.create_task(_into(slot, fn, args), context=contextvars.copy_context())  # ready: the next turn
         if self._waiting is not None:
             self._waiting.cancel()
         return await slot.result(shield)  # type: ignore[no-any-return]
@@ -89,7 +87,6 @@ class TrioDrivenLoop:
     async def _drive(self) -> None:
         loop, token, fd = self._loop, self._token, self._selector.fileno()
         while not loop.is_closed() and self._token is token:
-            self._called = False
             previous = asyncio.events._get_running_loop()
             asyncio.events._set_running_loop(loop)
             try:
@@ -98,7 +95,7 @@ class TrioDrivenLoop:
                 log.exception("the store's asyncio loop failed a turn")
             finally:
                 asyncio.events._set_running_loop(previous)
-            if loop._ready or self._called:  # type: ignore[attr-defined]
+            if loop._ready:  # type: ignore[attr-defined]  # callbacks, and any call made since the turn began
                 await trio.lowlevel.checkpoint()  # other trio tasks, then the next turn
                 continue
             deadline = math.inf

@@ -39,9 +39,9 @@ CLOSE_TIMEOUT = 10.0  # seconds, as Tortoise gives its own pool
 # a cached one (1.1, the value PostgreSQL's documentation suggests for SSDs; the default 4.0 is for spinning disks):
 # at 4.0 the generic plan of GET /pins (the owner's newest pins in one status) walked the unique index on
 # ``created_ms`` back from the newest pin and skipped every pin in another status, as that index follows the
-# table's order and so looked cheaper than (owner, status, created_ms); after 6,000 new pins it read 5,850 rows for
-# 10 (6 ms of the server's CPU a request, growing with each new pin). These statements are indexed lookups of a
-# few rows, where the page price only chooses between indexes.
+# table's order and so looked cheaper than (owner, status, created_ms); after 5,850 newer pins in another status it
+# read 5,860 rows for 10 (6.3 ms to run, growing with each new pin). These statements are indexed lookups of a few
+# rows, where the page price only chooses between indexes.
 HOT_SETTINGS = {"plan_cache_mode": "force_generic_plan", "random_page_cost": "1.1"}
 
 # Seconds a connection keeps a prepared statement (asyncpg's ``max_cached_statement_lifetime``, 300 by default)
